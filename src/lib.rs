@@ -4,3 +4,5 @@
 //! The crate is a pure core with a thin I/O shell. Every edge (CRI, API server, filesystem, clock)
 //! sits behind a small trait with one real and one fake implementation, so that everything but the
 //! edges is tested without a runtime. `main.rs` only wires the pieces together.
+
+pub mod kubeconfig;
