@@ -4,5 +4,13 @@
 //! The crate is a pure core with a thin I/O shell. Every edge (CRI, API server, filesystem, clock)
 //! sits behind a small trait with one real and one fake implementation, so that everything but the
 //! edges is tested without a runtime. `main.rs` only wires the pieces together.
+//!
+//! Module map:
+//! - [`config`]: command-line flags and environment → a validated [`config::Config`].
+//! - [`cri`]: the [`cri::Runtime`] trait (the CRI operations the daemon needs), its grpcio client
+//!   and a recording fake.
+//! - [`kubeconfig`]: where the API server is and who we are to it.
 
+pub mod config;
+pub mod cri;
 pub mod kubeconfig;

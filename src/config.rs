@@ -1,0 +1,400 @@
+//! Command-line flags and environment → a validated [`Config`].
+//!
+//! Owns the flag set (names, environment fallbacks and defaults, which `--help` lists) and its
+//! validation. Two stages, as in ripgrep: [`Flags`] is what clap parsed, with no I/O and no
+//! interpretation; [`Config::from_flags`] checks and converts it. Nothing here opens files or
+//! sockets; main.rs does that with the result.
+//!
+//! Seed compatibility: `virtual-kubelet --provider cri --kubeconfig admin.conf`, and the Go
+//! provider's environment variables VKUBELET_POD_IP, APISERVER_CERT_LOCATION,
+//! APISERVER_KEY_LOCATION and KUBELET_PORT.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Default CRI socket of a containerd installed from packages.
+pub const DEFAULT_CRI_SOCKET: &str = "/run/containerd/containerd.sock";
+/// Default root of the pods' container logs.
+pub const DEFAULT_LOG_DIR: &str = "/var/log/vk-cri/";
+/// Default root of the pods' volumes.
+pub const DEFAULT_VOLUMES_DIR: &str = "/run/vk-cri/volumes/";
+
+/// The flags as parsed, before validation.
+#[derive(Parser, Debug, Clone, PartialEq, Eq)]
+#[command(
+    name = "virtual-kubelet",
+    version,
+    about = "vk-cri: a virtual kubelet that runs the pods bound to its Node in containerd, through CRI v1",
+    long_about = None,
+    after_help = "The log level is taken from RUST_LOG when it is set (env_logger syntax), else from --log-level."
+)]
+pub struct Flags {
+    /// Provider that runs the pods; this binary implements `cri` only
+    #[arg(long, value_name = "NAME", default_value = "cri")]
+    pub provider: String,
+
+    /// Kubeconfig to reach the API server as this node
+    #[arg(long, value_name = "PATH", env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Name of the Node this kubelet registers as
+    #[arg(long, value_name = "NAME", default_value = "virtual-kubelet")]
+    pub nodename: String,
+
+    /// CRI endpoint of the container runtime: a socket path or unix:// URL
+    #[arg(
+        long,
+        visible_alias = "container-runtime-endpoint",
+        value_name = "PATH",
+        default_value = DEFAULT_CRI_SOCKET
+    )]
+    pub cri_socket: String,
+
+    /// Root directory of the pods' container logs
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_LOG_DIR)]
+    pub log_dir: PathBuf,
+
+    /// Root directory of the pods' volumes
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_VOLUMES_DIR)]
+    pub volumes_dir: PathBuf,
+
+    /// Port of the kubelet API (logs, exec, attach, port-forward, stats)
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "KUBELET_PORT",
+        default_value_t = 10250
+    )]
+    pub port: u16,
+
+    /// IP address the Node reports as InternalIP
+    #[arg(long, value_name = "IP", env = "VKUBELET_POD_IP")]
+    pub node_ip: Option<String>,
+
+    /// Serving certificate (PEM) of the kubelet API
+    #[arg(long, value_name = "PATH", env = "APISERVER_CERT_LOCATION")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) of the serving certificate
+    #[arg(long, value_name = "PATH", env = "APISERVER_KEY_LOCATION")]
+    pub tls_private_key_file: Option<PathBuf>,
+
+    /// Directory of static pod manifests (YAML or JSON) to run
+    #[arg(long, value_name = "DIR")]
+    pub pod_manifest_path: Option<PathBuf>,
+
+    /// Deadline of every runtime call except image pulls (Go duration: 2m, 30s, 1m30s)
+    #[arg(long, value_name = "DURATION", default_value = "2m")]
+    pub runtime_request_timeout: String,
+
+    /// Deadline of an image pull
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub image_pull_timeout: String,
+
+    /// Log level: error, warn, info, debug or trace
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// The validated configuration the daemon runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub kubeconfig: Option<PathBuf>,
+    pub node_name: String,
+    pub cri_socket: PathBuf,
+    pub log_dir: PathBuf,
+    pub volumes_dir: PathBuf,
+    pub port: u16,
+    pub node_ip: Option<IpAddr>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+    pub pod_manifest_path: Option<PathBuf>,
+    pub runtime_request_timeout: Duration,
+    pub image_pull_timeout: Duration,
+    pub log_level: log::LevelFilter,
+}
+
+/// A flag value that does not make sense; the message names the flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--provider {0:?} is not supported: this binary implements the cri provider only")]
+    Provider(String),
+    #[error("--nodename {0:?} is not a valid node name: {1}")]
+    NodeName(String, &'static str),
+    #[error("--node-ip {0:?} is not an IP address")]
+    NodeIp(String),
+    #[error("--{flag} {value:?} is not a duration: {reason}")]
+    Duration {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("--log-level {0:?} is not one of error, warn, info, debug, trace, off")]
+    LogLevel(String),
+    #[error("--tls-cert-file and --tls-private-key-file must be given together")]
+    TlsPair,
+    #[error("--port 0 is not a port")]
+    Port,
+}
+
+impl Config {
+    /// Validates parsed flags.
+    pub fn from_flags(f: Flags) -> Result<Config, ConfigError> {
+        if f.provider != "cri" {
+            return Err(ConfigError::Provider(f.provider));
+        }
+        if let Some(reason) = invalid_node_name(&f.nodename) {
+            return Err(ConfigError::NodeName(f.nodename, reason));
+        }
+        if f.port == 0 {
+            return Err(ConfigError::Port);
+        }
+        let node_ip = match f
+            .node_ip
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(s) => Some(s.parse().map_err(|_| ConfigError::NodeIp(s.to_string()))?),
+        };
+        if f.tls_cert_file.is_some() != f.tls_private_key_file.is_some() {
+            return Err(ConfigError::TlsPair);
+        }
+        let duration = |flag: &'static str, value: &str| {
+            parse_duration(value).map_err(|reason| ConfigError::Duration {
+                flag,
+                value: value.to_string(),
+                reason,
+            })
+        };
+        let log_level = f
+            .log_level
+            .parse::<log::LevelFilter>()
+            .map_err(|_| ConfigError::LogLevel(f.log_level.clone()))?;
+        Ok(Config {
+            runtime_request_timeout: duration(
+                "runtime-request-timeout",
+                &f.runtime_request_timeout,
+            )?,
+            image_pull_timeout: duration("image-pull-timeout", &f.image_pull_timeout)?,
+            kubeconfig: f.kubeconfig.filter(|p| !p.as_os_str().is_empty()),
+            node_name: f.nodename,
+            cri_socket: crate::cri::client::socket_path(&f.cri_socket).to_path_buf(),
+            log_dir: f.log_dir,
+            volumes_dir: f.volumes_dir,
+            port: f.port,
+            node_ip,
+            tls_cert_file: f.tls_cert_file,
+            tls_private_key_file: f.tls_private_key_file,
+            pod_manifest_path: f.pod_manifest_path,
+            log_level,
+        })
+    }
+}
+
+/// Why `name` cannot be a Node name (a DNS-1123 subdomain), if it cannot.
+fn invalid_node_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("it is empty");
+    }
+    if name.len() > 253 {
+        return Some("it is longer than 253 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return Some("only lowercase letters, digits, '-' and '.' are allowed");
+    }
+    let alnum = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
+    if !alnum(name.bytes().next()) || !alnum(name.bytes().last()) {
+        return Some("it must start and end with a letter or digit");
+    }
+    None
+}
+
+/// Parses a Go duration such as `2m`, `1m30s`, `500ms` or `1.5h` (the kubelet's flag format).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err("empty".into());
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("missing unit after {rest:?} (use ns, us, ms, s, m or h)"))?;
+        if num_len == 0 {
+            return Err(format!("expected a number at {rest:?}"));
+        }
+        let value: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("bad number {:?}", &rest[..num_len]))?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            u => return Err(format!("unknown unit {u:?} (use ns, us, ms, s, m or h)")),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["virtual-kubelet"];
+        argv.extend_from_slice(args);
+        let flags = Flags::try_parse_from(argv).map_err(|e| e.to_string())?;
+        Config::from_flags(flags).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_match_the_seed_provider() {
+        // Run without the environment fallbacks leaking in from the test process.
+        for var in [
+            "KUBECONFIG",
+            "KUBELET_PORT",
+            "VKUBELET_POD_IP",
+            "APISERVER_CERT_LOCATION",
+            "APISERVER_KEY_LOCATION",
+        ] {
+            if std::env::var_os(var).is_some() {
+                return;
+            }
+        }
+        let c = parse(&[]).unwrap();
+        assert_eq!(
+            c.cri_socket,
+            PathBuf::from("/run/containerd/containerd.sock")
+        );
+        assert_eq!(c.log_dir, PathBuf::from("/var/log/vk-cri/"));
+        assert_eq!(c.volumes_dir, PathBuf::from("/run/vk-cri/volumes/"));
+        assert_eq!(c.port, 10250);
+        assert_eq!(c.node_name, "virtual-kubelet");
+        assert_eq!(c.runtime_request_timeout, Duration::from_secs(120));
+        assert_eq!(c.kubeconfig, None);
+    }
+
+    #[test]
+    fn seed_command_line_is_accepted() {
+        let c = parse(&[
+            "--provider",
+            "cri",
+            "--kubeconfig",
+            "admin.conf",
+            "--cri-socket",
+            "unix:///tmp/c.sock",
+        ])
+        .unwrap();
+        assert_eq!(c.kubeconfig, Some(PathBuf::from("admin.conf")));
+        assert_eq!(c.cri_socket, PathBuf::from("/tmp/c.sock"));
+        let c = parse(&["--container-runtime-endpoint", "/x.sock"]).unwrap();
+        assert_eq!(c.cri_socket, PathBuf::from("/x.sock"));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        assert_eq!(
+            parse(&["--provider", "mock"]).unwrap_err(),
+            "--provider \"mock\" is not supported: this binary implements the cri provider only"
+        );
+        assert!(parse(&["--node-ip", "10.0.0.300"])
+            .unwrap_err()
+            .starts_with("--node-ip \"10.0.0.300\""));
+        assert!(parse(&["--runtime-request-timeout", "2 minutes"])
+            .unwrap_err()
+            .starts_with("--runtime-request-timeout"));
+        assert!(parse(&["--nodename", "Bad_Name"])
+            .unwrap_err()
+            .contains("lowercase"));
+        assert!(parse(&["--log-level", "loud"])
+            .unwrap_err()
+            .contains("--log-level"));
+        assert!(parse(&["--tls-cert-file", "/c.pem"])
+            .unwrap_err()
+            .contains("together"));
+        assert!(parse(&["--port", "70000"]).unwrap_err().contains("70000"));
+        assert_eq!(
+            parse(&["--port", "0"]).unwrap_err(),
+            "--port 0 is not a port"
+        );
+    }
+
+    #[test]
+    fn node_ip_accepts_v4_and_v6() {
+        assert_eq!(
+            parse(&["--node-ip", "127.0.0.1"]).unwrap().node_ip,
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            parse(&["--node-ip", "fd00::1"]).unwrap().node_ip,
+            Some("fd00::1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("10").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn help_lists_every_flag_with_its_default() {
+        use clap::CommandFactory;
+        let help = Flags::command().render_long_help().to_string();
+        for needle in [
+            "--provider",
+            "[default: cri]",
+            "--kubeconfig",
+            "[env: KUBECONFIG",
+            "--nodename",
+            "--cri-socket",
+            "[default: /run/containerd/containerd.sock]",
+            "--log-dir",
+            "[default: /var/log/vk-cri/]",
+            "--volumes-dir",
+            "[default: /run/vk-cri/volumes/]",
+            "--port",
+            "[env: KUBELET_PORT",
+            "[default: 10250]",
+            "--node-ip",
+            "VKUBELET_POD_IP",
+            "APISERVER_CERT_LOCATION",
+            "APISERVER_KEY_LOCATION",
+            "--pod-manifest-path",
+            "--runtime-request-timeout",
+            "[default: 2m]",
+            "--log-level",
+        ] {
+            assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
+        }
+    }
+}
