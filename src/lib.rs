@@ -10,7 +10,11 @@
 //! - [`cri`]: the [`cri::Runtime`] trait (the CRI operations the daemon needs), its grpcio client
 //!   and a recording fake.
 //! - [`kubeconfig`]: where the API server is and who we are to it.
+//! - [`pod`]: pod events from the sources, API defaults and validation.
+//! - [`static_pods`]: pods from manifest files (`--pod-manifest-path`).
 
 pub mod config;
 pub mod cri;
 pub mod kubeconfig;
+pub mod pod;
+pub mod static_pods;
