@@ -4,7 +4,10 @@
 //! sends, the pod's identity helpers, and the submodules: [`defaults`] (API defaulting and
 //! validation for pods that never went through an API server).
 
+pub mod backoff;
 pub mod defaults;
+pub mod observed;
+pub mod plan;
 
 use std::sync::Arc;
 
