@@ -86,3 +86,124 @@ pub fn in_cluster(
         namespace,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubeconfig::testing::{fixture, FakeFs};
+
+    fn service_account(namespace: Option<&[u8]>) -> FakeFs {
+        let mut fs = FakeFs::default();
+        fs.add(
+            &format!("{SERVICE_ACCOUNT_DIR}/token"),
+            b"eyJhbGciOi.test-only\n",
+        );
+        fs.add(
+            &format!("{SERVICE_ACCOUNT_DIR}/ca.crt"),
+            fixture("test-ca.crt"),
+        );
+        if let Some(ns) = namespace {
+            fs.add(&format!("{SERVICE_ACCOUNT_DIR}/namespace"), ns);
+        }
+        fs
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn run(vars: &[(&str, &str)], fs: &FakeFs) -> Result<ClientConfig, String> {
+        in_cluster(&env(vars), &|p| fs.read(p)).map_err(|e| e.to_string())
+    }
+
+    const SERVICE: &[(&str, &str)] = &[
+        ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+        ("KUBERNETES_SERVICE_PORT", "443"),
+    ];
+
+    #[test]
+    fn service_account_config() {
+        let fs = service_account(Some(b"vk-system\n"));
+        let cfg = run(SERVICE, &fs).unwrap();
+        assert_eq!(
+            cfg,
+            ClientConfig {
+                server: "https://10.96.0.1:443".to_string(),
+                ca_pem: Some(fixture("test-ca.crt").to_vec()),
+                insecure_skip_tls_verify: false,
+                identity: Identity::TokenFile(
+                    "/var/run/secrets/kubernetes.io/serviceaccount/token".into()
+                ),
+                namespace: Some("vk-system".to_string()),
+            }
+        );
+    }
+
+    #[test]
+    fn ipv6_host_is_bracketed() {
+        let fs = service_account(None);
+        let vars = [
+            ("KUBERNETES_SERVICE_HOST", "fd00:10:96::1"),
+            ("KUBERNETES_SERVICE_PORT", "6443"),
+        ];
+        let cfg = run(&vars, &fs).unwrap();
+        assert_eq!(cfg.server, "https://[fd00:10:96::1]:6443");
+        assert_eq!(cfg.namespace, None, "the namespace file is optional");
+    }
+
+    #[test]
+    fn environment_errors() {
+        let fs = service_account(None);
+        assert_eq!(
+            run(&[("KUBERNETES_SERVICE_PORT", "443")], &fs).unwrap_err(),
+            "in-cluster config: KUBERNETES_SERVICE_HOST is not set"
+        );
+        assert_eq!(
+            run(&[("KUBERNETES_SERVICE_HOST", "10.96.0.1")], &fs).unwrap_err(),
+            "in-cluster config: KUBERNETES_SERVICE_PORT is not set"
+        );
+        let vars = [
+            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "https"),
+        ];
+        assert_eq!(
+            run(&vars, &fs).unwrap_err(),
+            "in-cluster config: KUBERNETES_SERVICE_PORT=\"https\" is not a valid port"
+        );
+    }
+
+    #[test]
+    fn file_errors_name_the_file() {
+        let empty = FakeFs::default();
+        assert_eq!(
+            run(SERVICE, &empty).unwrap_err(),
+            "in-cluster config: failed to read token \
+             /var/run/secrets/kubernetes.io/serviceaccount/token: entity not found"
+        );
+        let mut no_ca = FakeFs::default();
+        no_ca.add(&format!("{SERVICE_ACCOUNT_DIR}/token"), b"t");
+        assert_eq!(
+            run(SERVICE, &no_ca).unwrap_err(),
+            "in-cluster config: failed to read ca.crt \
+             /var/run/secrets/kubernetes.io/serviceaccount/ca.crt: entity not found"
+        );
+        let mut bad_ca = no_ca;
+        bad_ca.add(&format!("{SERVICE_ACCOUNT_DIR}/ca.crt"), b"garbage");
+        assert_eq!(
+            run(SERVICE, &bad_ca).unwrap_err(),
+            "in-cluster config: ca.crt /var/run/secrets/kubernetes.io/serviceaccount/ca.crt: no \
+             certificate (expected a PEM \"CERTIFICATE\" block)"
+        );
+        let mut empty_token = service_account(None);
+        empty_token.add(&format!("{SERVICE_ACCOUNT_DIR}/token"), b"");
+        assert_eq!(
+            run(SERVICE, &empty_token).unwrap_err(),
+            "in-cluster config: token /var/run/secrets/kubernetes.io/serviceaccount/token: the \
+             file is empty"
+        );
+    }
+}

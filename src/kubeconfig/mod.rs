@@ -273,3 +273,127 @@ pub(crate) mod testing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{fixture, FakeFs};
+    use super::*;
+
+    #[test]
+    fn load_names_the_file_and_resolves_relative_to_it() {
+        let fs = FakeFs::with_fixtures_in("/etc/vk");
+        let cfg = load_with(Path::new("/etc/vk/files.kubeconfig"), None, &|p| fs.read(p)).unwrap();
+        assert_eq!(cfg.ca_pem.as_deref(), Some(fixture("test-ca.crt")));
+
+        let err = load_with(Path::new("/etc/vk/data.kubeconfig"), Some("x"), &|p| {
+            fs.read(p)
+        });
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "kubeconfig /etc/vk/data.kubeconfig: context \"x\" not found (contexts: rsa-pkcs1, \
+             rsa-pkcs8, ec-sec1, ec-pkcs8, insecure-token)"
+        );
+    }
+
+    #[test]
+    fn exec_plugin_is_refused_naming_file_and_user() {
+        let fs = FakeFs::with_fixtures_in("/etc/vk");
+        let err = load_with(Path::new("/etc/vk/exec.kubeconfig"), None, &|p| fs.read(p));
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "kubeconfig /etc/vk/exec.kubeconfig: user \"eks-user\": exec credential plugins are \
+             not supported (command \"aws\"); use a client certificate or a token"
+        );
+    }
+
+    #[test]
+    fn load_errors_are_one_line_naming_the_file() {
+        let mut fs = FakeFs::default();
+        fs.add(
+            "/etc/vk/bad.conf",
+            b"clusters:\n  - name: a\n    cluster: [\n",
+        );
+        fs.add("/etc/vk/binary.conf", &[0xff, 0xfe, 0x00]);
+        let load = |path: &str| {
+            load_with(Path::new(path), None, &|p| fs.read(p))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            load("/etc/vk/missing.conf"),
+            "failed to read kubeconfig /etc/vk/missing.conf: entity not found"
+        );
+        assert_eq!(
+            load("/etc/vk/binary.conf"),
+            "kubeconfig /etc/vk/binary.conf: invalid kubeconfig: not valid UTF-8"
+        );
+        assert_eq!(
+            load("/etc/vk/bad.conf"),
+            "kubeconfig /etc/vk/bad.conf: invalid kubeconfig: expected mapping start at line 3, \
+             column 14"
+        );
+    }
+
+    #[test]
+    fn load_reads_a_real_file() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kubeconfig");
+        let cfg = load(&Path::new(dir).join("files.kubeconfig"), Some("token-file")).unwrap();
+        assert_eq!(
+            cfg.identity,
+            Identity::TokenFile(Path::new(dir).join("test-token"))
+        );
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn lookup_order() {
+        let exists = |p: &Path| p == Path::new("/b") || p == Path::new("/c");
+        let in_cluster = [
+            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+        ];
+        let all = [("KUBECONFIG", "/a::/b:/c"), in_cluster[0], in_cluster[1]];
+        let choose = |flag: Option<&str>, vars: &[(&str, &str)]| {
+            choose_source(flag.map(Path::new), &env(vars), &exists).map_err(|e| e.to_string())
+        };
+
+        assert_eq!(
+            choose(Some("/flag"), &all),
+            Ok(Source::Kubeconfig("/flag".into())),
+            "the flag wins, whether its file exists or not"
+        );
+        assert_eq!(
+            choose(None, &all),
+            Ok(Source::Kubeconfig("/b".into())),
+            "then the first existing file of KUBECONFIG"
+        );
+        assert_eq!(choose(None, &in_cluster), Ok(Source::InCluster));
+        assert_eq!(
+            choose(None, &[("KUBECONFIG", ""), in_cluster[0], in_cluster[1]]),
+            Ok(Source::InCluster),
+            "an empty KUBECONFIG is unset"
+        );
+        assert_eq!(
+            choose(
+                None,
+                &[("KUBECONFIG", "/x:/y"), in_cluster[0], in_cluster[1]]
+            ),
+            Err("KUBECONFIG=\"/x:/y\": none of the listed files exists".to_string())
+        );
+        assert_eq!(
+            choose(None, &[]),
+            Err(
+                "no kubeconfig (neither --kubeconfig nor KUBECONFIG is set) and not running in \
+                 a cluster (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set)"
+                    .to_string()
+            )
+        );
+    }
+}

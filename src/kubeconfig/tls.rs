@@ -192,3 +192,268 @@ impl ServerCertVerifier for AnyServerCert {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubeconfig::testing::fixture;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+    use rustls::{ClientConnection, ServerConnection};
+
+    fn client_config(ca: Option<&str>, insecure: bool, identity: Identity) -> ClientConfig {
+        ClientConfig {
+            server: "https://localhost:6443".to_string(),
+            ca_pem: ca.map(|name| fixture(name).to_vec()),
+            insecure_skip_tls_verify: insecure,
+            identity,
+            namespace: None,
+        }
+    }
+
+    fn client_cert(cert: &str, key: &str) -> Identity {
+        Identity::ClientCert {
+            cert_pem: fixture(cert).to_vec(),
+            key_pem: fixture(key).to_vec(),
+        }
+    }
+
+    fn server_chain() -> Vec<CertificateDer<'static>> {
+        vec![CertificateDer::from_pem_slice(fixture("test-server.crt")).unwrap()]
+    }
+
+    fn server_key() -> PrivateKeyDer<'static> {
+        PrivateKeyDer::from_pem_slice(fixture("test-server.key")).unwrap()
+    }
+
+    /// A server with the test server certificate that asks for a client certificate signed by
+    /// the test CA (and accepts none).
+    fn server_config(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ServerConfig> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(fixture("test-ca.crt")).unwrap())
+            .unwrap();
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .allow_unauthenticated()
+            .build()
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(server_chain(), server_key())
+            .unwrap();
+        Arc::new(config)
+    }
+
+    /// Runs a TLS handshake in memory. Returns the server side, or the client's error.
+    fn handshake(
+        client: Arc<rustls::ClientConfig>,
+        server: Arc<rustls::ServerConfig>,
+    ) -> Result<ServerConnection, rustls::Error> {
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = ClientConnection::new(client, name).unwrap();
+        let mut server = ServerConnection::new(server).unwrap();
+        for _ in 0..20 {
+            let mut to_server = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_server).unwrap();
+            }
+            let mut rd = &to_server[..];
+            while !rd.is_empty() {
+                server.read_tls(&mut rd).unwrap();
+                // A server-side error shows up on the client as the alert the server sends.
+                if server.process_new_packets().is_err() {
+                    break;
+                }
+            }
+            let mut to_client = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut to_client).unwrap();
+            }
+            let mut rd = &to_client[..];
+            while !rd.is_empty() {
+                client.read_tls(&mut rd).unwrap();
+                client.process_new_packets()?;
+            }
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(server);
+            }
+        }
+        panic!("handshake did not finish");
+    }
+
+    const TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    const TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+    #[test]
+    fn builds_a_config_for_each_key_type() {
+        for (cert, key) in [
+            ("test-client-rsa.crt", "test-client-rsa-pkcs1.key"),
+            ("test-client-rsa.crt", "test-client-rsa-pkcs8.key"),
+            ("test-client-ec.crt", "test-client-ec-sec1.key"),
+            ("test-client-ec.crt", "test-client-ec-pkcs8.key"),
+        ] {
+            let cfg = client_config(Some("test-ca.crt"), false, client_cert(cert, key));
+            let tls = tls_config(&cfg).unwrap();
+            assert!(tls.client_auth_cert_resolver.has_certs(), "{key}");
+            let ureq = ureq_tls_config(&cfg).unwrap();
+            let client = ureq.client_cert().unwrap();
+            assert_eq!(
+                client.certs()[0].der(),
+                CertificateDer::from_pem_slice(fixture(cert))
+                    .unwrap()
+                    .as_ref(),
+                "{key}"
+            );
+            assert_eq!(
+                client.private_key().der(),
+                PrivateKeyDer::from_pem_slice(fixture(key))
+                    .unwrap()
+                    .secret_der(),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn handshakes_with_the_server_and_presents_the_client_certificate() {
+        for (cert, key) in [
+            ("test-client-rsa.crt", "test-client-rsa-pkcs1.key"),
+            ("test-client-ec.crt", "test-client-ec-pkcs8.key"),
+        ] {
+            for versions in [TLS13, TLS12] {
+                let cfg = client_config(Some("test-ca.crt"), false, client_cert(cert, key));
+                let server = handshake(tls_config(&cfg).unwrap(), server_config(versions)).unwrap();
+                let presented = server.peer_certificates().unwrap();
+                assert_eq!(
+                    presented[0],
+                    CertificateDer::from_pem_slice(fixture(cert)).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_server_signed_by_another_ca_is_refused() {
+        let cfg = client_config(Some("test-other-ca.crt"), false, Identity::Anonymous);
+        let err = handshake(tls_config(&cfg).unwrap(), server_config(TLS13)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_ca_nothing_is_trusted() {
+        let cfg = client_config(None, false, Identity::Token("t".to_string()));
+        let err = handshake(tls_config(&cfg).unwrap(), server_config(TLS13)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+            ),
+            "{err:?}"
+        );
+        let ureq = ureq_tls_config(&cfg).unwrap();
+        assert!(matches!(ureq.root_certs(), ureq::tls::RootCerts::Specific(c) if c.is_empty()));
+    }
+
+    #[test]
+    fn insecure_accepts_any_server_certificate() {
+        for versions in [TLS13, TLS12] {
+            let cfg = client_config(None, true, Identity::Anonymous);
+            assert!(handshake(tls_config(&cfg).unwrap(), server_config(versions)).is_ok());
+        }
+    }
+
+    /// A server that sends the test server certificate but signs with another key.
+    #[derive(Debug)]
+    struct WrongKey(Arc<CertifiedKey>);
+
+    impl ResolvesServerCert for WrongKey {
+        fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+            Some(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn insecure_still_checks_handshake_signatures() {
+        let other_key = PrivateKeyDer::from_pem_slice(fixture("test-client-ec-sec1.key")).unwrap();
+        let signer = provider().key_provider.load_private_key(other_key).unwrap();
+        let resolver = Arc::new(WrongKey(Arc::new(CertifiedKey::new(
+            server_chain(),
+            signer,
+        ))));
+        for versions in [TLS13, TLS12] {
+            let server = rustls::ServerConfig::builder_with_provider(provider())
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(resolver.clone());
+            let cfg = client_config(None, true, Identity::Anonymous);
+            let err = handshake(tls_config(&cfg).unwrap(), Arc::new(server)).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature)
+                ),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ureq_config_uses_ring_roots_and_verification_switch() {
+        let cfg = client_config(Some("test-ca.crt"), false, Identity::Anonymous);
+        let ureq = ureq_tls_config(&cfg).unwrap();
+        assert!(ureq.unversioned_rustls_crypto_provider().is_some());
+        assert!(!ureq.disable_verification());
+        assert!(ureq.client_cert().is_none());
+        match ureq.root_certs() {
+            ureq::tls::RootCerts::Specific(certs) => {
+                assert_eq!(certs.len(), 1);
+                assert_eq!(
+                    certs[0].der(),
+                    CertificateDer::from_pem_slice(fixture("test-ca.crt"))
+                        .unwrap()
+                        .as_ref()
+                );
+            }
+            _ => panic!("expected the CA as the only root"),
+        }
+        let insecure = ureq_tls_config(&client_config(None, true, Identity::Anonymous)).unwrap();
+        assert!(insecure.disable_verification());
+    }
+
+    #[test]
+    fn unusable_material_is_an_error_not_a_panic() {
+        let mismatched = client_config(
+            Some("test-ca.crt"),
+            false,
+            client_cert("test-client-rsa.crt", "test-client-ec-sec1.key"),
+        );
+        for err in [
+            tls_config(&mismatched).map(|_| ()).unwrap_err(),
+            ureq_tls_config(&mismatched).map(|_| ()).unwrap_err(),
+        ] {
+            assert_eq!(
+                err.to_string(),
+                "invalid TLS material: the client key does not match the client certificate"
+            );
+        }
+        let bad_ca = ClientConfig {
+            ca_pem: Some(fixture("test-client-ec-sec1.key").to_vec()),
+            ..client_config(None, false, Identity::Anonymous)
+        };
+        assert_eq!(
+            tls_config(&bad_ca).map(|_| ()).unwrap_err().to_string(),
+            "invalid TLS material: ca_pem: no certificate (expected a PEM \"CERTIFICATE\" block)"
+        );
+    }
+}
