@@ -66,7 +66,12 @@ impl Backoff {
 
     /// Whether `key` is still backing off at `now` for a failure at `event_time`, and the
     /// back-off if so (for the `back-off 20s restarting …` message).
-    pub fn in_backoff_since(&self, key: &str, event_time: SystemTime, now: SystemTime) -> Option<Duration> {
+    pub fn in_backoff_since(
+        &self,
+        key: &str,
+        event_time: SystemTime,
+        now: SystemTime,
+    ) -> Option<Duration> {
         let e = self.entries.get(key)?;
         if self.expired(e, now) {
             return None;
@@ -103,7 +108,9 @@ mod tests {
     #[test]
     fn doubles_from_ten_seconds_up_to_five_minutes() {
         let mut b = Backoff::default();
-        let steps: Vec<u64> = (0..7).map(|i| b.next("c", t(i * 1000 / 10)).as_secs()).collect();
+        let steps: Vec<u64> = (0..7)
+            .map(|i| b.next("c", t(i * 1000 / 10)).as_secs())
+            .collect();
         assert_eq!(steps, [10, 20, 40, 80, 160, 300, 300]);
     }
 
@@ -111,11 +118,17 @@ mod tests {
     fn in_backoff_until_the_duration_has_passed_since_the_failure() {
         let mut b = Backoff::default();
         b.next("c", t(100));
-        assert_eq!(b.in_backoff_since("c", t(100), t(105)), Some(Duration::from_secs(10)));
+        assert_eq!(
+            b.in_backoff_since("c", t(100), t(105)),
+            Some(Duration::from_secs(10))
+        );
         assert_eq!(b.in_backoff_since("c", t(100), t(110)), None);
         assert_eq!(b.in_backoff_since("other", t(100), t(105)), None);
         b.next("c", t(110));
-        assert_eq!(b.in_backoff_since("c", t(110), t(125)), Some(Duration::from_secs(20)));
+        assert_eq!(
+            b.in_backoff_since("c", t(110), t(125)),
+            Some(Duration::from_secs(20))
+        );
         assert_eq!(b.in_backoff_since("c", t(110), t(130)), None);
     }
 
@@ -126,8 +139,16 @@ mod tests {
             b.next("c", t(i));
         }
         assert_eq!(b.current("c"), Some(Duration::from_secs(160)));
-        assert_eq!(b.next("c", t(4 + 600)).as_secs(), 300, "exactly ten minutes is not yet expired");
-        assert_eq!(b.next("c", t(604 + 601)).as_secs(), 10, "more than ten minutes later starts over");
+        assert_eq!(
+            b.next("c", t(4 + 600)).as_secs(),
+            300,
+            "exactly ten minutes is not yet expired"
+        );
+        assert_eq!(
+            b.next("c", t(604 + 601)).as_secs(),
+            10,
+            "more than ten minutes later starts over"
+        );
         b.gc(t(604 + 601 + 601));
         assert_eq!(b.current("c"), None);
     }

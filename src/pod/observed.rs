@@ -100,9 +100,8 @@ impl ObservedPod {
     pub fn sort(&mut self) {
         self.sandboxes
             .sort_by(|a, b| (b.attempt, b.created_at).cmp(&(a.attempt, a.created_at)));
-        self.containers.sort_by(|a, b| {
-            (b.restart_count, b.created_at).cmp(&(a.restart_count, a.created_at))
-        });
+        self.containers
+            .sort_by(|a, b| (b.restart_count, b.created_at).cmp(&(a.restart_count, a.created_at)));
     }
 
     /// The newest sandbox.

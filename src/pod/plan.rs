@@ -161,7 +161,9 @@ pub fn compute_actions(input: PlanInput<'_>) -> Actions {
     let policy = restart_policy(pod);
     let empty = Vec::new();
     let spec = pod.spec.as_ref();
-    let init: &Vec<Container> = spec.and_then(|s| s.init_containers.as_ref()).unwrap_or(&empty);
+    let init: &Vec<Container> = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .unwrap_or(&empty);
     let app: &Vec<Container> = spec.map(|s| &s.containers).unwrap_or(&empty);
 
     let mut actions = Actions::default();
@@ -244,7 +246,10 @@ pub fn compute_actions(input: PlanInput<'_>) -> Actions {
                 let reason = if input.hashes.get(&c.name).is_some_and(|h| *h != l.hash) {
                     Some(KillReason::SpecChanged)
                 } else {
-                    input.unhealthy.get(&l.id).map(|why| KillReason::Unhealthy(why.clone()))
+                    input
+                        .unhealthy
+                        .get(&l.id)
+                        .map(|why| KillReason::Unhealthy(why.clone()))
                 };
                 match reason {
                     None => keep += 1,
@@ -262,7 +267,9 @@ pub fn compute_actions(input: PlanInput<'_>) -> Actions {
                 }
             }
             _ => {
-                if let Some(l) = latest.filter(|l| matches!(l.state, RunState::Created | RunState::Unknown)) {
+                if let Some(l) =
+                    latest.filter(|l| matches!(l.state, RunState::Created | RunState::Unknown))
+                {
                     actions.kill.push(Kill {
                         id: l.id.clone(),
                         name: c.name.clone(),
@@ -349,7 +356,13 @@ mod tests {
         }
     }
 
-    fn ctr(name: &str, kind: ContainerKind, restart: u32, state: RunState, exit: i32) -> ObservedContainer {
+    fn ctr(
+        name: &str,
+        kind: ContainerKind,
+        restart: u32,
+        state: RunState,
+        exit: i32,
+    ) -> ObservedContainer {
         ObservedContainer {
             id: format!("{name}-{restart}"),
             sandbox_id: "sb0".into(),
@@ -363,7 +376,11 @@ mod tests {
             message: String::new(),
             created_at: T0 + restart as i64 * 100 * SEC,
             started_at: T0 + restart as i64 * 100 * SEC + SEC,
-            finished_at: if state == RunState::Exited { T0 + restart as i64 * 100 * SEC + 2 * SEC } else { 0 },
+            finished_at: if state == RunState::Exited {
+                T0 + restart as i64 * 100 * SEC + 2 * SEC
+            } else {
+                0
+            },
             image: "busybox".into(),
             image_ref: "sha256:1".into(),
             log_path: String::new(),
@@ -380,8 +397,15 @@ mod tests {
     }
 
     impl Case {
-        fn new(pod: Pod, sandboxes: Vec<ObservedSandbox>, containers: Vec<ObservedContainer>) -> Case {
-            let mut observed = ObservedPod { sandboxes, containers };
+        fn new(
+            pod: Pod,
+            sandboxes: Vec<ObservedSandbox>,
+            containers: Vec<ObservedContainer>,
+        ) -> Case {
+            let mut observed = ObservedPod {
+                sandboxes,
+                containers,
+            };
             observed.sort();
             let names = pod.spec.as_ref().unwrap();
             let hashes = names
@@ -414,7 +438,10 @@ mod tests {
     }
 
     fn starts(a: &Actions) -> Vec<(String, ContainerKind, u32)> {
-        a.start.iter().map(|s| (s.name.clone(), s.kind, s.restart_count)).collect()
+        a.start
+            .iter()
+            .map(|s| (s.name.clone(), s.kind, s.restart_count))
+            .collect()
     }
 
     use ContainerKind::{App, Init};
@@ -438,9 +465,26 @@ mod tests {
     #[test]
     fn init_containers_run_in_order_each_to_success_before_the_app() {
         let p = pod("Always", &["i1", "i2"], &["a"], false);
-        let running = Case::new(p.clone(), vec![sandbox(0, true)], vec![ctr("i1", Init, 0, Running, 0)]).plan();
-        assert_eq!(running, Actions { sandbox_id: Some("sb0".into()), ..Default::default() }, "wait for i1");
-        let next = Case::new(p.clone(), vec![sandbox(0, true)], vec![ctr("i1", Init, 0, Exited, 0)]).plan();
+        let running = Case::new(
+            p.clone(),
+            vec![sandbox(0, true)],
+            vec![ctr("i1", Init, 0, Running, 0)],
+        )
+        .plan();
+        assert_eq!(
+            running,
+            Actions {
+                sandbox_id: Some("sb0".into()),
+                ..Default::default()
+            },
+            "wait for i1"
+        );
+        let next = Case::new(
+            p.clone(),
+            vec![sandbox(0, true)],
+            vec![ctr("i1", Init, 0, Exited, 0)],
+        )
+        .plan();
         assert_eq!(starts(&next), [("i2".into(), Init, 0)]);
         let app = Case::new(
             p,
@@ -454,43 +498,87 @@ mod tests {
 
     #[test]
     fn a_failed_init_container_is_retried_or_fails_the_pod_under_never() {
-        let c = Case::new(pod("OnFailure", &["i1"], &["a"], false), vec![sandbox(0, true)], vec![ctr("i1", Init, 0, Exited, 1)]);
+        let c = Case::new(
+            pod("OnFailure", &["i1"], &["a"], false),
+            vec![sandbox(0, true)],
+            vec![ctr("i1", Init, 0, Exited, 1)],
+        );
         let a = c.plan();
         assert_eq!(starts(&a), [("i1".into(), Init, 1)]);
         assert!(a.start[0].previous_exit.is_some());
-        let never = Case::new(pod("Never", &["i1"], &["a"], false), vec![sandbox(0, true)], vec![ctr("i1", Init, 0, Exited, 1)]).plan();
+        let never = Case::new(
+            pod("Never", &["i1"], &["a"], false),
+            vec![sandbox(0, true)],
+            vec![ctr("i1", Init, 0, Exited, 1)],
+        )
+        .plan();
         assert!(never.pod_failed && never.kill_pod && never.start.is_empty());
     }
 
     #[test]
     fn restart_policy_decides_which_exited_containers_start_again() {
         let exited = |code| vec![ctr("a", App, 0, Exited, code)];
-        let plan = |policy, code| Case::new(pod(policy, &[], &["a"], false), vec![sandbox(0, true)], exited(code)).plan();
+        let plan = |policy, code| {
+            Case::new(
+                pod(policy, &[], &["a"], false),
+                vec![sandbox(0, true)],
+                exited(code),
+            )
+            .plan()
+        };
         assert_eq!(starts(&plan("Always", 0)), [("a".into(), App, 1)]);
         assert_eq!(starts(&plan("Always", 1)), [("a".into(), App, 1)]);
         assert_eq!(starts(&plan("OnFailure", 1)), [("a".into(), App, 1)]);
         let done = plan("OnFailure", 0);
-        assert!(done.start.is_empty() && done.kill_pod, "succeeded under OnFailure: pod done");
+        assert!(
+            done.start.is_empty() && done.kill_pod,
+            "succeeded under OnFailure: pod done"
+        );
         let never = plan("Never", 1);
         assert!(never.start.is_empty() && never.kill_pod, "Never: pod done");
     }
 
     #[test]
     fn a_running_container_is_kept_and_restarted_when_its_spec_changes() {
-        let mut c = Case::new(pod("Always", &[], &["a"], false), vec![sandbox(0, true)], vec![ctr("a", App, 3, Running, 0)]);
-        assert_eq!(c.plan(), Actions { sandbox_id: Some("sb0".into()), ..Default::default() });
+        let mut c = Case::new(
+            pod("Always", &[], &["a"], false),
+            vec![sandbox(0, true)],
+            vec![ctr("a", App, 3, Running, 0)],
+        );
+        assert_eq!(
+            c.plan(),
+            Actions {
+                sandbox_id: Some("sb0".into()),
+                ..Default::default()
+            }
+        );
         c.hashes.insert("a".into(), "new".into());
         let a = c.plan();
-        assert_eq!(a.kill, [Kill { id: "a-3".into(), name: "a".into(), reason: KillReason::SpecChanged }]);
+        assert_eq!(
+            a.kill,
+            [Kill {
+                id: "a-3".into(),
+                name: "a".into(),
+                reason: KillReason::SpecChanged
+            }]
+        );
         assert_eq!(starts(&a), [("a".into(), App, 4)]);
     }
 
     #[test]
     fn an_unhealthy_container_is_killed_and_restarted_unless_never() {
-        let mut c = Case::new(pod("Always", &[], &["a"], false), vec![sandbox(0, true)], vec![ctr("a", App, 0, Running, 0)]);
-        c.unhealthy.insert("a-0".into(), "Liveness probe failed".into());
+        let mut c = Case::new(
+            pod("Always", &[], &["a"], false),
+            vec![sandbox(0, true)],
+            vec![ctr("a", App, 0, Running, 0)],
+        );
+        c.unhealthy
+            .insert("a-0".into(), "Liveness probe failed".into());
         let a = c.plan();
-        assert_eq!(a.kill[0].reason, KillReason::Unhealthy("Liveness probe failed".into()));
+        assert_eq!(
+            a.kill[0].reason,
+            KillReason::Unhealthy("Liveness probe failed".into())
+        );
         assert_eq!(starts(&a), [("a".into(), App, 1)]);
         c.pod = pod("Never", &[], &["a"], false);
         let never = c.plan();
@@ -500,13 +588,24 @@ mod tests {
 
     #[test]
     fn a_restart_inside_the_backoff_waits_as_crash_loop() {
-        let mut c = Case::new(pod("Always", &[], &["a"], false), vec![sandbox(0, true)], vec![ctr("a", App, 2, Exited, 1)]);
+        let mut c = Case::new(
+            pod("Always", &[], &["a"], false),
+            vec![sandbox(0, true)],
+            vec![ctr("a", App, 2, Exited, 1)],
+        );
         let exit = time_of(c.observed.containers[0].finished_at);
         c.backoff.next(&backoff_key("a", "h"), exit);
         c.now = exit + Duration::from_secs(5);
         let a = c.plan();
         assert!(a.start.is_empty());
-        assert_eq!(a.backing_off, [BackingOff { name: "a".into(), kind: App, backoff: Duration::from_secs(10) }]);
+        assert_eq!(
+            a.backing_off,
+            [BackingOff {
+                name: "a".into(),
+                kind: App,
+                backoff: Duration::from_secs(10)
+            }]
+        );
         assert!(!a.kill_pod, "a container in back-off keeps the pod alive");
         c.now = exit + Duration::from_secs(11);
         assert_eq!(starts(&c.plan()), [("a".into(), App, 3)]);
@@ -515,25 +614,46 @@ mod tests {
     #[test]
     fn a_dead_or_duplicated_sandbox_is_replaced_with_the_next_attempt() {
         let p = pod("Always", &[], &["a"], false);
-        let dead = Case::new(p.clone(), vec![sandbox(0, false)], vec![ctr("a", App, 0, Exited, 137)]).plan();
+        let dead = Case::new(
+            p.clone(),
+            vec![sandbox(0, false)],
+            vec![ctr("a", App, 0, Exited, 137)],
+        )
+        .plan();
         assert_eq!(dead.create_sandbox, Some(1));
         assert!(dead.kill_pod);
-        assert_eq!(starts(&dead), [("a".into(), App, 1)], "restart counts carry over");
+        assert_eq!(
+            starts(&dead),
+            [("a".into(), App, 1)],
+            "restart counts carry over"
+        );
         let two = Case::new(p.clone(), vec![sandbox(0, true), sandbox(1, true)], vec![]).plan();
         assert_eq!(two.create_sandbox, Some(2));
         let mut no_ip = sandbox(0, true);
         no_ip.ip.clear();
-        assert_eq!(Case::new(p, vec![no_ip], vec![]).plan().create_sandbox, Some(1));
+        assert_eq!(
+            Case::new(p, vec![no_ip], vec![]).plan().create_sandbox,
+            Some(1)
+        );
         let mut host = sandbox(0, true);
         host.ip.clear();
         host.host_network = true;
         let hp = pod("Always", &[], &["a"], true);
-        assert_eq!(Case::new(hp, vec![host], vec![]).plan().create_sandbox, None, "host network needs no IP");
+        assert_eq!(
+            Case::new(hp, vec![host], vec![]).plan().create_sandbox,
+            None,
+            "host network needs no IP"
+        );
     }
 
     #[test]
     fn a_finished_never_pod_is_not_restarted_when_its_sandbox_dies() {
-        let a = Case::new(pod("Never", &[], &["a"], false), vec![sandbox(0, false)], vec![ctr("a", App, 0, Exited, 0)]).plan();
+        let a = Case::new(
+            pod("Never", &[], &["a"], false),
+            vec![sandbox(0, false)],
+            vec![ctr("a", App, 0, Exited, 0)],
+        )
+        .plan();
         assert!(a.kill_pod);
         assert_eq!(a.create_sandbox, None);
         assert!(a.start.is_empty());
@@ -541,8 +661,20 @@ mod tests {
 
     #[test]
     fn a_container_created_but_never_started_is_replaced() {
-        let a = Case::new(pod("Always", &[], &["a"], false), vec![sandbox(0, true)], vec![ctr("a", App, 0, Created, 0)]).plan();
-        assert_eq!(a.kill, [Kill { id: "a-0".into(), name: "a".into(), reason: KillReason::NeverStarted }]);
+        let a = Case::new(
+            pod("Always", &[], &["a"], false),
+            vec![sandbox(0, true)],
+            vec![ctr("a", App, 0, Created, 0)],
+        )
+        .plan();
+        assert_eq!(
+            a.kill,
+            [Kill {
+                id: "a-0".into(),
+                name: "a".into(),
+                reason: KillReason::NeverStarted
+            }]
+        );
         assert_eq!(starts(&a), [("a".into(), App, 1)]);
     }
 
@@ -554,6 +686,9 @@ mod tests {
             vec![ctr("a", App, 0, Running, 0), ctr("b", App, 0, Exited, 0)],
         )
         .plan();
-        assert!(a.start.is_empty() && !a.kill_pod, "b succeeded, a still runs");
+        assert!(
+            a.start.is_empty() && !a.kill_pod,
+            "b succeeded, a still runs"
+        );
     }
 }
