@@ -99,9 +99,9 @@ impl ObservedPod {
     /// Puts sandboxes and containers newest first (by attempt, then creation time).
     pub fn sort(&mut self) {
         self.sandboxes
-            .sort_by(|a, b| (b.attempt, b.created_at).cmp(&(a.attempt, a.created_at)));
+            .sort_by_key(|s| std::cmp::Reverse((s.attempt, s.created_at)));
         self.containers
-            .sort_by(|a, b| (b.restart_count, b.created_at).cmp(&(a.restart_count, a.created_at)));
+            .sort_by_key(|c| std::cmp::Reverse((c.restart_count, c.created_at)));
     }
 
     /// The newest sandbox.
