@@ -5,4 +5,5 @@
 //! sits behind a small trait with one real and one fake implementation, so that everything but the
 //! edges is tested without a runtime. `main.rs` only wires the pieces together.
 
+pub mod kube;
 pub mod kubeconfig;
