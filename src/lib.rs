@@ -9,12 +9,14 @@
 //! - [`config`]: command-line flags and environment → a validated [`config::Config`].
 //! - [`cri`]: the [`cri::Runtime`] trait (the CRI operations the daemon needs), its grpcio client
 //!   and a recording fake.
+//! - [`kube`]: the API server client: requests as data, typed errors, the watch state machine.
 //! - [`kubeconfig`]: where the API server is and who we are to it.
 //! - [`pod`]: pod events from the sources, API defaults and validation.
 //! - [`static_pods`]: pods from manifest files (`--pod-manifest-path`).
 
 pub mod config;
 pub mod cri;
+pub mod kube;
 pub mod kubeconfig;
 pub mod pod;
 pub mod static_pods;

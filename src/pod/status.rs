@@ -365,10 +365,10 @@ fn conditions(
         .iter()
         .zip(init)
         .filter(|(_, s)| {
-            !s.state
+            s.state
                 .as_ref()
                 .and_then(|st| st.terminated.as_ref())
-                .is_some_and(|t| t.exit_code == 0)
+                .is_none_or(|t| t.exit_code != 0)
         })
         .map(|(c, _)| c.name.as_str())
         .collect();
