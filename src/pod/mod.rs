@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod observed;
 pub mod plan;
 pub mod status;
+pub mod worker;
 
 use std::sync::Arc;
 
