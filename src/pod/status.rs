@@ -62,6 +62,14 @@ fn whole_seconds(t: Timestamp) -> Time {
     Time(Timestamp::from_second(t.as_second()).unwrap_or(t))
 }
 
+/// The pod conditions the kubelet computes (and so owns) itself.
+pub const KUBELET_CONDITIONS: [&str; 4] = [
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+];
+
 fn is_terminal(phase: Option<&str>) -> bool {
     matches!(phase, Some("Succeeded" | "Failed"))
 }
@@ -351,13 +359,20 @@ fn conditions(
     };
 
     let sandbox_ready = input.observed.latest_sandbox().is_some_and(|s| s.ready);
-    let mut out = Vec::new();
-    if input.is_static || old("PodScheduled").is_some() {
-        out.push(
-            old("PodScheduled")
+    // Conditions the kubelet does not own (PodScheduled, DisruptionTarget, readiness gates set
+    // by controllers) are kept as they are.
+    let mut out: Vec<PodCondition> = input
+        .old
+        .and_then(|s| s.conditions.as_ref())
+        .map(|cs| {
+            cs.iter()
+                .filter(|c| !KUBELET_CONDITIONS.contains(&c.type_.as_str()))
                 .cloned()
-                .unwrap_or_else(|| make("PodScheduled", true, None, None)),
-        );
+                .collect()
+        })
+        .unwrap_or_default();
+    if input.is_static && old("PodScheduled").is_none() {
+        out.push(make("PodScheduled", true, None, None));
     }
     out.push(make("PodReadyToStartContainers", sandbox_ready, None, None));
 
@@ -801,6 +816,41 @@ mod tests {
         c.old = None;
         c.pod_failed = true;
         assert_eq!(c.status().phase.as_deref(), Some("Failed"));
+    }
+
+    #[test]
+    fn conditions_owned_by_others_are_kept() {
+        let mut c = Case::new(
+            pod("Always", &[], &["a"]),
+            vec![ctr("a", App, 0, Running, 0)],
+        );
+        let scheduled = PodCondition {
+            type_: "PodScheduled".into(),
+            status: "True".into(),
+            last_transition_time: Some(Time(Timestamp::from_second(1_700_000_000).unwrap())),
+            ..Default::default()
+        };
+        let gate = PodCondition {
+            type_: "example.com/gate".into(),
+            status: "False".into(),
+            ..Default::default()
+        };
+        c.old = Some(PodStatus {
+            conditions: Some(vec![scheduled.clone(), gate.clone()]),
+            ..Default::default()
+        });
+        let s = c.status();
+        assert_eq!(cond(&s, "PodScheduled"), &scheduled);
+        assert_eq!(cond(&s, "example.com/gate"), &gate);
+        assert_eq!(
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .filter(|c| c.type_ == "PodScheduled")
+                .count(),
+            1
+        );
     }
 
     #[test]
