@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod defaults;
 pub mod observed;
 pub mod plan;
+pub mod report;
 pub mod status;
 pub mod worker;
 
