@@ -10,7 +10,10 @@
 //! - [`cri`]: the [`cri::Runtime`] trait (the CRI operations the daemon needs), its grpcio client
 //!   and a recording fake.
 //! - [`kubeconfig`]: where the API server is and who we are to it.
+//! - [`pod`]: a pod as CRI sandbox and container configs, and the labels that let the runtime
+//!   be the source of truth (pure).
 
 pub mod config;
 pub mod cri;
 pub mod kubeconfig;
+pub mod pod;
