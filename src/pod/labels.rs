@@ -538,7 +538,8 @@ mod tests {
     fn any_spec_change_changes_the_hash() {
         let base = fixture_container();
         let h = container_hash(&base).unwrap();
-        let mutations: Vec<(&str, Box<dyn Fn(&mut Container)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Container)>;
+        let mutations: Vec<(&str, Mutation)> = vec![
             ("image", Box::new(|c| c.image = Some("busybox:1.37".into()))),
             ("command", Box::new(|c| c.command = Some(vec!["sh".into()]))),
             ("args", Box::new(|c| c.args = Some(vec!["-c".into()]))),

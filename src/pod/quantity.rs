@@ -127,9 +127,13 @@ impl Quantity {
     pub fn is_positive(&self) -> bool {
         self.nanos > 0
     }
+}
 
-    /// The sum of two quantities.
-    pub fn add(self, other: Quantity) -> Quantity {
+impl std::ops::Add for Quantity {
+    type Output = Quantity;
+
+    /// The sum of two quantities (saturating).
+    fn add(self, other: Quantity) -> Quantity {
         Quantity {
             nanos: self.nanos.saturating_add(other.nanos),
         }
@@ -210,7 +214,7 @@ mod tests {
         assert!(q("100m") < q("0.2"));
         assert!(q("1m").is_positive());
         assert!(!q("0").is_positive());
-        assert_eq!(q("1").add(q("500m")), q("1.5"));
+        assert_eq!(q("1") + q("500m"), q("1.5"));
     }
 
     #[test]

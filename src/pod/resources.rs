@@ -67,7 +67,7 @@ pub fn compute_qos_class(pod: &Pod) -> &'static str {
                 let q = parse_or_zero(q);
                 if q.is_positive() {
                     let sum = requests.entry(name).or_default();
-                    *sum = sum.add(q);
+                    *sum = *sum + q;
                 }
             }
         }
@@ -82,7 +82,7 @@ pub fn compute_qos_class(pod: &Pod) -> &'static str {
                         limited.1 = true;
                     }
                     let sum = limits.entry(name).or_default();
-                    *sum = sum.add(q);
+                    *sum = *sum + q;
                 }
             }
         }

@@ -852,3 +852,990 @@ pub fn container_config(
         ..Default::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Golden-config tests in the style of containerd's `getCreateContainerTestData`: one
+    //! realistic pod (the recorded API server's `p1`), its expected configs written out in full,
+    //! and one mutation per test applied to both the pod and the expectation.
+
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        Capabilities, ContainerPort, HostAlias, ResourceRequirements, Sysctl, VolumeMount,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
+    use std::collections::BTreeMap;
+
+    const UID: &str = "4efec839-56e9-47bb-866d-48bc6e748cd4";
+    const IMAGE_REF: &str =
+        "sha256:a6f503d192ac90aa8a3112330b93e197a06d537bdb53f475b5159a417f890399";
+    const HOSTS: &str = "/var/lib/vk-cri/pods/4efec839-56e9-47bb-866d-48bc6e748cd4/etc-hosts";
+    const TERMLOG: &str =
+        "/var/lib/vk-cri/pods/4efec839-56e9-47bb-866d-48bc6e748cd4/containers/c/1a2b3c4d";
+
+    fn fixture_pod() -> Pod {
+        serde_json::from_str(include_str!(
+            "../../tests/fixtures/apiserver/00f-admin-create-pod-p1/response-body.json"
+        ))
+        .expect("fixture pod")
+    }
+
+    fn spec(pod: &mut Pod) -> &mut k8s_openapi::api::core::v1::PodSpec {
+        pod.spec.as_mut().unwrap()
+    }
+
+    fn c0(pod: &mut Pod) -> &mut Container {
+        &mut spec(pod).containers[0]
+    }
+
+    fn psc(pod: &mut Pod) -> &mut PodSecurityContext {
+        spec(pod)
+            .security_context
+            .get_or_insert_with(Default::default)
+    }
+
+    fn csc(pod: &mut Pod) -> &mut SecurityContext {
+        c0(pod)
+            .security_context
+            .get_or_insert_with(Default::default)
+    }
+
+    fn node() -> NodeContext {
+        let mut n = NodeContext::new("vk-node");
+        n.cluster_dns = vec!["10.96.0.10".into()];
+        n.host_resolv_conf = Some("nameserver 192.168.1.1\nsearch corp.example\n".into());
+        n.cgroup_root = "/vk-cri".into();
+        n.memory_capacity = 16 << 30;
+        n
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn ns(network: NamespaceMode, pid: NamespaceMode, ipc: NamespaceMode) -> api::NamespaceOption {
+        api::NamespaceOption {
+            network: EnumOrUnknown::new(network),
+            pid: EnumOrUnknown::new(pid),
+            ipc: EnumOrUnknown::new(ipc),
+            ..Default::default()
+        }
+    }
+
+    fn profile(t: api::security_profile::ProfileType, r: &str) -> api::SecurityProfile {
+        api::SecurityProfile {
+            profile_type: EnumOrUnknown::new(t),
+            localhost_ref: r.into(),
+            ..Default::default()
+        }
+    }
+
+    fn golden_sandbox() -> api::PodSandboxConfig {
+        api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata {
+                name: "p1".into(),
+                uid: UID.into(),
+                namespace: "fixtures".into(),
+                attempt: 0,
+                ..Default::default()
+            })
+            .into(),
+            hostname: "p1".into(),
+            log_directory: format!("/var/log/pods/fixtures_p1_{UID}"),
+            dns_config: Some(api::DNSConfig {
+                servers: strings(&["10.96.0.10"]),
+                searches: strings(&[
+                    "fixtures.svc.cluster.local",
+                    "svc.cluster.local",
+                    "cluster.local",
+                    "corp.example",
+                ]),
+                options: strings(&["ndots:5"]),
+                ..Default::default()
+            })
+            .into(),
+            port_mappings: vec![api::PortMapping {
+                protocol: EnumOrUnknown::new(api::Protocol::TCP),
+                container_port: 80,
+                ..Default::default()
+            }],
+            labels: crate::cri::labels([
+                ("app", "fixture"),
+                ("io.kubernetes.pod.name", "p1"),
+                ("io.kubernetes.pod.namespace", "fixtures"),
+                ("io.kubernetes.pod.uid", UID),
+                ("vk-cri.io/node", "vk-node"),
+            ]),
+            annotations: Default::default(),
+            linux: Some(api::LinuxPodSandboxConfig {
+                cgroup_parent: format!("/vk-cri/besteffort/pod{UID}"),
+                security_context: Some(api::LinuxSandboxSecurityContext {
+                    namespace_options: Some(ns(
+                        NamespaceMode::POD,
+                        NamespaceMode::CONTAINER,
+                        NamespaceMode::POD,
+                    ))
+                    .into(),
+                    seccomp: Some(profile(
+                        api::security_profile::ProfileType::RuntimeDefault,
+                        "",
+                    ))
+                    .into(),
+                    ..Default::default()
+                })
+                .into(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    fn inputs() -> ContainerInputs {
+        ContainerInputs {
+            env: vec![("PASSWORD".into(), "hunter2".into())],
+            mounts: vec![
+                api::Mount {
+                    container_path: "/etc/app".into(),
+                    host_path: format!("/var/lib/vk-cri/pods/{UID}/volumes/conf"),
+                    ..Default::default()
+                },
+                api::Mount {
+                    container_path: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+                    host_path: format!("/var/lib/vk-cri/pods/{UID}/volumes/kube-api-access-tvrnn"),
+                    readonly: true,
+                    ..Default::default()
+                },
+            ],
+            etc_hosts_path: Some(HOSTS.into()),
+            termination_log_path: Some(TERMLOG.into()),
+            image_ref: IMAGE_REF.into(),
+            image_user: ImageUser::root(),
+        }
+    }
+
+    fn golden_container() -> api::ContainerConfig {
+        let mut mounts = inputs().mounts;
+        mounts.push(api::Mount {
+            container_path: "/etc/hosts".into(),
+            host_path: HOSTS.into(),
+            ..Default::default()
+        });
+        mounts.push(api::Mount {
+            container_path: "/dev/termination-log".into(),
+            host_path: TERMLOG.into(),
+            ..Default::default()
+        });
+        api::ContainerConfig {
+            metadata: Some(api::ContainerMetadata {
+                name: "c".into(),
+                attempt: 0,
+                ..Default::default()
+            })
+            .into(),
+            image: Some(api::ImageSpec {
+                image: IMAGE_REF.into(),
+                user_specified_image: "busybox:1.36".into(),
+                ..Default::default()
+            })
+            .into(),
+            command: strings(&["sh", "-c", "while true; do echo tick; sleep 5; done"]),
+            envs: vec![api::KeyValue {
+                key: "PASSWORD".into(),
+                value: b"hunter2".to_vec(),
+                ..Default::default()
+            }],
+            mounts,
+            labels: crate::cri::labels([
+                ("io.kubernetes.pod.name", "p1"),
+                ("io.kubernetes.pod.namespace", "fixtures"),
+                ("io.kubernetes.pod.uid", UID),
+                ("io.kubernetes.container.name", "c"),
+                ("vk-cri.io/node", "vk-node"),
+            ]),
+            annotations: crate::cri::labels([
+                ("io.kubernetes.container.hash", "df0fdb33d007ef1d"),
+                ("io.kubernetes.container.restartCount", "0"),
+                (
+                    "io.kubernetes.container.terminationMessagePath",
+                    "/dev/termination-log",
+                ),
+                ("io.kubernetes.container.terminationMessagePolicy", "File"),
+                ("io.kubernetes.pod.terminationGracePeriod", "30"),
+                (
+                    "io.kubernetes.container.ports",
+                    r#"[{"containerPort":80,"protocol":"TCP"}]"#,
+                ),
+                ("vk-cri.io/container-type", "app"),
+            ]),
+            log_path: "c/0.log".into(),
+            linux: Some(api::LinuxContainerConfig {
+                resources: Some(api::LinuxContainerResources {
+                    cpu_period: 100_000,
+                    cpu_shares: 2,
+                    oom_score_adj: 1000,
+                    ..Default::default()
+                })
+                .into(),
+                security_context: Some(api::LinuxContainerSecurityContext {
+                    namespace_options: Some(ns(
+                        NamespaceMode::POD,
+                        NamespaceMode::CONTAINER,
+                        NamespaceMode::POD,
+                    ))
+                    .into(),
+                    run_as_user: Some(int64(0)).into(),
+                    masked_paths: strings(DEFAULT_MASKED_PATHS),
+                    readonly_paths: strings(DEFAULT_READONLY_PATHS),
+                    seccomp: Some(profile(api::security_profile::ProfileType::Unconfined, ""))
+                        .into(),
+                    ..Default::default()
+                })
+                .into(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    fn sandbox_for(pod: &Pod) -> api::PodSandboxConfig {
+        sandbox_config(pod, &node(), 0).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn container_for(pod: &Pod, inputs: &ContainerInputs) -> api::ContainerConfig {
+        let c = pod.spec.as_ref().unwrap().containers[0].clone();
+        container_config(pod, &c, ContainerKind::App, 0, inputs, &node())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn sandbox_linux(cfg: &mut api::PodSandboxConfig) -> &mut api::LinuxPodSandboxConfig {
+        cfg.linux.as_mut().unwrap()
+    }
+
+    fn sandbox_sc(cfg: &mut api::PodSandboxConfig) -> &mut api::LinuxSandboxSecurityContext {
+        sandbox_linux(cfg).security_context.as_mut().unwrap()
+    }
+
+    fn container_sc(cfg: &mut api::ContainerConfig) -> &mut api::LinuxContainerSecurityContext {
+        cfg.linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+    }
+
+    fn container_resources(cfg: &mut api::ContainerConfig) -> &mut api::LinuxContainerResources {
+        cfg.linux.as_mut().unwrap().resources.as_mut().unwrap()
+    }
+
+    /// Re-hashes the expectation after a spec mutation.
+    fn rehash(pod: &Pod, want: &mut api::ContainerConfig) {
+        let c = &pod.spec.as_ref().unwrap().containers[0];
+        want.annotations.insert(
+            labels::CONTAINER_HASH.into(),
+            format!("{:x}", labels::container_hash(c).unwrap()),
+        );
+    }
+
+    #[test]
+    fn golden_sandbox_config() {
+        assert_eq!(sandbox_for(&fixture_pod()), golden_sandbox());
+    }
+
+    #[test]
+    fn golden_container_config() {
+        assert_eq!(container_for(&fixture_pod(), &inputs()), golden_container());
+    }
+
+    #[test]
+    fn sandbox_attempt_and_annotations() {
+        let mut pod = fixture_pod();
+        pod.metadata.annotations = Some(BTreeMap::from([("a".to_string(), "b".to_string())]));
+        let mut want = golden_sandbox();
+        want.metadata.as_mut().unwrap().attempt = 3;
+        want.annotations = crate::cri::labels([("a", "b")]);
+        assert_eq!(sandbox_config(&pod, &node(), 3).unwrap(), want);
+    }
+
+    #[test]
+    fn sandbox_host_network_has_no_hostname_and_host_dns() {
+        let mut pod = fixture_pod();
+        spec(&mut pod).host_network = Some(true);
+        let mut want = golden_sandbox();
+        want.hostname = String::new();
+        want.dns_config = Some(api::DNSConfig {
+            servers: strings(&["192.168.1.1"]),
+            searches: strings(&["corp.example"]),
+            ..Default::default()
+        })
+        .into();
+        sandbox_sc(&mut want).namespace_options = Some(ns(
+            NamespaceMode::NODE,
+            NamespaceMode::CONTAINER,
+            NamespaceMode::POD,
+        ))
+        .into();
+        assert_eq!(sandbox_for(&pod), want);
+
+        // The container carries the same namespaces itself.
+        let got = container_for(&pod, &inputs());
+        assert_eq!(
+            got.linux
+                .security_context
+                .namespace_options
+                .network
+                .enum_value(),
+            Ok(NamespaceMode::NODE)
+        );
+    }
+
+    #[test]
+    fn sandbox_host_pid_ipc_and_shared_process_namespace() {
+        let cases = [
+            (
+                Some(true),
+                None,
+                None,
+                ns(NamespaceMode::POD, NamespaceMode::NODE, NamespaceMode::POD),
+            ),
+            (
+                None,
+                Some(true),
+                None,
+                ns(
+                    NamespaceMode::POD,
+                    NamespaceMode::CONTAINER,
+                    NamespaceMode::NODE,
+                ),
+            ),
+            (
+                None,
+                None,
+                Some(true),
+                ns(NamespaceMode::POD, NamespaceMode::POD, NamespaceMode::POD),
+            ),
+            // hostPID wins over sharing.
+            (
+                Some(true),
+                None,
+                Some(true),
+                ns(NamespaceMode::POD, NamespaceMode::NODE, NamespaceMode::POD),
+            ),
+        ];
+        for (host_pid, host_ipc, share, want_ns) in cases {
+            let mut pod = fixture_pod();
+            spec(&mut pod).host_pid = host_pid;
+            spec(&mut pod).host_ipc = host_ipc;
+            spec(&mut pod).share_process_namespace = share;
+            let mut want = golden_sandbox();
+            sandbox_sc(&mut want).namespace_options = Some(want_ns.clone()).into();
+            assert_eq!(
+                sandbox_for(&pod),
+                want,
+                "{host_pid:?} {host_ipc:?} {share:?}"
+            );
+            let mut want_c = golden_container();
+            container_sc(&mut want_c).namespace_options = Some(want_ns).into();
+            assert_eq!(container_for(&pod, &inputs()), want_c);
+        }
+    }
+
+    #[test]
+    fn sandbox_hostname_subdomain_and_fqdn() {
+        let mut pod = fixture_pod();
+        spec(&mut pod).hostname = Some("web-0".into());
+        spec(&mut pod).subdomain = Some("nginx".into());
+        let mut want = golden_sandbox();
+        want.hostname = "web-0".into();
+        assert_eq!(sandbox_for(&pod), want);
+        spec(&mut pod).set_hostname_as_fqdn = Some(true);
+        want.hostname = "web-0.nginx.fixtures.svc.cluster.local".into();
+        assert_eq!(sandbox_for(&pod), want);
+    }
+
+    #[test]
+    fn sandbox_port_mappings() {
+        let mut pod = fixture_pod();
+        let port = |p: i32, proto: &str, hp: Option<i32>, ip: Option<&str>, name: Option<&str>| {
+            ContainerPort {
+                container_port: p,
+                protocol: Some(proto.into()),
+                host_port: hp,
+                host_ip: ip.map(String::from),
+                name: name.map(String::from),
+            }
+        };
+        c0(&mut pod).ports = Some(vec![
+            port(80, "TCP", Some(8080), Some("127.0.0.1"), Some("http")),
+            port(53, "UDP", None, None, None),
+            port(53, "UDP", None, None, None), // same unnamed port: dropped
+            port(9999, "SCTP", Some(9999), Some("::1"), None),
+            port(81, "TCP", None, None, Some("http")), // same name: dropped
+        ]);
+        let mut init = Container {
+            name: "init".into(),
+            ports: Some(vec![port(7, "TCP", Some(7), None, None)]),
+            ..Default::default()
+        };
+        init.image = Some("busybox".into());
+        spec(&mut pod).init_containers = Some(vec![init]); // init containers' ports are not mapped
+        let mapping = |proto: api::Protocol, cp: i32, hp: i32, ip: &str| api::PortMapping {
+            protocol: EnumOrUnknown::new(proto),
+            container_port: cp,
+            host_port: hp,
+            host_ip: ip.into(),
+            ..Default::default()
+        };
+        let mut want = golden_sandbox();
+        want.port_mappings = vec![
+            mapping(api::Protocol::TCP, 80, 8080, "127.0.0.1"),
+            mapping(api::Protocol::UDP, 53, 0, ""),
+            mapping(api::Protocol::SCTP, 9999, 9999, "::1"),
+        ];
+        assert_eq!(sandbox_for(&pod), want);
+    }
+
+    #[test]
+    fn sandbox_pod_security_context() {
+        let mut pod = fixture_pod();
+        let sc = psc(&mut pod);
+        sc.run_as_user = Some(1000);
+        sc.run_as_group = Some(3000);
+        sc.fs_group = Some(2000);
+        sc.supplemental_groups = Some(vec![4000, 5000]);
+        sc.supplemental_groups_policy = Some("Strict".into());
+        sc.se_linux_options = Some(SELinuxOptions {
+            level: Some("s0:c123,c456".into()),
+            ..Default::default()
+        });
+        let mut want = golden_sandbox();
+        let s = sandbox_sc(&mut want);
+        s.run_as_user = Some(int64(1000)).into();
+        s.run_as_group = Some(int64(3000)).into();
+        s.supplemental_groups = vec![2000, 4000, 5000];
+        s.supplemental_groups_policy = EnumOrUnknown::new(api::SupplementalGroupsPolicy::Strict);
+        s.selinux_options = Some(api::SELinuxOption {
+            level: "s0:c123,c456".into(),
+            ..Default::default()
+        })
+        .into();
+        assert_eq!(sandbox_for(&pod), want);
+
+        // The container inherits user, group, groups and SELinux options from the pod.
+        let mut want_c = golden_container();
+        let s = container_sc(&mut want_c);
+        s.run_as_user = Some(int64(1000)).into();
+        s.run_as_group = Some(int64(3000)).into();
+        s.supplemental_groups = vec![2000, 4000, 5000];
+        s.supplemental_groups_policy = EnumOrUnknown::new(api::SupplementalGroupsPolicy::Strict);
+        s.selinux_options = Some(api::SELinuxOption {
+            level: "s0:c123,c456".into(),
+            ..Default::default()
+        })
+        .into();
+        assert_eq!(container_for(&pod, &inputs()), want_c);
+
+        psc(&mut pod).supplemental_groups_policy = Some("Loose".into());
+        let e = sandbox_config(&pod, &node(), 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid supplementalGroupsPolicy \"Loose\" of pod fixtures/p1: unsupported (Merge or Strict)"
+        );
+        assert_eq!(e.reason(), "FailedCreatePodSandBox");
+    }
+
+    #[test]
+    fn sandbox_privileged_when_any_container_is() {
+        let mut pod = fixture_pod();
+        spec(&mut pod).init_containers = Some(vec![Container {
+            name: "init".into(),
+            security_context: Some(SecurityContext {
+                privileged: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+        let mut want = golden_sandbox();
+        sandbox_sc(&mut want).privileged = true;
+        assert_eq!(sandbox_for(&pod), want);
+    }
+
+    #[test]
+    fn sandbox_cgroup_parent_by_qos() {
+        let mut pod = fixture_pod();
+        let set = |pod: &mut Pod, req: &[(&str, &str)], lim: &[(&str, &str)], qos: &str| {
+            let q = |v: &[(&str, &str)]| {
+                Some(
+                    v.iter()
+                        .map(|(k, x)| (k.to_string(), K8sQuantity(x.to_string())))
+                        .collect::<BTreeMap<_, _>>(),
+                )
+            };
+            c0(pod).resources = Some(ResourceRequirements {
+                requests: q(req),
+                limits: q(lim),
+                ..Default::default()
+            });
+            pod.status.as_mut().unwrap().qos_class = Some(qos.into());
+        };
+        set(
+            &mut pod,
+            &[("cpu", "1"), ("memory", "1Gi")],
+            &[("cpu", "1"), ("memory", "1Gi")],
+            "Guaranteed",
+        );
+        assert_eq!(
+            sandbox_for(&pod).linux.cgroup_parent,
+            format!("/vk-cri/pod{UID}")
+        );
+        set(&mut pod, &[("cpu", "1")], &[], "Burstable");
+        assert_eq!(
+            sandbox_for(&pod).linux.cgroup_parent,
+            format!("/vk-cri/burstable/pod{UID}")
+        );
+        let mut n = node();
+        n.cgroup_root = String::new();
+        assert_eq!(sandbox_config(&pod, &n, 0).unwrap().linux.cgroup_parent, "");
+    }
+
+    #[test]
+    fn sandbox_sysctls() {
+        let mut pod = fixture_pod();
+        psc(&mut pod).sysctls = Some(vec![
+            Sysctl {
+                name: "net.ipv4.ip_local_port_range".into(),
+                value: "1024 65535".into(),
+            },
+            Sysctl {
+                name: "kernel/shm_rmid_forced".into(),
+                value: "1".into(),
+            },
+        ]);
+        let mut want = golden_sandbox();
+        sandbox_linux(&mut want).sysctls = crate::cri::labels([
+            ("net.ipv4.ip_local_port_range", "1024 65535"),
+            ("kernel.shm_rmid_forced", "1"),
+        ]);
+        assert_eq!(sandbox_for(&pod), want);
+
+        // Unsafe ones need the node's consent, and a namespace.
+        psc(&mut pod).sysctls = Some(vec![Sysctl {
+            name: "kernel.msgmax".into(),
+            value: "65536".into(),
+        }]);
+        let e = sandbox_config(&pod, &node(), 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "forbidden sysctl \"kernel.msgmax\" in pod fixtures/p1: not allowlisted"
+        );
+        assert_eq!(e.reason(), "SysctlForbidden");
+        let mut n = node();
+        n.allowed_unsafe_sysctls = vec!["kernel.msg*".into()];
+        assert_eq!(
+            sandbox_config(&pod, &n, 0)
+                .unwrap()
+                .linux
+                .sysctls
+                .get("kernel.msgmax"),
+            Some(&"65536".to_string())
+        );
+        n.allowed_unsafe_sysctls = vec!["vm.swappiness".into()];
+        psc(&mut pod).sysctls = Some(vec![Sysctl {
+            name: "vm.swappiness".into(),
+            value: "1".into(),
+        }]);
+        assert!(sandbox_config(&pod, &n, 0).is_err(), "not namespaced");
+
+        // A namespace shared with the host forbids its sysctls.
+        psc(&mut pod).sysctls = Some(vec![Sysctl {
+            name: "net.ipv4.tcp_syncookies".into(),
+            value: "1".into(),
+        }]);
+        spec(&mut pod).host_network = Some(true);
+        assert_eq!(
+            sandbox_config(&pod, &node(), 0).unwrap_err().to_string(),
+            "forbidden sysctl \"net.ipv4.tcp_syncookies\" in pod fixtures/p1: not allowed with host Net enabled"
+        );
+        spec(&mut pod).host_network = None;
+        spec(&mut pod).host_ipc = Some(true);
+        psc(&mut pod).sysctls = Some(vec![Sysctl {
+            name: "kernel.shm_rmid_forced".into(),
+            value: "1".into(),
+        }]);
+        assert!(sandbox_config(&pod, &node(), 0)
+            .unwrap_err()
+            .to_string()
+            .ends_with("not allowed with host IPC enabled"));
+    }
+
+    #[test]
+    fn sandbox_rejects_pods_without_identity() {
+        let mut pod = fixture_pod();
+        pod.metadata.uid = None;
+        let e = sandbox_config(&pod, &node(), 0).unwrap_err();
+        assert_eq!(e.to_string(), "pod fixtures/p1 has no uid");
+        assert_eq!(e.reason(), "FailedCreatePodSandBox");
+    }
+
+    #[test]
+    fn container_command_and_args_are_expanded_from_the_env() {
+        let mut pod = fixture_pod();
+        c0(&mut pod).command = Some(strings(&["sh", "-c", "echo $(GREETING) $$HOME $(MISSING)"]));
+        c0(&mut pod).args = Some(strings(&["$(PASSWORD)", "$$(PASSWORD)"]));
+        let mut inp = inputs();
+        inp.env.push(("GREETING".into(), "hello".into()));
+        let mut want = golden_container();
+        rehash(&pod, &mut want);
+        want.command = strings(&["sh", "-c", "echo hello $HOME $(MISSING)"]);
+        want.args = strings(&["hunter2", "$(PASSWORD)"]);
+        want.envs.push(api::KeyValue {
+            key: "GREETING".into(),
+            value: b"hello".to_vec(),
+            ..Default::default()
+        });
+        assert_eq!(container_for(&pod, &inp), want);
+    }
+
+    #[test]
+    fn container_working_dir_tty_stdin_restart_count_and_kind() {
+        let mut pod = fixture_pod();
+        c0(&mut pod).working_dir = Some("/work".into());
+        c0(&mut pod).tty = Some(true);
+        c0(&mut pod).stdin = Some(true);
+        c0(&mut pod).stdin_once = Some(true);
+        let c = pod.spec.as_ref().unwrap().containers[0].clone();
+        let got = container_config(&pod, &c, ContainerKind::Init, 4, &inputs(), &node()).unwrap();
+        let mut want = golden_container();
+        rehash(&pod, &mut want);
+        want.working_dir = "/work".into();
+        want.tty = true;
+        want.stdin = true;
+        want.stdin_once = true;
+        want.metadata.as_mut().unwrap().attempt = 4;
+        want.log_path = "c/4.log".into();
+        want.annotations
+            .insert(labels::RESTART_COUNT.into(), "4".into());
+        want.annotations
+            .insert(labels::CONTAINER_TYPE.into(), "init".into());
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn container_resources_follow_requests_and_limits() {
+        let mut pod = fixture_pod();
+        let q = |v: &[(&str, &str)]| {
+            Some(
+                v.iter()
+                    .map(|(k, x)| (k.to_string(), K8sQuantity(x.to_string())))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        };
+        c0(&mut pod).resources = Some(ResourceRequirements {
+            requests: q(&[("cpu", "250m"), ("memory", "1Gi")]),
+            limits: q(&[("cpu", "500m"), ("memory", "2Gi")]),
+            ..Default::default()
+        });
+        pod.status.as_mut().unwrap().qos_class = Some("Burstable".into());
+        let mut want = golden_container();
+        rehash(&pod, &mut want);
+        let r = container_resources(&mut want);
+        r.cpu_shares = 256;
+        r.cpu_quota = 50_000;
+        r.memory_limit_in_bytes = 2 << 30;
+        r.oom_score_adj = 1000 - 1000 / 16;
+        assert_eq!(container_for(&pod, &inputs()), want);
+
+        c0(&mut pod).resources.as_mut().unwrap().limits = q(&[("memory", "two")]);
+        let c = pod.spec.as_ref().unwrap().containers[0].clone();
+        let e = container_config(&pod, &c, ContainerKind::App, 0, &inputs(), &node()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid resources \"two\" of container c in pod fixtures/p1: not a quantity"
+        );
+        assert_eq!(e.reason(), "CreateContainerConfigError");
+    }
+
+    #[test]
+    fn container_run_as_non_root_checks() {
+        let desc = format!("p1_fixtures({UID})");
+        let check = |pod: &Pod, user: ImageUser| {
+            let mut inp = inputs();
+            inp.image_user = user;
+            let c = pod.spec.as_ref().unwrap().containers[0].clone();
+            container_config(pod, &c, ContainerKind::App, 0, &inp, &node())
+        };
+        let numeric = |uid| ImageUser {
+            uid: Some(uid),
+            username: String::new(),
+        };
+        let named = ImageUser {
+            uid: None,
+            username: "nginx".into(),
+        };
+        let mut pod = fixture_pod();
+        psc(&mut pod).run_as_non_root = Some(true);
+
+        let e = check(&pod, ImageUser::root()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("container has runAsNonRoot and image will run as root (pod: {desc:?}, container: c)")
+        );
+        assert_eq!(e.reason(), "CreateContainerConfigError");
+        let e = check(&pod, named.clone()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("container has runAsNonRoot and image has non-numeric user (nginx), cannot verify user is non-root (pod: {desc:?}, container: c)")
+        );
+        let ok = check(&pod, numeric(1000)).unwrap();
+        assert_eq!(ok.linux.security_context.run_as_user.value, 1000);
+
+        // An explicit non-root user satisfies the check whatever the image says.
+        csc(&mut pod).run_as_user = Some(1001);
+        let ok = check(&pod, ImageUser::root()).unwrap();
+        assert_eq!(ok.linux.security_context.run_as_user.value, 1001);
+        csc(&mut pod).run_as_user = Some(0);
+        assert_eq!(
+            check(&pod, numeric(1000)).unwrap_err().to_string(),
+            format!("container's runAsUser breaks non-root policy (pod: {desc:?}, container: c)")
+        );
+        // The container may lift the pod's requirement.
+        csc(&mut pod).run_as_non_root = Some(false);
+        assert!(check(&pod, ImageUser::root()).is_ok());
+    }
+
+    #[test]
+    fn container_user_from_image_name() {
+        let pod = fixture_pod();
+        let mut inp = inputs();
+        inp.image_user = ImageUser {
+            uid: None,
+            username: "nginx".into(),
+        };
+        let mut want = golden_container();
+        let s = container_sc(&mut want);
+        s.run_as_user = Default::default();
+        s.run_as_username = "nginx".into();
+        assert_eq!(container_for(&pod, &inp), want);
+    }
+
+    #[test]
+    fn container_security_context() {
+        use api::security_profile::ProfileType;
+        let mut pod = fixture_pod();
+        let sc = csc(&mut pod);
+        sc.privileged = Some(true);
+        sc.read_only_root_filesystem = Some(true);
+        sc.allow_privilege_escalation = Some(false);
+        sc.run_as_group = Some(3000);
+        sc.capabilities = Some(Capabilities {
+            add: Some(strings(&["NET_ADMIN", "SYS_TIME"])),
+            drop: Some(strings(&["ALL"])),
+        });
+        sc.seccomp_profile = Some(SeccompProfile {
+            type_: "Localhost".into(),
+            localhost_profile: Some("profiles/audit.json".into()),
+        });
+        sc.app_armor_profile = Some(AppArmorProfile {
+            type_: "Localhost".into(),
+            localhost_profile: Some("k8s-apparmor-example".into()),
+        });
+        let mut want = golden_container();
+        rehash(&pod, &mut want);
+        let s = container_sc(&mut want);
+        s.privileged = true;
+        s.readonly_rootfs = true;
+        s.no_new_privs = true;
+        s.run_as_group = Some(int64(3000)).into();
+        s.capabilities = Some(api::Capability {
+            add_capabilities: strings(&["NET_ADMIN", "SYS_TIME"]),
+            drop_capabilities: strings(&["ALL"]),
+            ..Default::default()
+        })
+        .into();
+        s.seccomp = Some(profile(
+            ProfileType::Localhost,
+            "/var/lib/kubelet/seccomp/profiles/audit.json",
+        ))
+        .into();
+        s.apparmor = Some(profile(ProfileType::Localhost, "k8s-apparmor-example")).into();
+        s.apparmor_profile = "localhost/k8s-apparmor-example".into();
+        assert_eq!(container_for(&pod, &inputs()), want);
+
+        // allowPrivilegeEscalation true (or unset) keeps no_new_privs off.
+        csc(&mut pod).allow_privilege_escalation = Some(true);
+        let got = container_for(&pod, &inputs());
+        assert!(!got.linux.security_context.no_new_privs);
+    }
+
+    #[test]
+    fn container_profiles_fall_back_to_the_pods() {
+        use api::security_profile::ProfileType;
+        let mut pod = fixture_pod();
+        psc(&mut pod).seccomp_profile = Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        });
+        psc(&mut pod).app_armor_profile = Some(AppArmorProfile {
+            type_: "Unconfined".into(),
+            localhost_profile: None,
+        });
+        let mut want = golden_container();
+        let s = container_sc(&mut want);
+        s.seccomp = Some(profile(ProfileType::RuntimeDefault, "")).into();
+        s.apparmor = Some(profile(ProfileType::Unconfined, "")).into();
+        s.apparmor_profile = "unconfined".into();
+        assert_eq!(container_for(&pod, &inputs()), want);
+
+        // The container's own profile wins.
+        csc(&mut pod).seccomp_profile = Some(SeccompProfile {
+            type_: "Unconfined".into(),
+            localhost_profile: None,
+        });
+        let got = container_for(&pod, &inputs());
+        assert_eq!(
+            got.linux.security_context.seccomp.profile_type.enum_value(),
+            Ok(ProfileType::Unconfined)
+        );
+
+        csc(&mut pod).seccomp_profile = Some(SeccompProfile {
+            type_: "Localhost".into(),
+            localhost_profile: None,
+        });
+        let c = pod.spec.as_ref().unwrap().containers[0].clone();
+        let e = container_config(&pod, &c, ContainerKind::App, 0, &inputs(), &node()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid seccompProfile \"Localhost\" of container c in pod fixtures/p1: a Localhost profile needs localhostProfile"
+        );
+    }
+
+    #[test]
+    fn container_unmasked_proc_mount_has_no_masked_paths() {
+        let mut pod = fixture_pod();
+        csc(&mut pod).proc_mount = Some("Unmasked".into());
+        let mut want = golden_container();
+        rehash(&pod, &mut want);
+        let s = container_sc(&mut want);
+        s.masked_paths.clear();
+        s.readonly_paths.clear();
+        assert_eq!(container_for(&pod, &inputs()), want);
+    }
+
+    #[test]
+    fn container_mounts_hosts_and_termination_log_only_when_due() {
+        // The container mounts its own /etc/hosts: ours is not added.
+        let mut pod = fixture_pod();
+        c0(&mut pod)
+            .volume_mounts
+            .as_mut()
+            .unwrap()
+            .push(VolumeMount {
+                name: "hosts".into(),
+                mount_path: "/etc/hosts".into(),
+                ..Default::default()
+            });
+        let mut want = golden_container();
+        rehash(&pod, &mut want);
+        want.mounts.retain(|m| m.host_path != HOSTS);
+        assert_eq!(container_for(&pod, &inputs()), want);
+
+        // No hosts file (host network) and no termination message path: neither mount.
+        let mut pod = fixture_pod();
+        c0(&mut pod).termination_message_path = None;
+        let mut inp = inputs();
+        inp.etc_hosts_path = None;
+        let mut want = golden_container();
+        rehash(&pod, &mut want);
+        want.mounts.truncate(2);
+        want.annotations
+            .insert(labels::TERMINATION_MESSAGE_PATH.into(), String::new());
+        assert_eq!(container_for(&pod, &inp), want);
+
+        // A custom termination message path is where the file goes.
+        let mut pod = fixture_pod();
+        c0(&mut pod).termination_message_path = Some("/tmp/done".into());
+        let got = container_for(&pod, &inputs());
+        assert_eq!(got.mounts.last().unwrap().container_path, "/tmp/done");
+        assert_eq!(got.mounts.last().unwrap().host_path, TERMLOG);
+    }
+
+    #[test]
+    fn image_user_from_image_status() {
+        assert_eq!(ImageUser::from_image(None), ImageUser::root());
+        let mut image = api::Image::default();
+        assert_eq!(ImageUser::from_image(Some(&image)), ImageUser::root());
+        image.username = "nginx".into();
+        assert_eq!(
+            ImageUser::from_image(Some(&image)),
+            ImageUser {
+                uid: None,
+                username: "nginx".into()
+            }
+        );
+        image.uid = Some(int64(101)).into();
+        assert_eq!(
+            ImageUser::from_image(Some(&image)),
+            ImageUser {
+                uid: Some(101),
+                username: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn etc_hosts_of_the_fixture_pod_with_aliases() {
+        let mut pod = fixture_pod();
+        spec(&mut pod).host_aliases = Some(vec![HostAlias {
+            ip: "10.1.2.3".into(),
+            hostnames: Some(strings(&["db"])),
+        }]);
+        let hosts = etc_hosts(&pod, &strings(&["10.88.0.7"]), "cluster.local").unwrap();
+        assert!(hosts.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
+        assert!(hosts.contains("\n10.88.0.7\tp1\n"));
+        assert!(hosts.ends_with("# Entries added by HostAliases.\n10.1.2.3\tdb\n"));
+    }
+
+    #[test]
+    fn errors_map_to_kubelet_reasons() {
+        let cases: Vec<(TranslateError, &str)> = vec![
+            (
+                TranslateError::ResolvConf {
+                    pod: "a/b".into(),
+                    detail: "x".into(),
+                },
+                "FailedCreatePodSandBox",
+            ),
+            (
+                TranslateError::NonNumericImageUser {
+                    user: "u".into(),
+                    pod_desc: "d".into(),
+                    container: "c".into(),
+                },
+                "CreateContainerConfigError",
+            ),
+            (
+                TranslateError::Label(LabelError::Encode {
+                    what: "w".into(),
+                    message: "m".into(),
+                }),
+                "CreateContainerConfigError",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.reason(), want, "{e}");
+        }
+    }
+
+    #[test]
+    fn log_paths() {
+        let pod = fixture_pod();
+        assert_eq!(
+            log_directory(&pod, &node()),
+            PathBuf::from(format!("/var/log/pods/fixtures_p1_{UID}"))
+        );
+        assert_eq!(container_log_path("c", 7), "c/7.log");
+        assert_eq!(qos_class(&pod), "BestEffort");
+    }
+}
