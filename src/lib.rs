@@ -11,7 +11,8 @@
 //!   and a recording fake.
 //! - [`kube`]: the API server client: requests as data, typed errors, the watch state machine.
 //! - [`kubeconfig`]: where the API server is and who we are to it.
-//! - [`pod`]: pod events from the sources, API defaults and validation.
+//! - [`pod`]: everything about one pod: translation to CRI configs and labels, the planner, the
+//!   status, the workers that run it.
 //! - [`static_pods`]: pods from manifest files (`--pod-manifest-path`).
 
 pub mod config;

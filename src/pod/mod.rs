@@ -1,15 +1,27 @@
-//! Pods: what the sources deliver to the pod workers, and the pure rules about a pod's spec.
+//! Everything about one pod: what it becomes in the runtime, what to do next, what its status
+//! is, and the workers that run it.
 //!
-//! Owns the [`PodEvent`] that every pod source (the API reflector, the static manifest directory)
-//! sends, the pod's identity helpers, and the submodules: [`defaults`] (API defaulting and
-//! validation for pods that never went through an API server).
+//! Pure modules (no I/O, no clock, no logging): [`translate`] (Pod → CRI sandbox and container
+//! configs), [`labels`] (the labels and annotations that make the runtime the source of truth
+//! after a restart), [`expand`] (`$(VAR)`), [`dns`], [`resources`], [`quantity`], [`defaults`]
+//! (API defaulting and validation for pods that never went through an API server),
+//! [`observed`] (the runtime's view of a pod), [`backoff`], [`plan`] (what to do next) and
+//! [`status`] (the pod's status). With I/O: [`worker`] (one thread per pod) and [`report`]
+//! (where status and events go). This file owns the [`PodEvent`] every pod source sends and the
+//! pod's identity helpers.
 
 pub mod backoff;
 pub mod defaults;
+pub mod dns;
+pub mod expand;
+pub mod labels;
 pub mod observed;
 pub mod plan;
+pub mod quantity;
 pub mod report;
+pub mod resources;
 pub mod status;
+pub mod translate;
 pub mod worker;
 
 use std::sync::Arc;

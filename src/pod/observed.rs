@@ -5,21 +5,7 @@
 //! truth, never the daemon's memory. Built by the pod worker from CRI lists; read by `plan` and
 //! `status`. Pure data, no I/O.
 
-/// Which list of the pod spec a container comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ContainerKind {
-    Init,
-    App,
-}
-
-impl ContainerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContainerKind::Init => "init",
-            ContainerKind::App => "app",
-        }
-    }
-}
+pub use super::labels::ContainerKind;
 
 /// A container's runtime state (CRI `ContainerState`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
