@@ -148,7 +148,7 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         pod_ips: (!pod_ips.is_empty())
             .then(|| pod_ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect()),
         start_time: Some(old_start.unwrap_or_else(|| whole_seconds(input.now))),
-        qos_class: Some(qos_class(pod).to_string()),
+        qos_class: Some(super::resources::qos_class(pod).to_string()),
         init_container_statuses: (!init_specs.is_empty()).then_some(init_statuses),
         container_statuses: Some(app_statuses),
         ..Default::default()
@@ -425,45 +425,6 @@ fn conditions(
         }
     }
     out
-}
-
-/// The pod's QoS class: Guaranteed, Burstable or BestEffort (the API's rules).
-pub fn qos_class(pod: &Pod) -> &'static str {
-    let Some(spec) = pod.spec.as_ref() else {
-        return "BestEffort";
-    };
-    let all = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(spec.containers.iter());
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in all {
-        let res = c.resources.clone().unwrap_or_default();
-        let req = res.requests.unwrap_or_default();
-        let lim = res.limits.unwrap_or_default();
-        let nonzero = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
-            q.is_some_and(|q| !matches!(q.0.trim(), "0" | "0m" | ""))
-        };
-        for r in ["cpu", "memory"] {
-            if nonzero(req.get(r)) || nonzero(lim.get(r)) {
-                any = true;
-            }
-            match (lim.get(r), req.get(r)) {
-                (Some(l), Some(q)) if nonzero(Some(l)) && l.0 == q.0 => {}
-                (Some(l), None) if nonzero(Some(l)) => {}
-                _ => guaranteed = false,
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
 }
 
 #[cfg(test)]
@@ -850,38 +811,6 @@ mod tests {
                 .filter(|c| c.type_ == "PodScheduled")
                 .count(),
             1
-        );
-    }
-
-    #[test]
-    fn qos_classes() {
-        let with = |res: serde_json::Value| -> Pod {
-            serde_json::from_value(
-                serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [
-                {"name": "a", "image": "x", "resources": res}]}}),
-            )
-            .unwrap()
-        };
-        assert_eq!(qos_class(&with(serde_json::json!({}))), "BestEffort");
-        assert_eq!(
-            qos_class(&with(serde_json::json!({"requests": {"cpu": "100m"}}))),
-            "Burstable"
-        );
-        assert_eq!(
-            qos_class(&with(
-                serde_json::json!({"limits": {"cpu": "1", "memory": "64Mi"}, "requests": {"cpu": "1", "memory": "64Mi"}})
-            )),
-            "Guaranteed"
-        );
-        assert_eq!(
-            qos_class(&with(
-                serde_json::json!({"limits": {"cpu": "1", "memory": "64Mi"}})
-            )),
-            "Guaranteed"
-        );
-        assert_eq!(
-            qos_class(&with(serde_json::json!({"limits": {"cpu": "1"}}))),
-            "Burstable"
         );
     }
 }

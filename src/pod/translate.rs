@@ -249,14 +249,7 @@ impl TranslateError {
     }
 }
 
-/// `namespace/name` of a pod, for messages.
-pub fn pod_key(pod: &Pod) -> String {
-    format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or("default"),
-        pod.metadata.name.as_deref().unwrap_or_default()
-    )
-}
+pub use super::key as pod_key;
 
 /// Name, namespace and UID of a pod; the name and UID must be set.
 fn pod_ids(pod: &Pod) -> Result<(&str, &str, &str), TranslateError> {

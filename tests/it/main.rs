@@ -4,3 +4,4 @@
 
 mod cri;
 mod env;
+mod translate;
