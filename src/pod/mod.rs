@@ -13,6 +13,7 @@
 pub mod backoff;
 pub mod defaults;
 pub mod dns;
+pub mod env;
 pub mod expand;
 pub mod labels;
 pub mod observed;
@@ -21,6 +22,7 @@ pub mod quantity;
 pub mod report;
 pub mod resources;
 pub mod status;
+pub mod sync;
 pub mod translate;
 pub mod worker;
 

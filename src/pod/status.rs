@@ -47,6 +47,9 @@ pub struct StatusInput<'a> {
     pub pod_failed: bool,
     /// The pod came from a manifest file (the kubelet sets PodScheduled itself for those).
     pub is_static: bool,
+    /// The pod is being deleted and its containers are stopped: report a terminal phase
+    /// (Succeeded if every container succeeded, else Failed), as the kubelet does for API pods.
+    pub terminal: bool,
     pub now: Timestamp,
 }
 
@@ -109,6 +112,14 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         old_phase.unwrap_or_default().to_string()
     } else if input.pod_failed {
         "Failed".to_string()
+    } else if input.terminal && !input.is_static && !input.observed.any_running() {
+        let all_ok = app_statuses.iter().all(|s| {
+            s.state
+                .as_ref()
+                .and_then(|st| st.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0)
+        });
+        if all_ok { "Succeeded" } else { "Failed" }.to_string()
     } else {
         phase_of(&init_statuses, &app_statuses, restart_policy).to_string()
     };
@@ -490,6 +501,7 @@ mod tests {
         readiness: HashMap<String, bool>,
         old: Option<PodStatus>,
         pod_failed: bool,
+        terminal: bool,
     }
 
     impl Case {
@@ -512,6 +524,7 @@ mod tests {
                 readiness: HashMap::new(),
                 old: None,
                 pod_failed: false,
+                terminal: false,
             }
         }
 
@@ -527,6 +540,7 @@ mod tests {
                 runtime_name: "containerd",
                 pod_failed: self.pod_failed,
                 is_static: false,
+                terminal: self.terminal,
                 now: Timestamp::from_second(1_800_000_100).unwrap(),
             })
         }
@@ -777,6 +791,27 @@ mod tests {
         c.old = None;
         c.pod_failed = true;
         assert_eq!(c.status().phase.as_deref(), Some("Failed"));
+    }
+
+    #[test]
+    fn a_deleted_pod_whose_containers_stopped_is_terminal() {
+        let mut c = Case::new(
+            pod("Always", &[], &["a"]),
+            vec![ctr("a", App, 0, Exited, 137)],
+        );
+        assert_eq!(
+            c.status().phase.as_deref(),
+            Some("Running"),
+            "Always: restarting"
+        );
+        c.terminal = true;
+        assert_eq!(c.status().phase.as_deref(), Some("Failed"));
+        let mut ok = Case::new(
+            pod("Always", &[], &["a"]),
+            vec![ctr("a", App, 0, Exited, 0)],
+        );
+        ok.terminal = true;
+        assert_eq!(ok.status().phase.as_deref(), Some("Succeeded"));
     }
 
     #[test]

@@ -186,7 +186,7 @@ impl PodWorkers {
     fn run(&self, uid: &str, slot: &Slot) {
         let mut pod: Option<Arc<Pod>> = None;
         let mut termination: Option<Termination> = None;
-        let mut terminated = false;
+        let mut stopped = false;
         let mut deadline = Instant::now();
         loop {
             // Wait for news or the deadline, then take the newest state.
@@ -211,14 +211,21 @@ impl PodWorkers {
                 if removed {
                     break;
                 }
-                deadline = Instant::now() + Duration::from_secs(3600);
+                deadline = Instant::now() + IDLE;
                 continue;
             };
-            if termination.is_none() {
-                if removed {
-                    termination = Some(Termination::Removed);
-                } else if has_deletion_timestamp(&current) {
-                    termination = Some(Termination::Deleted);
+            // Deletion or removal overrides "finished": the finished pod is cleaned up now.
+            let gone = if removed {
+                Some(Termination::Removed)
+            } else if has_deletion_timestamp(&current) {
+                Some(Termination::Deleted)
+            } else {
+                None
+            };
+            if let Some(g) = gone {
+                if termination.is_none() || termination == Some(Termination::Finished) {
+                    termination = Some(g);
+                    stopped = false;
                 }
             }
             let Some(why) = termination.clone() else {
@@ -231,22 +238,23 @@ impl PodWorkers {
                 }
                 continue;
             };
-            if !terminated {
+            if !stopped {
                 if let Err(after) = self.syncer.sync_terminating_pod(&current, &why) {
                     deadline = Instant::now() + after;
                     continue;
                 }
-                if let Err(after) = self.syncer.sync_terminated_pod(&current, &why) {
-                    deadline = Instant::now() + after;
-                    continue;
-                }
-                terminated = true;
+                stopped = true;
             }
-            // A finished pod stays known (and stopped) until its source removes it.
-            if removed || why != Termination::Finished {
-                break;
+            if why == Termination::Finished {
+                // Stopped, with its containers kept for their logs, until its source lets go.
+                deadline = Instant::now() + IDLE;
+                continue;
             }
-            deadline = Instant::now() + Duration::from_secs(3600);
+            if let Err(after) = self.syncer.sync_terminated_pod(&current, &why) {
+                deadline = Instant::now() + after;
+                continue;
+            }
+            break;
         }
         let mut reg = self.registry();
         reg.workers.remove(uid);
@@ -255,6 +263,9 @@ impl PodWorkers {
         self.syncer.forget(uid);
     }
 }
+
+/// How long an idle worker sleeps when nothing asked it to come back sooner.
+const IDLE: Duration = Duration::from_secs(3600);
 
 #[cfg(test)]
 mod tests {
@@ -417,7 +428,14 @@ mod tests {
         *rec.terminal_after.lock().unwrap() = Some("1".into());
         let workers = PodWorkers::new(rec.clone());
         workers.dispatch(PodEvent::Upsert(pod("u1", "1", false)));
-        rec.wait_for("terminated", |c| c.contains(&Call::Terminated("1".into())));
+        rec.wait_for("stopped", |c| {
+            c.contains(&Call::Terminating("1".into(), Termination::Finished))
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !rec.calls().contains(&Call::Terminated("1".into())),
+            "its containers are kept for their logs"
+        );
         assert_eq!(workers.active(), ["u1"]);
         workers.dispatch(PodEvent::Upsert(pod("u1", "1b", false)));
         std::thread::sleep(Duration::from_millis(50));
@@ -428,13 +446,15 @@ mod tests {
         workers.dispatch(PodEvent::Remove { uid: "u1".into() });
         rec.wait_for("forget", |c| c.contains(&Call::Forget("u1".into())));
         assert_eq!(
-            rec.calls()
-                .iter()
-                .filter(|c| matches!(c, Call::Terminating(..)))
-                .count(),
-            1,
-            "stopped once: {:?}",
-            rec.calls()
+            rec.calls(),
+            [
+                Call::Sync("1".into()),
+                Call::Terminating("1".into(), Termination::Finished),
+                Call::Terminating("1b".into(), Termination::Removed),
+                Call::Terminated("1b".into()),
+                Call::Forget("u1".into()),
+            ],
+            "stopped when finished, cleaned up once its source removed it"
         );
     }
 

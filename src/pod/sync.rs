@@ -1,0 +1,799 @@
+//! The runtime syncer: performs what the planner decided, through the CRI [`Runtime`].
+//!
+//! Owns the [`PodSyncer`] that the pod workers call: reading a pod's sandboxes and containers
+//! back from the runtime (its labels are the truth, also after a restart of the daemon), running
+//! the plan (kill, create sandbox, pull, create and start containers, with the kubelet's reasons
+//! and events for every failure), reporting the status right after acting, stopping a pod within
+//! its grace period, and cleaning up after it. The decisions are made by the pure modules
+//! (`plan`, `status`, `translate`); this file sequences the calls and is where their failures are
+//! logged, once, with the pod key.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::jiff::Timestamp;
+
+use super::backoff::Backoff;
+use super::labels::{self, ContainerInfo, SandboxInfo};
+use super::observed::{ContainerKind, ObservedContainer, ObservedPod, ObservedSandbox, RunState};
+use super::plan::{self, Actions, KillReason, PlanInput, Start};
+use super::report::{EventType, PodReporter};
+use super::status::{self, StatusInput, Waiting};
+use super::translate::{self, ContainerInputs, ImageUser, NodeContext};
+use super::worker::{PodSyncer, SyncResult, Termination};
+use super::{env, key, uid};
+use crate::cri::{api, CriError, Runtime};
+use crate::static_pods::CONFIG_SOURCE;
+
+/// The kubelet never stops a container with less than this grace period.
+const MIN_GRACE: Duration = Duration::from_secs(2);
+/// A pod with nothing pending is synced again after this long even without news.
+const RESYNC: Duration = Duration::from_secs(60);
+/// How soon to retry after the runtime failed us.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// Where the syncer keeps what it writes on the host.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    /// Per-pod directory root: `<pods_dir>/<uid>/etc-hosts`, termination-log files.
+    pub pods_dir: PathBuf,
+}
+
+/// What a pod worker remembers between syncs (the runtime remembers the rest).
+#[derive(Default)]
+struct PodState {
+    backoff: Backoff,
+    image_backoff: Backoff,
+    /// When each image last failed to pull.
+    image_failures: HashMap<String, SystemTime>,
+    waiting: HashMap<String, Waiting>,
+    pod_failed: bool,
+}
+
+/// The [`PodSyncer`] over a CRI runtime.
+pub struct RuntimeSyncer {
+    runtime: Arc<dyn Runtime>,
+    reporter: Arc<dyn PodReporter>,
+    node: NodeContext,
+    paths: Paths,
+    host_ips: Vec<String>,
+    runtime_name: String,
+    states: Mutex<HashMap<String, Arc<Mutex<PodState>>>>,
+}
+
+/// A container start that did not happen, as the kubelet reports it.
+struct StartFailure {
+    reason: &'static str,
+    message: String,
+}
+
+fn failure(reason: &'static str, message: impl Into<String>) -> StartFailure {
+    StartFailure {
+        reason,
+        message: message.into(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+}
+
+/// The grace period to stop the pod's containers with.
+pub fn grace_period(pod: &Pod) -> Duration {
+    let secs = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30);
+    Duration::from_secs(secs.max(0) as u64).max(MIN_GRACE)
+}
+
+fn find_container<'a>(pod: &'a Pod, name: &str, kind: ContainerKind) -> Option<&'a Container> {
+    let spec = pod.spec.as_ref()?;
+    match kind {
+        ContainerKind::Init => spec
+            .init_containers
+            .as_ref()?
+            .iter()
+            .find(|c| c.name == name),
+        ContainerKind::App => spec.containers.iter().find(|c| c.name == name),
+    }
+}
+
+fn observed_sandbox(info: SandboxInfo, status: Option<&api::PodSandboxStatus>) -> ObservedSandbox {
+    let network = status.and_then(|s| s.network.as_ref());
+    let host_network = status
+        .and_then(|s| s.linux.as_ref())
+        .and_then(|l| l.namespaces.as_ref())
+        .and_then(|n| n.options.as_ref())
+        .is_some_and(|o| o.network.enum_value_or_default() == api::NamespaceMode::NODE);
+    ObservedSandbox {
+        ready: info.state == api::PodSandboxState::SANDBOX_READY,
+        id: info.id,
+        attempt: info.attempt,
+        created_at: info.created_at,
+        ip: network.map(|n| n.ip.clone()).unwrap_or_default(),
+        additional_ips: network
+            .map(|n| n.additional_ips.iter().map(|i| i.ip.clone()).collect())
+            .unwrap_or_default(),
+        host_network,
+    }
+}
+
+fn observed_container(info: ContainerInfo) -> ObservedContainer {
+    let state = match info.state {
+        api::ContainerState::CONTAINER_CREATED => RunState::Created,
+        api::ContainerState::CONTAINER_RUNNING => RunState::Running,
+        api::ContainerState::CONTAINER_EXITED => RunState::Exited,
+        _ => RunState::Unknown,
+    };
+    ObservedContainer {
+        id: info.id,
+        sandbox_id: info.sandbox_id,
+        name: info.name,
+        kind: info.kind,
+        restart_count: info.restart_count,
+        hash: format!("{:x}", info.hash),
+        state,
+        exit_code: info.exit_code,
+        reason: info.reason,
+        message: info.message,
+        created_at: info.created_at,
+        started_at: info.started_at,
+        finished_at: info.finished_at,
+        image: info.image,
+        image_ref: info.image_id,
+        log_path: info.log_path,
+    }
+}
+
+impl RuntimeSyncer {
+    pub fn new(
+        runtime: Arc<dyn Runtime>,
+        reporter: Arc<dyn PodReporter>,
+        node: NodeContext,
+        paths: Paths,
+        host_ips: Vec<String>,
+        runtime_name: &str,
+    ) -> RuntimeSyncer {
+        RuntimeSyncer {
+            runtime,
+            reporter,
+            node,
+            paths,
+            host_ips,
+            runtime_name: runtime_name.to_string(),
+            states: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn state(&self, uid: &str) -> Arc<Mutex<PodState>> {
+        lock(&self.states)
+            .entry(uid.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.paths.pods_dir.join(uid)
+    }
+
+    /// Everything the runtime has for the pod with this UID (on this node).
+    pub fn observe(&self, uid: &str) -> Result<ObservedPod, CriError> {
+        let selector = labels::pod_selector(&self.node.node_name, uid);
+        let mut observed = ObservedPod::default();
+        for sb in self.runtime.list_pod_sandboxes(&selector)? {
+            let Ok(info) = SandboxInfo::from_sandbox(&sb) else {
+                continue;
+            };
+            let status = match self.runtime.pod_sandbox_status(&sb.id) {
+                Ok(s) => Some(s),
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            observed
+                .sandboxes
+                .push(observed_sandbox(info, status.as_ref()));
+        }
+        for c in self.runtime.list_containers(&selector, None)? {
+            let status = match self.runtime.container_status(&c.id) {
+                Ok(s) => s,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            if let Ok(info) = ContainerInfo::from_runtime(&c, Some(&status)) {
+                observed.containers.push(observed_container(info));
+            }
+        }
+        observed.sort();
+        Ok(observed)
+    }
+
+    fn hashes(pod: &Pod) -> HashMap<String, String> {
+        let Some(spec) = pod.spec.as_ref() else {
+            return HashMap::new();
+        };
+        spec.init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+            .filter_map(|c| {
+                labels::container_hash(c)
+                    .ok()
+                    .map(|h| (c.name.clone(), format!("{h:x}")))
+            })
+            .collect()
+    }
+
+    fn report_status(
+        &self,
+        pod: &Pod,
+        observed: &ObservedPod,
+        st: &PodState,
+        terminal: bool,
+    ) -> PodStatus {
+        let old = self
+            .reporter
+            .last_status(uid(pod))
+            .or_else(|| pod.status.clone());
+        let is_static = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.get(CONFIG_SOURCE).is_some_and(|s| s == "file"));
+        let status = status::pod_status(&StatusInput {
+            pod,
+            observed,
+            old: old.as_ref(),
+            waiting: &st.waiting,
+            readiness: &HashMap::new(),
+            not_started: &BTreeSet::new(),
+            host_ips: &self.host_ips,
+            runtime_name: &self.runtime_name,
+            pod_failed: st.pod_failed,
+            is_static,
+            terminal,
+            now: Timestamp::now(),
+        });
+        self.reporter.status(pod, &status);
+        status
+    }
+
+    /// Stops every running container of the pod (in parallel, within `grace`) and its sandboxes.
+    fn kill_pod(&self, pod: &Pod, observed: &ObservedPod, grace: Duration) -> Result<(), CriError> {
+        let running: Vec<&ObservedContainer> = observed
+            .containers
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.state,
+                    RunState::Running | RunState::Created | RunState::Unknown
+                )
+            })
+            .collect();
+        let results: Vec<Result<(), CriError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = running
+                .iter()
+                .map(|c| {
+                    self.reporter.event(
+                        pod,
+                        EventType::Normal,
+                        "Killing",
+                        &format!("Stopping container {}", c.name),
+                    );
+                    s.spawn(move || self.runtime.stop_container(&c.id, grace))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Ok(())))
+                .collect()
+        });
+        for r in results {
+            match r {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        for sb in observed.sandboxes.iter().filter(|s| s.ready) {
+            match self.runtime.stop_pod_sandbox(&sb.id) {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the container's image is there; the image reference to run.
+    fn ensure_image(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        sandbox_config: &api::PodSandboxConfig,
+        st: &mut PodState,
+    ) -> Result<(String, ImageUser), StartFailure> {
+        let image = c.image.clone().unwrap_or_default();
+        if image.trim().is_empty() {
+            return Err(failure("InvalidImageName", "the container has no image"));
+        }
+        let policy = c
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| super::defaults::default_pull_policy(&image).to_string());
+        let present = self
+            .runtime
+            .image_status(&image)
+            .map_err(|e| failure("ErrImagePull", e.to_string()))?;
+        match (policy.as_str(), &present) {
+            ("Never", None) => {
+                let msg =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
+                self.reporter
+                    .event(pod, EventType::Warning, "ErrImageNeverPull", &msg);
+                return Err(failure("ErrImageNeverPull", msg));
+            }
+            ("Never" | "IfNotPresent", Some(img)) => {
+                return Ok((img.id.clone(), ImageUser::from_image(Some(img))));
+            }
+            _ => {}
+        }
+        let now = SystemTime::now();
+        if let Some(failed_at) = st.image_failures.get(&image) {
+            if st
+                .image_backoff
+                .in_backoff_since(&image, *failed_at, now)
+                .is_some()
+            {
+                let msg = format!("Back-off pulling image \"{image}\"");
+                self.reporter.event(pod, EventType::Normal, "BackOff", &msg);
+                return Err(failure("ImagePullBackOff", msg));
+            }
+        }
+        self.reporter.event(
+            pod,
+            EventType::Normal,
+            "Pulling",
+            &format!("Pulling image \"{image}\""),
+        );
+        let started = Instant::now();
+        match self.runtime.pull_image(&image, None, Some(sandbox_config)) {
+            Ok(image_ref) => {
+                st.image_failures.remove(&image);
+                self.reporter.event(
+                    pod,
+                    EventType::Normal,
+                    "Pulled",
+                    &format!(
+                        "Successfully pulled image \"{image}\" in {:.3}s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
+                let img = self.runtime.image_status(&image).ok().flatten();
+                Ok((image_ref, ImageUser::from_image(img.as_ref())))
+            }
+            Err(e) => {
+                st.image_backoff.next(&image, now);
+                st.image_failures.insert(image.clone(), now);
+                let msg = format!("Failed to pull image \"{image}\": {}", e.message());
+                self.reporter.event(pod, EventType::Warning, "Failed", &msg);
+                Err(failure("ErrImagePull", msg))
+            }
+        }
+    }
+
+    /// Pulls, creates and starts one container instance.
+    fn start_container(
+        &self,
+        pod: &Pod,
+        sandbox_id: &str,
+        sandbox_config: &api::PodSandboxConfig,
+        pod_ips: &[String],
+        start: &Start,
+        st: &mut PodState,
+    ) -> Result<(), StartFailure> {
+        let Some(c) = find_container(pod, &start.name, start.kind) else {
+            return Err(failure(
+                "CreateContainerConfigError",
+                "container not in spec",
+            ));
+        };
+        let (image_ref, image_user) = self.ensure_image(pod, c, sandbox_config, st)?;
+        let env = env::resolve(pod, c, &self.node.node_name, pod_ips, &self.host_ips)
+            .map_err(|e| failure("CreateContainerConfigError", e.to_string()))?;
+        if c.volume_mounts.as_ref().is_some_and(|m| !m.is_empty()) {
+            return Err(failure(
+                "CreateContainerConfigError",
+                "volumes are not supported by this version of vk-cri yet",
+            ));
+        }
+        let pod_dir = self.pod_dir(uid(pod));
+        let termination_log = pod_dir
+            .join("containers")
+            .join(&c.name)
+            .join(format!("{}-termination-log", start.restart_count));
+        write_file(&termination_log, b"", 0o666)
+            .map_err(|e| failure("CreateContainerConfigError", e))?;
+        let inputs = ContainerInputs {
+            env,
+            mounts: Vec::new(),
+            etc_hosts_path: (!host_network(pod))
+                .then(|| pod_dir.join("etc-hosts").to_string_lossy().into_owned()),
+            termination_log_path: Some(termination_log.to_string_lossy().into_owned()),
+            image_ref,
+            image_user,
+        };
+        let config = translate::container_config(
+            pod,
+            c,
+            start.kind,
+            start.restart_count,
+            &inputs,
+            &self.node,
+        )
+        .map_err(|e| failure("CreateContainerConfigError", e.to_string()))?;
+        if let Some(exit) = start.previous_exit {
+            let hash = labels::container_hash(c)
+                .map(|h| format!("{h:x}"))
+                .unwrap_or_default();
+            st.backoff.next(&plan::backoff_key(&c.name, &hash), exit);
+        }
+        let id = self
+            .runtime
+            .create_container(sandbox_id, &config, sandbox_config)
+            .map_err(|e| {
+                let msg = e.message().to_string();
+                self.reporter
+                    .event(pod, EventType::Warning, "Failed", &format!("Error: {msg}"));
+                failure("CreateContainerError", msg)
+            })?;
+        self.reporter.event(
+            pod,
+            EventType::Normal,
+            "Created",
+            &format!("Created container {}", c.name),
+        );
+        self.runtime.start_container(&id).map_err(|e| {
+            let msg = e.message().to_string();
+            self.reporter
+                .event(pod, EventType::Warning, "Failed", &format!("Error: {msg}"));
+            failure("RunContainerError", msg)
+        })?;
+        self.reporter.event(
+            pod,
+            EventType::Normal,
+            "Started",
+            &format!("Started container {}", c.name),
+        );
+        Ok(())
+    }
+
+    /// Creates the pod's sandbox (attempt `attempt`) with its log directory and hosts file.
+    fn create_sandbox(
+        &self,
+        pod: &Pod,
+        attempt: u32,
+    ) -> Result<(String, api::PodSandboxConfig, Vec<String>), String> {
+        let config =
+            translate::sandbox_config(pod, &self.node, attempt).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&config.log_directory).map_err(|e| {
+            format!(
+                "failed to create log directory {}: {e}",
+                config.log_directory
+            )
+        })?;
+        let id = self
+            .runtime
+            .run_pod_sandbox(&config, "")
+            .map_err(|e| e.to_string())?;
+        let ips: Vec<String> = match self.runtime.pod_sandbox_status(&id) {
+            Ok(s) => s
+                .network
+                .as_ref()
+                .map(|n| {
+                    std::iter::once(n.ip.clone())
+                        .chain(n.additional_ips.iter().map(|i| i.ip.clone()))
+                        .filter(|ip| !ip.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Err(e) => return Err(e.to_string()),
+        };
+        self.write_hosts(pod, &ips)?;
+        Ok((id, config, ips))
+    }
+
+    /// Writes the kubelet-managed /etc/hosts of a pod on the pod network.
+    fn write_hosts(&self, pod: &Pod, ips: &[String]) -> Result<(), String> {
+        if host_network(pod) {
+            return Ok(());
+        }
+        let content = super::dns::etc_hosts(pod, ips, &self.node.cluster_domain)
+            .map_err(|e| e.to_string())?;
+        write_file(
+            &self.pod_dir(uid(pod)).join("etc-hosts"),
+            content.as_bytes(),
+            0o644,
+        )
+    }
+
+    fn sync(&self, pod: &Arc<Pod>) -> SyncResult {
+        let pod_key = key(pod);
+        let state = self.state(uid(pod));
+        let mut st = lock(&state);
+        let observed = match self.observe(uid(pod)) {
+            Ok(o) => o,
+            Err(e) => {
+                log::warn!("pod {pod_key}: {e}");
+                return SyncResult::Requeue(RETRY);
+            }
+        };
+        let hashes = Self::hashes(pod);
+        let actions: Actions = plan::compute_actions(PlanInput {
+            pod,
+            observed: &observed,
+            hashes: &hashes,
+            unhealthy: &HashMap::new(),
+            backoff: &st.backoff,
+            now: SystemTime::now(),
+        });
+        if actions.pod_failed {
+            st.pod_failed = true;
+        }
+        let mut retry = None;
+        if actions.kill_pod {
+            if let Err(e) = self.kill_pod(pod, &observed, grace_period(pod)) {
+                log::warn!("pod {pod_key}: {e}");
+                return SyncResult::Requeue(RETRY);
+            }
+        }
+        for k in &actions.kill {
+            let message = match &k.reason {
+                KillReason::SpecChanged => {
+                    format!("Container {} definition changed, will be restarted", k.name)
+                }
+                KillReason::Unhealthy(why) => {
+                    format!("Container {} {why}, will be restarted", k.name)
+                }
+                KillReason::NeverStarted | KillReason::UnknownState => {
+                    format!("Stopping container {}", k.name)
+                }
+            };
+            self.reporter
+                .event(pod, EventType::Normal, "Killing", &message);
+            let stopped = self
+                .runtime
+                .stop_container(&k.id, grace_period(pod))
+                .and_then(|()| match k.reason {
+                    KillReason::NeverStarted | KillReason::UnknownState => {
+                        self.runtime.remove_container(&k.id)
+                    }
+                    _ => Ok(()),
+                });
+            if let Err(e) = stopped.filter_not_found() {
+                log::warn!("pod {pod_key}: {e}");
+                retry = Some(RETRY);
+            }
+        }
+
+        // The sandbox to start containers in.
+        let sandbox = if let Some(attempt) = actions.create_sandbox {
+            match self.create_sandbox(pod, attempt) {
+                Ok(s) => Some(s),
+                Err(msg) => {
+                    log::warn!("pod {pod_key}: failed to create its sandbox: {msg}");
+                    self.reporter.event(
+                        pod,
+                        EventType::Warning,
+                        "FailedCreatePodSandBox",
+                        &format!("Failed to create pod sandbox: {msg}"),
+                    );
+                    retry = Some(Duration::from_secs(10));
+                    None
+                }
+            }
+        } else if let Some(id) = &actions.sandbox_id {
+            let attempt = observed.latest_sandbox().map_or(0, |s| s.attempt);
+            let ips: Vec<String> = observed
+                .latest_sandbox()
+                .map(|s| {
+                    std::iter::once(s.ip.clone())
+                        .chain(s.additional_ips.iter().cloned())
+                        .filter(|ip| !ip.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            match translate::sandbox_config(pod, &self.node, attempt) {
+                Ok(cfg) => Some((id.clone(), cfg, ips)),
+                Err(e) => {
+                    log::warn!("pod {pod_key}: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
+        if let Some((sandbox_id, sandbox_config, ips)) = &sandbox {
+            let pod_ips = if host_network(pod) {
+                self.host_ips.clone()
+            } else {
+                ips.clone()
+            };
+            for s in &actions.start {
+                match self.start_container(pod, sandbox_id, sandbox_config, &pod_ips, s, &mut st) {
+                    Ok(()) => {
+                        st.waiting.remove(&s.name);
+                    }
+                    Err(f) => {
+                        log::info!(
+                            "pod {pod_key}: container {} not started: {}: {}",
+                            s.name,
+                            f.reason,
+                            f.message
+                        );
+                        retry = Some(retry.map_or(Duration::from_secs(10), |r: Duration| {
+                            r.min(Duration::from_secs(10))
+                        }));
+                        st.waiting.insert(
+                            s.name.clone(),
+                            Waiting {
+                                reason: f.reason.to_string(),
+                                message: f.message,
+                            },
+                        );
+                        if s.kind == ContainerKind::Init {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let now = SystemTime::now();
+        for b in &actions.backing_off {
+            let message = format!(
+                "back-off {}s restarting failed container={} pod={}_{}({})",
+                b.backoff.as_secs(),
+                b.name,
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+                uid(pod)
+            );
+            self.reporter.event(
+                pod,
+                EventType::Warning,
+                "BackOff",
+                &format!(
+                    "Back-off restarting failed container {} in pod {}",
+                    b.name, pod_key
+                ),
+            );
+            st.waiting.insert(
+                b.name.clone(),
+                Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message,
+                },
+            );
+            // Come back when the back-off ends.
+            let exit = observed
+                .latest(&b.name, b.kind)
+                .map(|c| plan::time_of(c.finished_at))
+                .unwrap_or(now);
+            let left = (exit + b.backoff).duration_since(now).unwrap_or_default()
+                + Duration::from_millis(100);
+            retry = Some(retry.map_or(left, |r| r.min(left)));
+        }
+
+        // Report what the runtime has now, right after acting.
+        let after = self.observe(uid(pod)).unwrap_or(observed);
+        let done = actions.kill_pod && actions.create_sandbox.is_none();
+        let status = self.report_status(pod, &after, &st, false);
+        if done
+            || matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+                && !after.any_running()
+        {
+            return SyncResult::Terminal;
+        }
+        SyncResult::Requeue(retry.unwrap_or(RESYNC))
+    }
+}
+
+/// `Result<(), CriError>` where NotFound (already gone) counts as success.
+trait FilterNotFound {
+    fn filter_not_found(self) -> Result<(), CriError>;
+}
+
+impl FilterNotFound for Result<(), CriError> {
+    fn filter_not_found(self) -> Result<(), CriError> {
+        match self {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+}
+
+fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).map_err(|e| format!("failed to write {}: {e}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("failed to chmod {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("failed to write {}: {e}", path.display()))
+}
+
+impl PodSyncer for RuntimeSyncer {
+    fn sync_pod(&self, pod: &Arc<Pod>) -> SyncResult {
+        self.sync(pod)
+    }
+
+    fn sync_terminating_pod(&self, pod: &Arc<Pod>, why: &Termination) -> Result<(), Duration> {
+        let pod_key = key(pod);
+        let observed = self.observe(uid(pod)).map_err(|e| {
+            log::warn!("pod {pod_key}: {e}");
+            RETRY
+        })?;
+        if let Err(e) = self.kill_pod(pod, &observed, grace_period(pod)) {
+            log::warn!("pod {pod_key}: failed to stop: {e}");
+            return Err(RETRY);
+        }
+        let state = self.state(uid(pod));
+        let st = lock(&state);
+        let after = self.observe(uid(pod)).unwrap_or(observed);
+        self.report_status(pod, &after, &st, *why != Termination::Finished);
+        Ok(())
+    }
+
+    fn sync_terminated_pod(&self, pod: &Arc<Pod>, why: &Termination) -> Result<(), Duration> {
+        let pod_key = key(pod);
+        let observed = self.observe(uid(pod)).map_err(|e| {
+            log::warn!("pod {pod_key}: {e}");
+            RETRY
+        })?;
+        for sb in &observed.sandboxes {
+            if let Err(e) = self.runtime.remove_pod_sandbox(&sb.id).filter_not_found() {
+                log::warn!("pod {pod_key}: {e}");
+                return Err(RETRY);
+            }
+        }
+        for dir in [
+            self.pod_dir(uid(pod)),
+            translate::log_directory(pod, &self.node),
+        ] {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!("pod {pod_key}: failed to remove {}: {e}", dir.display());
+                }
+            }
+        }
+        if *why == Termination::Deleted {
+            if let Err(e) = self.reporter.deleted(pod) {
+                log::warn!("pod {pod_key}: {e}");
+                return Err(RETRY);
+            }
+        }
+        Ok(())
+    }
+
+    fn forget(&self, uid: &str) {
+        lock(&self.states).remove(uid);
+        self.reporter.forget(uid);
+    }
+}
