@@ -21,6 +21,8 @@ pub const DEFAULT_CRI_SOCKET: &str = "/run/containerd/containerd.sock";
 pub const DEFAULT_LOG_DIR: &str = "/var/log/vk-cri/";
 /// Default root of the pods' volumes.
 pub const DEFAULT_VOLUMES_DIR: &str = "/run/vk-cri/volumes/";
+/// Default root of the files vk-cri manages per pod (/etc/hosts, termination logs).
+pub const DEFAULT_PODS_DIR: &str = "/run/vk-cri/pods/";
 
 /// The flags as parsed, before validation.
 #[derive(Parser, Debug, Clone, PartialEq, Eq)]
@@ -60,6 +62,22 @@ pub struct Flags {
     /// Root directory of the pods' volumes
     #[arg(long, value_name = "DIR", default_value = DEFAULT_VOLUMES_DIR)]
     pub volumes_dir: PathBuf,
+
+    /// Root directory of the files vk-cri manages per pod (/etc/hosts, termination logs)
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PODS_DIR)]
+    pub pods_dir: PathBuf,
+
+    /// Cluster DNS server IPs for pods with dnsPolicy ClusterFirst (comma-separated)
+    #[arg(long, value_name = "IP[,IP]", value_delimiter = ',')]
+    pub cluster_dns: Vec<String>,
+
+    /// Cluster domain: pods search <ns>.svc.<domain>, svc.<domain> and <domain>
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// Resolver configuration for pods with dnsPolicy Default ("" for none)
+    #[arg(long, value_name = "PATH", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
 
     /// Port of the kubelet API (logs, exec, attach, port-forward, stats)
     #[arg(
@@ -107,6 +125,10 @@ pub struct Config {
     pub cri_socket: PathBuf,
     pub log_dir: PathBuf,
     pub volumes_dir: PathBuf,
+    pub pods_dir: PathBuf,
+    pub cluster_dns: Vec<IpAddr>,
+    pub cluster_domain: String,
+    pub resolv_conf: Option<PathBuf>,
     pub port: u16,
     pub node_ip: Option<IpAddr>,
     pub tls_cert_file: Option<PathBuf>,
@@ -138,6 +160,10 @@ pub enum ConfigError {
     TlsPair,
     #[error("--port 0 is not a port")]
     Port,
+    #[error("--cluster-dns {0:?} is not an IP address")]
+    ClusterDns(String),
+    #[error("--cluster-domain {0:?} is not a valid domain: {1}")]
+    ClusterDomain(String, &'static str),
 }
 
 impl Config {
@@ -171,6 +197,19 @@ impl Config {
                 reason,
             })
         };
+        let cluster_dns = f
+            .cluster_dns
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| ConfigError::ClusterDns(s.to_string()))
+            })
+            .collect::<Result<Vec<IpAddr>, _>>()?;
+        if let Some(reason) = invalid_node_name(&f.cluster_domain) {
+            return Err(ConfigError::ClusterDomain(f.cluster_domain, reason));
+        }
         let log_level = f
             .log_level
             .parse::<log::LevelFilter>()
@@ -186,6 +225,10 @@ impl Config {
             cri_socket: crate::cri::client::socket_path(&f.cri_socket).to_path_buf(),
             log_dir: f.log_dir,
             volumes_dir: f.volumes_dir,
+            pods_dir: f.pods_dir,
+            cluster_dns,
+            cluster_domain: f.cluster_domain,
+            resolv_conf: Some(f.resolv_conf).filter(|p| !p.as_os_str().is_empty()),
             port: f.port,
             node_ip,
             tls_cert_file: f.tls_cert_file,
@@ -334,6 +377,12 @@ mod tests {
             .unwrap_err()
             .contains("together"));
         assert!(parse(&["--port", "70000"]).unwrap_err().contains("70000"));
+        assert!(parse(&["--cluster-dns", "10.96.0.10,nope"])
+            .unwrap_err()
+            .contains("--cluster-dns \"nope\""));
+        assert!(parse(&["--cluster-domain", "Cluster_Local"])
+            .unwrap_err()
+            .contains("--cluster-domain"));
         assert_eq!(
             parse(&["--port", "0"]).unwrap_err(),
             "--port 0 is not a port"
@@ -382,6 +431,13 @@ mod tests {
             "[default: /var/log/vk-cri/]",
             "--volumes-dir",
             "[default: /run/vk-cri/volumes/]",
+            "--pods-dir",
+            "[default: /run/vk-cri/pods/]",
+            "--cluster-dns",
+            "--cluster-domain",
+            "[default: cluster.local]",
+            "--resolv-conf",
+            "[default: /etc/resolv.conf]",
             "--port",
             "[env: KUBELET_PORT",
             "[default: 10250]",

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use crossbeam_channel::Sender;
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Toleration};
 
+use crate::pod::pleg::SourcesReady;
 use crate::pod::{self, defaults, PodEvent};
 
 /// Annotation carrying the static pod's hash (its UID), as the kubelet sets it.
@@ -280,17 +281,20 @@ pub fn diff(old: &BTreeMap<String, Arc<Pod>>, new: &BTreeMap<String, Arc<Pod>>) 
 
 /// Polls `dir` every `interval` on a thread named `static-pods`, sending the changes; stops when
 /// the receiver is gone. Problems with manifests are logged here, once per file version.
+/// `ready` is told once the first scan has been delivered.
 pub fn spawn_watcher(
     dir: PathBuf,
     node_name: String,
     interval: Duration,
     tx: Sender<PodEvent>,
+    ready: SourcesReady,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("static-pods".into())
         .spawn(move || {
             let mut source = ManifestDir::new(&dir, &node_name);
             let mut current = BTreeMap::new();
+            let mut first = true;
             loop {
                 let now = k8s_openapi::jiff::Timestamp::now().to_string();
                 let scan = source.scan(&now);
@@ -309,6 +313,10 @@ pub fn spawn_watcher(
                     }
                 }
                 current = scan.pods;
+                if first {
+                    ready.done();
+                    first = false;
+                }
                 std::thread::sleep(interval);
             }
         })

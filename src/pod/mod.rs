@@ -18,6 +18,7 @@ pub mod expand;
 pub mod labels;
 pub mod observed;
 pub mod plan;
+pub mod pleg;
 pub mod quantity;
 pub mod report;
 pub mod resources;

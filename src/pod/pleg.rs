@@ -1,0 +1,234 @@
+//! The pod lifecycle event generator: notices runtime changes and pods nobody owns any more.
+//!
+//! Owns the cheap periodic relist of this node's sandboxes and containers (two CRI list calls a
+//! second: containerd 1.6 has no container events) that wakes the worker of every pod whose
+//! runtime state changed, and the housekeeping of orphans: sandboxes with this node's owner
+//! label whose pod no source knows (deleted while vk-cri was down, or left behind by a failed
+//! cleanup) are stopped and removed once every pod source has delivered its first full view.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::labels::{self, ContainerInfo, SandboxInfo};
+use super::worker::PodWorkers;
+use crate::cri::{CriError, Runtime};
+
+/// Counts the pod sources that have not delivered their first full view yet. Orphans are only
+/// collected once it reaches zero (before that, a pod may simply not have arrived yet).
+#[derive(Clone, Debug)]
+pub struct SourcesReady(Arc<AtomicUsize>);
+
+impl SourcesReady {
+    /// `sources` sources still to report.
+    pub fn new(sources: usize) -> SourcesReady {
+        SourcesReady(Arc::new(AtomicUsize::new(sources)))
+    }
+
+    /// One source delivered its first full view (call once per source).
+    pub fn done(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    pub fn all_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// What one relist saw: a fingerprint of each pod's runtime state, by pod UID, and the
+/// sandboxes of each pod.
+#[derive(Debug, Default, PartialEq)]
+pub struct Relist {
+    pub fingerprints: BTreeMap<String, u64>,
+    pub sandboxes: BTreeMap<String, Vec<SandboxInfo>>,
+}
+
+/// Lists this node's sandboxes and containers and fingerprints each pod's state.
+pub fn relist(runtime: &dyn Runtime, node_name: &str) -> Result<Relist, CriError> {
+    let owner = labels::owner_selector(node_name);
+    let mut states: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
+    let mut out = Relist::default();
+    for sb in runtime.list_pod_sandboxes(&owner)? {
+        if let Ok(info) = SandboxInfo::from_sandbox(&sb) {
+            states
+                .entry(info.pod_uid.clone())
+                .or_default()
+                .push((info.id.clone(), info.state as i32));
+            out.sandboxes
+                .entry(info.pod_uid.clone())
+                .or_default()
+                .push(info);
+        }
+    }
+    for c in runtime.list_containers(&owner, None)? {
+        if let Ok(info) = ContainerInfo::from_runtime(&c, None) {
+            states
+                .entry(info.pod_uid)
+                .or_default()
+                .push((info.id, info.state as i32 + 100));
+        }
+    }
+    for (uid, mut s) in states {
+        s.sort();
+        let mut h = DefaultHasher::new();
+        s.hash(&mut h);
+        out.fingerprints.insert(uid, h.finish());
+    }
+    Ok(out)
+}
+
+/// The pods whose fingerprint differs between two relists (appeared, changed or vanished).
+pub fn changed(old: &BTreeMap<String, u64>, new: &BTreeMap<String, u64>) -> Vec<String> {
+    let mut out: Vec<String> = new
+        .iter()
+        .filter(|(uid, fp)| old.get(*uid) != Some(fp))
+        .map(|(uid, _)| uid.clone())
+        .collect();
+    out.extend(old.keys().filter(|uid| !new.contains_key(*uid)).cloned());
+    out
+}
+
+/// Stops and removes every sandbox of an orphaned pod, and its log directory.
+fn collect_orphan(
+    runtime: &dyn Runtime,
+    uid: &str,
+    sandboxes: &[SandboxInfo],
+    log_root: &std::path::Path,
+) {
+    for sb in sandboxes {
+        let key = format!("{}/{}", sb.pod_namespace, sb.pod_name);
+        log::info!(
+            "removing sandbox {} of pod {key} (uid {uid}): no pod source knows it",
+            crate::cri::short_id(&sb.id)
+        );
+        // The pod is gone: its containers get the grace the runtime gives on StopPodSandbox.
+        if let Err(e) = runtime.stop_pod_sandbox(&sb.id) {
+            if !e.is_not_found() {
+                log::warn!("orphan {key}: {e}");
+                continue;
+            }
+        }
+        if let Err(e) = runtime.remove_pod_sandbox(&sb.id) {
+            if !e.is_not_found() {
+                log::warn!("orphan {key}: {e}");
+                continue;
+            }
+        }
+        let dir = log_root.join(format!("{}_{}_{uid}", sb.pod_namespace, sb.pod_name));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Relists every `interval` on a thread named `pleg`: pokes the workers of changed pods and
+/// collects orphans once `ready`.
+pub fn spawn(
+    runtime: Arc<dyn Runtime>,
+    node_name: String,
+    log_root: PathBuf,
+    workers: PodWorkers,
+    ready: SourcesReady,
+    interval: Duration,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("pleg".into())
+        .spawn(move || {
+            let mut last: BTreeMap<String, u64> = BTreeMap::new();
+            let mut failing = false;
+            // A pod must be seen orphaned twice in a row: the first time, its source's event may
+            // still be on its way to the workers.
+            let mut suspects: HashMap<String, u32> = HashMap::new();
+            loop {
+                match relist(runtime.as_ref(), &node_name) {
+                    Err(e) => {
+                        if !failing {
+                            log::warn!("relist failed: {e}");
+                            failing = true;
+                        }
+                    }
+                    Ok(now) => {
+                        if failing {
+                            log::info!("relist works again");
+                            failing = false;
+                        }
+                        for uid in changed(&last, &now.fingerprints) {
+                            workers.poke(&uid);
+                        }
+                        if ready.all_ready() {
+                            let active = workers.active();
+                            suspects.retain(|uid, _| now.sandboxes.contains_key(uid));
+                            for (uid, sandboxes) in &now.sandboxes {
+                                if active.contains(uid) {
+                                    suspects.remove(uid);
+                                    continue;
+                                }
+                                let seen = suspects.entry(uid.clone()).or_insert(0);
+                                *seen += 1;
+                                if *seen >= 2 {
+                                    collect_orphan(runtime.as_ref(), uid, sandboxes, &log_root);
+                                    suspects.remove(uid);
+                                }
+                            }
+                        }
+                        last = now.fingerprints;
+                    }
+                }
+                std::thread::sleep(interval);
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_include_new_changed_and_vanished_pods() {
+        let old: BTreeMap<String, u64> = [("a".into(), 1), ("b".into(), 2), ("c".into(), 3)].into();
+        let new: BTreeMap<String, u64> = [("a".into(), 1), ("b".into(), 5), ("d".into(), 4)].into();
+        let mut got = changed(&old, &new);
+        got.sort();
+        assert_eq!(got, ["b", "c", "d"]);
+        assert!(changed(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn sources_become_ready_when_each_has_reported() {
+        let r = SourcesReady::new(2);
+        assert!(!r.all_ready());
+        r.done();
+        assert!(!r.all_ready());
+        r.done();
+        r.done();
+        assert!(r.all_ready());
+    }
+
+    #[test]
+    fn relist_fingerprints_follow_the_runtime() {
+        use crate::cri::fake::FakeRuntime;
+        let rt = FakeRuntime::new();
+        rt.add_image("busybox");
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+        }))
+        .unwrap();
+        let node = crate::pod::translate::NodeContext::new("node-a");
+        let cfg = crate::pod::translate::sandbox_config(&pod, &node, 0).unwrap();
+        let sb = rt.run_pod_sandbox(&cfg, "").unwrap();
+        let first = relist(&rt, "node-a").unwrap();
+        assert_eq!(first.fingerprints.keys().collect::<Vec<_>>(), ["u1"]);
+        assert!(
+            relist(&rt, "node-b").unwrap().fingerprints.is_empty(),
+            "another node's pods are not ours"
+        );
+        assert_eq!(relist(&rt, "node-a").unwrap(), first, "nothing changed");
+        rt.stop_pod_sandbox(&sb).unwrap();
+        let second = relist(&rt, "node-a").unwrap();
+        assert_eq!(changed(&first.fingerprints, &second.fingerprints), ["u1"]);
+    }
+}
