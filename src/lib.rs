@@ -10,7 +10,10 @@
 //! - [`cri`]: the [`cri::Runtime`] trait (the CRI operations the daemon needs), its grpcio client
 //!   and a recording fake.
 //! - [`kubeconfig`]: where the API server is and who we are to it.
+//! - [`node`]: the Node, Lease and Event objects as pure builders, the host facts they report
+//!   and the event recorder's aggregation and rate limits.
 
 pub mod config;
 pub mod cri;
 pub mod kubeconfig;
+pub mod node;
