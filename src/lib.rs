@@ -11,6 +11,8 @@
 //!   and a recording fake.
 //! - [`kube`]: the API server client: requests as data, typed errors, the watch state machine.
 //! - [`kubeconfig`]: where the API server is and who we are to it.
+//! - [`node`]: the Node, Lease and Event objects as pure builders, the host facts they report
+//!   and the event recorder's aggregation and rate limits.
 //! - [`pod`]: everything about one pod: translation to CRI configs and labels, the planner, the
 //!   status, the workers that run it.
 //! - [`static_pods`]: pods from manifest files (`--pod-manifest-path`).
@@ -19,5 +21,6 @@ pub mod config;
 pub mod cri;
 pub mod kube;
 pub mod kubeconfig;
+pub mod node;
 pub mod pod;
 pub mod static_pods;
