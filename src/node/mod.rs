@@ -17,6 +17,7 @@
 //! - [`events`]: core/v1 Event builders and the [`events::EventRecorder`] (aggregation, spam
 //!   filter and global cap, as client-go's EventCorrelator).
 
+pub mod agent;
 pub mod events;
 pub mod host;
 pub mod labels;

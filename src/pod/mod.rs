@@ -10,6 +10,7 @@
 //! (where status and events go). This file owns the [`PodEvent`] every pod source sends and the
 //! pod's identity helpers.
 
+pub mod api_report;
 pub mod backoff;
 pub mod defaults;
 pub mod dns;

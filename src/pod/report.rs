@@ -13,21 +13,7 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 
 use super::key;
 
-/// Kubernetes event types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventType {
-    Normal,
-    Warning,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Normal => "Normal",
-            EventType::Warning => "Warning",
-        }
-    }
-}
+pub use crate::node::events::EventType;
 
 /// The outputs of the pod syncer.
 pub trait PodReporter: Send + Sync {

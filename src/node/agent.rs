@@ -1,0 +1,225 @@
+//! The node agent: registers the Node, renews its Lease and keeps its status current.
+//!
+//! Owns the I/O around the pure builders of `spec`: create the Node (or adopt it after a 409),
+//! re-create it when it was deleted, PUT the Lease every 10 s (re-reading on a conflict), and
+//! patch the Node's status when it changed or at least every report frequency. Every step is a
+//! method that does one round of work, so tests drive it against the fake API server without
+//! sleeping; [`spawn`] runs them on a thread. Failures are logged here, once per change of
+//! state (an API server that is down is reported when it goes down and when it comes back).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::NodeStatus;
+use k8s_openapi::jiff::Timestamp;
+
+use super::host::{HostFacts, HostProbe};
+use super::spec::{self, NodeParams, RuntimeReadiness};
+use crate::cri::Runtime;
+use crate::kube::{ApiError, KubeApi};
+
+/// The state of the node's registration and heartbeats.
+pub struct NodeAgent {
+    api: Arc<dyn KubeApi>,
+    runtime: Arc<dyn Runtime>,
+    probe: Box<dyn HostProbe + Send>,
+    params: NodeParams,
+    report_frequency: Duration,
+    node_uid: Option<String>,
+    /// The Node's status as the API server last returned it.
+    last_status: Option<NodeStatus>,
+    last_report: Option<Timestamp>,
+    lease: Option<Lease>,
+}
+
+/// What the runtime says about its readiness, worded as the kubelet does.
+pub fn runtime_readiness(runtime: &dyn Runtime) -> RuntimeReadiness {
+    match runtime.status() {
+        Err(e) => RuntimeReadiness::not_ready(format!("container runtime is down: {e}")),
+        Ok(status) => {
+            let cond = |t: &str| status.conditions.iter().find(|c| c.type_ == t);
+            match (cond("RuntimeReady"), cond("NetworkReady")) {
+                (Some(r), _) if !r.status => RuntimeReadiness::not_ready(format!(
+                    "container runtime not ready: RuntimeReady=false reason:{} message:{}",
+                    r.reason, r.message
+                )),
+                (_, Some(n)) if !n.status => RuntimeReadiness::not_ready(format!(
+                    "container runtime network not ready: NetworkReady=false reason:{} message:{}",
+                    n.reason, n.message
+                )),
+                (Some(_), Some(_)) => RuntimeReadiness::ready(),
+                _ => RuntimeReadiness::not_ready(
+                    "container runtime status check may not have completed yet",
+                ),
+            }
+        }
+    }
+}
+
+impl NodeAgent {
+    pub fn new(
+        api: Arc<dyn KubeApi>,
+        runtime: Arc<dyn Runtime>,
+        probe: Box<dyn HostProbe + Send>,
+        params: NodeParams,
+        report_frequency: Duration,
+    ) -> NodeAgent {
+        NodeAgent {
+            api,
+            runtime,
+            probe,
+            params,
+            report_frequency,
+            node_uid: None,
+            last_status: None,
+            last_report: None,
+            lease: None,
+        }
+    }
+
+    /// The Node's uid once registered.
+    pub fn node_uid(&self) -> Option<&str> {
+        self.node_uid.as_deref()
+    }
+
+    fn facts(&self) -> Result<HostFacts, String> {
+        HostFacts::gather(self.probe.as_ref()).map_err(|e| e.to_string())
+    }
+
+    /// Creates the Node, or adopts the one that exists (409). A NodeRestriction refusal (403)
+    /// is returned as it is: retrying cannot fix it.
+    pub fn register(&mut self) -> Result<(), String> {
+        let facts = self.facts()?;
+        let readiness = runtime_readiness(self.runtime.as_ref());
+        let now = Timestamp::now();
+        let node = spec::node_object(&self.params, &facts, &readiness, now);
+        let registered = match self.api.create_node(&node) {
+            Ok(n) => {
+                log::info!("registered node {}", self.params.name);
+                self.last_report = Some(now);
+                n
+            }
+            Err(ApiError::AlreadyExists { .. }) => {
+                let n = self
+                    .api
+                    .get_node(&self.params.name)
+                    .map_err(|e| e.to_string())?;
+                log::info!("node {} exists: adopting it", self.params.name);
+                n
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        self.node_uid = registered.metadata.uid.clone();
+        self.last_status = registered.status;
+        self.lease = None;
+        Ok(())
+    }
+
+    /// Patches the Node's status if it changed or the report frequency passed. Re-creates the
+    /// Node if it was deleted.
+    pub fn sync_status(&mut self) -> Result<(), String> {
+        if self.node_uid.is_none() {
+            return self.register();
+        }
+        let facts = self.facts()?;
+        let readiness = runtime_readiness(self.runtime.as_ref());
+        let now = Timestamp::now();
+        let old = self.last_status.clone().unwrap_or_default();
+        let new = spec::node_status(Some(&old), &self.params, &facts, &readiness, now);
+        let Some(patch) =
+            spec::status_report(&old, &new, self.last_report, now, self.report_frequency)
+                .map_err(|e| e.to_string())?
+        else {
+            return Ok(());
+        };
+        match self.api.patch_node_status(&self.params.name, &patch) {
+            Ok(n) => {
+                self.last_status = n.status;
+                self.last_report = Some(now);
+                Ok(())
+            }
+            Err(ApiError::NotFound { .. }) => {
+                log::warn!(
+                    "node {} was deleted: registering it again",
+                    self.params.name
+                );
+                self.node_uid = None;
+                self.register()
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Renews the Lease (creating it first if needed); a conflict is resolved by re-reading.
+    pub fn renew_lease(&mut self) -> Result<(), String> {
+        let Some(uid) = self.node_uid.clone() else {
+            return Err("the node is not registered yet".into());
+        };
+        let name = self.params.name.clone();
+        for _ in 0..2 {
+            let now = Timestamp::now();
+            let current = match self.lease.take() {
+                Some(l) => l,
+                None => match self.api.get_lease(&name) {
+                    Ok(l) => spec::with_node_owner(&l, &name, &uid),
+                    Err(ApiError::NotFound { .. }) => {
+                        let lease = spec::lease_object(
+                            &name,
+                            &uid,
+                            &name,
+                            spec::LEASE_DURATION_SECONDS,
+                            now,
+                        );
+                        match self.api.create_lease(&lease) {
+                            Ok(l) => {
+                                self.lease = Some(l);
+                                return Ok(());
+                            }
+                            Err(ApiError::AlreadyExists { .. }) => continue,
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                    Err(e) => return Err(e.to_string()),
+                },
+            };
+            match self.api.update_lease(&name, &spec::renew(&current, now)) {
+                Ok(l) => {
+                    self.lease = Some(l);
+                    return Ok(());
+                }
+                // Someone else wrote it: read it again and retry once.
+                Err(ApiError::Conflict { .. }) | Err(ApiError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(format!("lease {name} kept changing under us"))
+    }
+}
+
+/// Runs the agent on a thread named `node`: register, then every 10 s renew the Lease and sync
+/// the status.
+pub fn spawn(mut agent: NodeAgent) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("node".into())
+        .spawn(move || {
+            let mut failing: Option<String> = None;
+            loop {
+                let result = agent.sync_status().and_then(|()| agent.renew_lease());
+                match (&result, &failing) {
+                    (Err(e), None) => log::warn!("node {}: {e}", agent.params.name),
+                    (Ok(()), Some(_)) => {
+                        log::info!("node {}: heartbeats work again", agent.params.name)
+                    }
+                    _ => {}
+                }
+                failing = result.err();
+                let pause = if failing.is_some() && agent.node_uid.is_none() {
+                    Duration::from_secs(2)
+                } else {
+                    spec::LEASE_RENEW_INTERVAL
+                };
+                std::thread::sleep(pause);
+            }
+        })
+}

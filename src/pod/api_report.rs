@@ -1,0 +1,291 @@
+//! [`ApiReporter`]: pod status, events and final deletion, written to the API server.
+//!
+//! Owns the kubelet's status manager and event recorder plumbing: statuses are queued per pod
+//! (the newest wins) and written by one `status` thread as a merge patch of `/status` carrying
+//! the pod's uid, only when they differ from what was written last; events go through the pure
+//! [`EventRecorder`] (aggregation, dedup into count patches, rate limits) and are written by one
+//! `events` thread, so a slow API server never blocks a pod worker. The final delete (grace 0
+//! with a uid precondition) is synchronous: the worker must know it happened.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodStatus};
+use k8s_openapi::jiff::Timestamp;
+
+use super::report::{EventType, PodReporter};
+use super::{key, uid};
+use crate::kube::{ApiError, KubeApi, PatchType};
+use crate::node::events::{pod_ref, EventDecision, EventRecorder};
+
+#[derive(Default)]
+struct Queue {
+    /// Newest status per pod uid, not written yet.
+    pending: HashMap<String, (Arc<Pod>, PodStatus)>,
+    order: VecDeque<String>,
+    /// What was last written (or found) per pod uid.
+    written: HashMap<String, PodStatus>,
+    /// The newest status computed per pod uid (the "old" status of the next computation).
+    latest: HashMap<String, PodStatus>,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+/// Reports to the API server.
+pub struct ApiReporter {
+    api: Arc<dyn KubeApi>,
+    shared: Arc<Shared>,
+    events: Sender<(ObjectReference, EventType, String, String, Timestamp)>,
+}
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Queue> {
+    s.queue.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ApiReporter {
+    /// Starts the `status` and `events` threads for node `node_name`.
+    pub fn start(api: Arc<dyn KubeApi>, node_name: &str) -> std::io::Result<Arc<ApiReporter>> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+        });
+        let (tx, rx) = crossbeam_channel::bounded(1024);
+        {
+            let api = api.clone();
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("status".into())
+                .spawn(move || status_loop(api.as_ref(), &shared))?;
+        }
+        {
+            let api = api.clone();
+            let recorder = EventRecorder::new(node_name);
+            std::thread::Builder::new()
+                .name("events".into())
+                .spawn(move || event_loop(api.as_ref(), recorder, &rx))?;
+        }
+        Ok(Arc::new(ApiReporter {
+            api,
+            shared,
+            events: tx,
+        }))
+    }
+}
+
+fn status_loop(api: &dyn KubeApi, shared: &Shared) {
+    loop {
+        let (pod, status) = {
+            let mut q = lock(shared);
+            loop {
+                if let Some(id) = q.order.pop_front() {
+                    if let Some(item) = q.pending.remove(&id) {
+                        break item;
+                    }
+                    continue;
+                }
+                q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let id = uid(&pod).to_string();
+        if lock(shared).written.get(&id) == Some(&status) {
+            continue;
+        }
+        let patch = serde_json::json!({
+            "metadata": {"uid": id},
+            "status": status,
+        });
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        match api.patch_pod_status(ns, name, PatchType::Merge, &patch) {
+            Ok(_) => {
+                lock(shared).written.insert(id, status);
+            }
+            // Gone, or replaced by a pod with another uid: nothing to write any more.
+            Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => {}
+            Err(e) if e.is_retryable() => {
+                log::debug!("pod {}: status not written, retrying: {e}", key(&pod));
+                std::thread::sleep(Duration::from_millis(500));
+                let mut q = lock(shared);
+                if !q.pending.contains_key(&id) {
+                    q.pending.insert(id.clone(), (pod, status));
+                    q.order.push_back(id);
+                }
+            }
+            Err(e) => log::warn!("pod {}: status not written: {e}", key(&pod)),
+        }
+    }
+}
+
+fn event_loop(
+    api: &dyn KubeApi,
+    mut recorder: EventRecorder,
+    rx: &Receiver<(ObjectReference, EventType, String, String, Timestamp)>,
+) {
+    for (involved, kind, reason, message, now) in rx {
+        let ns = involved
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let result = match recorder.record(&involved, kind, &reason, &message, now) {
+            EventDecision::Create(ev) => api.create_event(&ns, &ev).map(|_| ()),
+            EventDecision::Patch(p) => match p.body() {
+                Err(e) => {
+                    log::warn!("event {} not sent: {e}", p.name);
+                    continue;
+                }
+                Ok(body) => match api.patch_event(&p.namespace, &p.name, &body) {
+                    Err(ApiError::NotFound { .. }) => {
+                        api.create_event(&p.namespace, &p.event).map(|_| ())
+                    }
+                    other => other.map(|_| ()),
+                },
+            },
+            EventDecision::Drop(_) => continue,
+        };
+        if let Err(e) = result {
+            log::debug!(
+                "event {reason} for {ns}/{} not sent: {e}",
+                involved.name.as_deref().unwrap_or("")
+            );
+        }
+    }
+}
+
+impl PodReporter for ApiReporter {
+    fn status(&self, pod: &Pod, status: &PodStatus) {
+        let id = uid(pod).to_string();
+        let mut q = lock(&self.shared);
+        q.latest.insert(id.clone(), status.clone());
+        if q.written.get(&id) == Some(status) {
+            q.pending.remove(&id);
+            return;
+        }
+        if q.pending
+            .insert(id.clone(), (Arc::new(pod.clone()), status.clone()))
+            .is_none()
+        {
+            q.order.push_back(id);
+        }
+        drop(q);
+        self.shared.wake.notify_one();
+    }
+
+    fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) {
+        let item = (
+            pod_ref(pod, None),
+            kind,
+            reason.to_string(),
+            message.to_string(),
+            Timestamp::now(),
+        );
+        // A full queue means the API server is far behind: dropping events is what the
+        // kubelet's broadcaster does too.
+        let _ = self.events.try_send(item);
+    }
+
+    fn deleted(&self, pod: &Pod) -> Result<(), String> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        match self.api.delete_pod(ns, name, uid(pod), 0) {
+            Ok(_) | Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn last_status(&self, uid: &str) -> Option<PodStatus> {
+        lock(&self.shared).latest.get(uid).cloned()
+    }
+
+    fn forget(&self, uid: &str) {
+        let mut q = lock(&self.shared);
+        q.pending.remove(uid);
+        q.written.remove(uid);
+        q.latest.remove(uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::fake::FakeApi;
+    use crate::kube::RequestKind;
+
+    fn pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p1", "namespace": "fixtures", "uid": "u-1"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+        }))
+        .unwrap()
+    }
+
+    fn wait_for(api: &FakeApi, kind: RequestKind, n: usize) {
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while api.calls_of(kind).len() < n {
+            assert!(
+                std::time::Instant::now() < end,
+                "waited for {n} {kind:?}: {:?}",
+                api.calls()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_status_is_written_once_as_a_merge_patch_with_the_uid() {
+        let api = Arc::new(FakeApi::new());
+        let fixture = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/apiserver/07k-pod-get-200/response-body.json"
+        ))
+        .unwrap();
+        for _ in 0..3 {
+            api.push_json(
+                RequestKind::PatchPodStatus,
+                serde_json::from_slice(&fixture).unwrap(),
+            );
+        }
+        let r = ApiReporter::start(api.clone(), "vk-node").unwrap();
+        let s = PodStatus {
+            phase: Some("Running".into()),
+            ..Default::default()
+        };
+        r.status(&pod(), &s);
+        wait_for(&api, RequestKind::PatchPodStatus, 1);
+        std::thread::sleep(Duration::from_millis(50));
+        r.status(&pod(), &s);
+        std::thread::sleep(Duration::from_millis(50));
+        let calls = api.calls_of(RequestKind::PatchPodStatus);
+        assert_eq!(calls.len(), 1, "an unchanged status is not written again");
+        assert_eq!(calls[0].content_type, Some("application/merge-patch+json"));
+        let body: serde_json::Value =
+            serde_json::from_slice(calls[0].body.as_ref().unwrap()).unwrap();
+        assert_eq!(body["metadata"]["uid"], "u-1");
+        assert_eq!(body["status"]["phase"], "Running");
+        assert_eq!(r.last_status("u-1"), Some(s));
+    }
+
+    #[test]
+    fn the_final_delete_carries_grace_zero_and_the_uid() {
+        let api = Arc::new(FakeApi::new());
+        api.push_error(
+            RequestKind::DeletePod,
+            ApiError::from_response(
+                crate::kube::request::delete_pod("fixtures", "p1", "u-1", 0).unwrap().describe(),
+                404,
+                br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#,
+                None,
+            ),
+        );
+        let r = ApiReporter::start(api.clone(), "vk-node").unwrap();
+        assert_eq!(r.deleted(&pod()), Ok(()), "already gone counts as deleted");
+        let call = &api.calls_of(RequestKind::DeletePod)[0];
+        let body: serde_json::Value = serde_json::from_slice(call.body.as_ref().unwrap()).unwrap();
+        assert_eq!(body["gracePeriodSeconds"], 0);
+        assert_eq!(body["preconditions"]["uid"], "u-1");
+    }
+}
