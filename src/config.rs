@@ -100,6 +100,30 @@ pub struct Flags {
     #[arg(long, value_name = "PATH", env = "APISERVER_KEY_LOCATION")]
     pub tls_private_key_file: Option<PathBuf>,
 
+    /// Extra labels of the Node (k=v,k2=v2); labels NodeRestriction forbids are refused
+    #[arg(long, value_name = "K=V[,K=V]", default_value = "")]
+    pub node_labels: String,
+
+    /// Register without the virtual-kubelet.io/provider=cri:NoSchedule taint
+    #[arg(long)]
+    pub disable_taint: bool,
+
+    /// Pods this node accepts (its capacity)
+    #[arg(long, value_name = "N", default_value_t = 110)]
+    pub max_pods: u32,
+
+    /// Resources reserved for Kubernetes components (cpu=100m,memory=256Mi,ephemeral-storage=1Gi)
+    #[arg(long, value_name = "RESOURCES", default_value = "")]
+    pub kube_reserved: String,
+
+    /// Resources reserved for the system
+    #[arg(long, value_name = "RESOURCES", default_value = "")]
+    pub system_reserved: String,
+
+    /// Longest time between two node status reports when nothing changes
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub node_status_report_frequency: String,
+
     /// Directory of static pod manifests (YAML or JSON) to run
     #[arg(long, value_name = "DIR")]
     pub pod_manifest_path: Option<PathBuf>,
@@ -134,6 +158,12 @@ pub struct Config {
     pub tls_cert_file: Option<PathBuf>,
     pub tls_private_key_file: Option<PathBuf>,
     pub pod_manifest_path: Option<PathBuf>,
+    pub node_labels: Vec<(String, String)>,
+    pub disable_taint: bool,
+    pub max_pods: u32,
+    pub kube_reserved: crate::node::spec::Reserved,
+    pub system_reserved: crate::node::spec::Reserved,
+    pub node_status_report_frequency: Duration,
     pub runtime_request_timeout: Duration,
     pub image_pull_timeout: Duration,
     pub log_level: log::LevelFilter,
@@ -160,6 +190,10 @@ pub enum ConfigError {
     TlsPair,
     #[error("--port 0 is not a port")]
     Port,
+    #[error("--{flag}: {message}")]
+    Node { flag: &'static str, message: String },
+    #[error("--max-pods 0: a node must accept at least one pod")]
+    MaxPods,
     #[error("--cluster-dns {0:?} is not an IP address")]
     ClusterDns(String),
     #[error("--cluster-domain {0:?} is not a valid domain: {1}")]
@@ -210,6 +244,24 @@ impl Config {
         if let Some(reason) = invalid_node_name(&f.cluster_domain) {
             return Err(ConfigError::ClusterDomain(f.cluster_domain, reason));
         }
+        let node_err = |flag: &'static str| {
+            move |e: crate::node::NodeError| ConfigError::Node {
+                flag,
+                message: e.to_string(),
+            }
+        };
+        let node_labels = crate::node::labels::parse_node_labels(&f.node_labels)
+            .map_err(node_err("node-labels"))?;
+        // Refused up front: NodeRestriction would answer 403 to the registration.
+        crate::node::labels::node_labels(&f.nodename, &node_labels, "amd64", "linux")
+            .map_err(node_err("node-labels"))?;
+        let kube_reserved = crate::node::spec::parse_reserved(&f.kube_reserved)
+            .map_err(node_err("kube-reserved"))?;
+        let system_reserved = crate::node::spec::parse_reserved(&f.system_reserved)
+            .map_err(node_err("system-reserved"))?;
+        if f.max_pods == 0 {
+            return Err(ConfigError::MaxPods);
+        }
         let log_level = f
             .log_level
             .parse::<log::LevelFilter>()
@@ -234,6 +286,15 @@ impl Config {
             tls_cert_file: f.tls_cert_file,
             tls_private_key_file: f.tls_private_key_file,
             pod_manifest_path: f.pod_manifest_path,
+            node_labels,
+            disable_taint: f.disable_taint,
+            max_pods: f.max_pods,
+            kube_reserved,
+            system_reserved,
+            node_status_report_frequency: duration(
+                "node-status-report-frequency",
+                &f.node_status_report_frequency,
+            )?,
             log_level,
         })
     }
@@ -377,6 +438,19 @@ mod tests {
             .unwrap_err()
             .contains("together"));
         assert!(parse(&["--port", "70000"]).unwrap_err().contains("70000"));
+        let forbidden = parse(&["--node-labels", "kubernetes.io/role=agent,ok=1"]).unwrap_err();
+        assert!(forbidden.starts_with("--node-labels: "), "{forbidden}");
+        assert!(forbidden.contains("kubernetes.io/role"), "{forbidden}");
+        assert!(parse(&["--node-labels", "novalue"])
+            .unwrap_err()
+            .starts_with("--node-labels"));
+        assert!(parse(&["--kube-reserved", "cpu=lots"])
+            .unwrap_err()
+            .starts_with("--kube-reserved"));
+        assert_eq!(
+            parse(&["--max-pods", "0"]).unwrap_err(),
+            "--max-pods 0: a node must accept at least one pod"
+        );
         assert!(parse(&["--cluster-dns", "10.96.0.10,nope"])
             .unwrap_err()
             .contains("--cluster-dns \"nope\""));
@@ -446,6 +520,14 @@ mod tests {
             "APISERVER_CERT_LOCATION",
             "APISERVER_KEY_LOCATION",
             "--pod-manifest-path",
+            "--node-labels",
+            "--disable-taint",
+            "--max-pods",
+            "[default: 110]",
+            "--kube-reserved",
+            "--system-reserved",
+            "--node-status-report-frequency",
+            "[default: 5m]",
             "--runtime-request-timeout",
             "[default: 2m]",
             "--log-level",

@@ -13,8 +13,18 @@ use clap::Parser;
 use vk_cri::config::{Config, Flags};
 use vk_cri::cri::client::Deadlines;
 use vk_cri::cri::{GrpcRuntime, Runtime};
+use vk_cri::kube::client::{ApiClient, ClientOptions};
+use vk_cri::kube::reflector::run_pod_reflector;
+use vk_cri::kube::watch::WatchConfig;
+use vk_cri::kube::KubeApi;
+use vk_cri::kubeconfig;
+use vk_cri::node::agent::{self as node_agent, NodeAgent};
+use vk_cri::node::host::{go_arch, HostFacts, ProcHost};
+use vk_cri::node::labels::node_labels;
+use vk_cri::node::spec::NodeParams;
+use vk_cri::pod::api_report::ApiReporter;
 use vk_cri::pod::pleg::{self, SourcesReady};
-use vk_cri::pod::report::LogReporter;
+use vk_cri::pod::report::{LogReporter, PodReporter};
 use vk_cri::pod::sync::{Paths, RuntimeSyncer};
 use vk_cri::pod::translate::NodeContext;
 use vk_cri::pod::worker::PodWorkers;
@@ -48,14 +58,6 @@ fn init_logging(level: log::LevelFilter) {
     b.format_timestamp_millis().init();
 }
 
-/// MemTotal from /proc/meminfo, in bytes.
-fn memory_capacity() -> Option<i64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// The node's IP: the flag, else the first non-loopback IPv4 address of an interface that is up,
 /// else loopback.
 fn node_ip(config: &Config) -> IpAddr {
@@ -75,6 +77,13 @@ fn node_ip(config: &Config) -> IpAddr {
 }
 
 fn run(config: &Config) -> Result<(), String> {
+    if config.kubeconfig.is_none() && config.pod_manifest_path.is_none() {
+        return Err(
+            "nothing to run: give --kubeconfig (join a cluster) and/or --pod-manifest-path DIR \
+             (static pods; alone, standalone mode)"
+                .into(),
+        );
+    }
     let runtime: Arc<GrpcRuntime> = Arc::new(GrpcRuntime::new(
         &config.cri_socket,
         Deadlines {
@@ -103,16 +112,10 @@ fn run(config: &Config) -> Result<(), String> {
             c.message
         );
     }
-    if config.kubeconfig.is_some() {
-        return Err(
-            "running against an API server is not wired into this version yet: \
-                    use --pod-manifest-path without --kubeconfig (standalone mode)"
-                .into(),
-        );
+    for dir in [&config.log_dir, &config.pods_dir, &config.volumes_dir] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
     }
-    let Some(manifests) = config.pod_manifest_path.clone() else {
-        return Err("nothing to run: give --pod-manifest-path DIR (standalone mode)".into());
-    };
 
     let host_resolv_conf = match &config.resolv_conf {
         None => None,
@@ -126,16 +129,85 @@ fn run(config: &Config) -> Result<(), String> {
     node.cluster_dns = config.cluster_dns.iter().map(|ip| ip.to_string()).collect();
     node.cluster_domain = config.cluster_domain.clone();
     node.host_resolv_conf = host_resolv_conf;
-    node.memory_capacity = memory_capacity().unwrap_or(node.memory_capacity);
+    let host = ProcHost::new(config.log_dir.clone());
+    if let Ok(facts) = HostFacts::gather(&host) {
+        node.memory_capacity =
+            i64::try_from(facts.usage.memory_total).unwrap_or(node.memory_capacity);
+    }
     node.cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let ip = node_ip(config);
-    log::info!(
-        "node {} with IP {ip}, standalone: pods from {}",
-        config.node_name,
-        manifests.display()
-    );
+    let mut sources = 0;
+    if config.pod_manifest_path.is_some() {
+        sources += 1;
+    }
+    if config.kubeconfig.is_some() {
+        sources += 1;
+    }
+    let ready = SourcesReady::new(sources);
+    let (tx, rx) = crossbeam_channel::unbounded();
 
-    let reporter = Arc::new(LogReporter::new());
+    let reporter: Arc<dyn PodReporter> = match &config.kubeconfig {
+        None => {
+            log::info!("node {} with IP {ip}, standalone mode", config.node_name);
+            Arc::new(LogReporter::new())
+        }
+        Some(path) => {
+            let client = kubeconfig::load(path, None).map_err(|e| e.to_string())?;
+            let tls = kubeconfig::ureq_tls_config(&client).map_err(|e| e.to_string())?;
+            let api: Arc<dyn KubeApi> = Arc::new(ApiClient::new(
+                &client.server,
+                tls,
+                &client.identity,
+                ClientOptions::new(&config.node_name),
+            ));
+            log::info!(
+                "node {} with IP {ip}, API server {}",
+                config.node_name,
+                client.server
+            );
+            let labels = node_labels(
+                &config.node_name,
+                &config.node_labels,
+                go_arch(std::env::consts::ARCH, cfg!(target_endian = "little")),
+                std::env::consts::OS,
+            )
+            .map_err(|e| e.to_string())?;
+            let mut params = NodeParams::new(
+                &config.node_name,
+                labels,
+                ip,
+                &version.node_runtime_version(),
+            );
+            params.provider_taint = !config.disable_taint;
+            params.kubelet_port = config.port;
+            params.max_pods = config.max_pods;
+            params.kube_reserved = config.kube_reserved;
+            params.system_reserved = config.system_reserved;
+            let agent = NodeAgent::new(
+                api.clone(),
+                runtime.clone(),
+                Box::new(host),
+                params,
+                config.node_status_report_frequency,
+            );
+            node_agent::spawn(agent).map_err(|e| format!("failed to start the node agent: {e}"))?;
+            let (api2, node, tx2, ready2) = (
+                api.clone(),
+                config.node_name.clone(),
+                tx.clone(),
+                ready.clone(),
+            );
+            std::thread::Builder::new()
+                .name("reflector".into())
+                .spawn(move || {
+                    run_pod_reflector(api2, &node, WatchConfig::default(), &tx2, &ready2)
+                })
+                .map_err(|e| format!("failed to start the pod reflector: {e}"))?;
+            ApiReporter::start(api, &config.node_name)
+                .map_err(|e| format!("failed to start the status writer: {e}"))?
+        }
+    };
+
     let syncer = Arc::new(RuntimeSyncer::new(
         runtime.clone(),
         reporter,
@@ -147,16 +219,18 @@ fn run(config: &Config) -> Result<(), String> {
         &version.runtime_name,
     ));
     let workers = PodWorkers::new(syncer);
-    let ready = SourcesReady::new(1);
-    let (tx, rx) = crossbeam_channel::unbounded();
-    static_pods::spawn_watcher(
-        manifests,
-        config.node_name.clone(),
-        Duration::from_secs(1),
-        tx,
-        ready.clone(),
-    )
-    .map_err(|e| format!("failed to start the manifest watcher: {e}"))?;
+    if let Some(manifests) = &config.pod_manifest_path {
+        log::info!("static pods from {}", manifests.display());
+        static_pods::spawn_watcher(
+            manifests.clone(),
+            config.node_name.clone(),
+            Duration::from_secs(1),
+            tx.clone(),
+            ready.clone(),
+        )
+        .map_err(|e| format!("failed to start the manifest watcher: {e}"))?;
+    }
+    drop(tx);
     pleg::spawn(
         runtime,
         config.node_name.clone(),

@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::backoff::BackoffPolicy;
 use super::watch::{Delta, Input, Next, Step, Store, Target, Wait, WatchConfig, Watcher};
 use super::KubeApi;
+use crate::pod::pleg::SourcesReady;
 use crate::pod::PodEvent;
 
 /// A number in [0, 1) for backoff jitter; not cryptographic, just different per call.
@@ -38,13 +39,16 @@ fn wait(policy: &BackoffPolicy, w: Wait) {
 
 /// Lists and watches the pods bound to `node` until the receiver of `tx` is gone, sending a
 /// [`PodEvent`] for every pod added, changed or deleted. Never returns early on API errors: it
-/// backs off and relists as the watcher decides.
+/// backs off and relists as the watcher decides. `ready` is told once the first full list has
+/// been delivered.
 pub fn run_pod_reflector(
     api: Arc<dyn KubeApi>,
     node: &str,
     config: WatchConfig,
     tx: &Sender<PodEvent>,
+    ready: &SourcesReady,
 ) {
+    let mut listed = false;
     let policy = BackoffPolicy::default();
     let mut watcher: Watcher<Pod> = Watcher::new(
         Target::PodsOnNode {
@@ -72,7 +76,7 @@ pub fn run_pod_reflector(
                                 Err(e) => Input::StreamError(e),
                             });
                             let after = step.next.clone();
-                            if !apply(&mut store, step, tx) {
+                            if !apply(&mut store, step, tx, ready, &mut listed) {
                                 return;
                             }
                             if after != Next::KeepReading {
@@ -96,7 +100,7 @@ pub fn run_pod_reflector(
             }
         };
         next = step.next.clone();
-        if !apply(&mut store, step, tx) {
+        if !apply(&mut store, step, tx, ready, &mut listed) {
             return;
         }
     }
@@ -104,8 +108,18 @@ pub fn run_pod_reflector(
 
 /// Applies a step's cache events to the store, sends the resulting pod events and reports the
 /// step's problems. `false` when nobody listens any more.
-fn apply(store: &mut Store<Pod>, step: Step<Pod>, tx: &Sender<PodEvent>) -> bool {
+fn apply(
+    store: &mut Store<Pod>,
+    step: Step<Pod>,
+    tx: &Sender<PodEvent>,
+    ready: &SourcesReady,
+    listed: &mut bool,
+) -> bool {
     report(&step.error, &step.undecodable);
+    let relisted = step
+        .events
+        .iter()
+        .any(|e| matches!(e, super::watch::CacheEvent::Relisted { .. }));
     for ev in step.events {
         for delta in store.apply(ev) {
             let event = match delta {
@@ -118,6 +132,9 @@ fn apply(store: &mut Store<Pod>, step: Step<Pod>, tx: &Sender<PodEvent>) -> bool
                 return false;
             }
         }
+    }
+    if relisted && !std::mem::replace(listed, true) {
+        ready.done();
     }
     true
 }
@@ -176,8 +193,10 @@ mod tests {
         );
         let (tx, rx) = crossbeam_channel::unbounded();
         let api2: Arc<dyn KubeApi> = api.clone();
+        let ready = SourcesReady::new(1);
+        let ready2 = ready.clone();
         let handle = std::thread::spawn(move || {
-            run_pod_reflector(api2, "vk-node", WatchConfig::default(), &tx);
+            run_pod_reflector(api2, "vk-node", WatchConfig::default(), &tx, &ready2);
         });
         let mut got = Vec::new();
         while got.len() < 8 {
@@ -187,6 +206,7 @@ mod tests {
             );
         }
         drop(rx);
+        assert!(ready.all_ready(), "the first list makes the source ready");
         let mut listed: Vec<String> = kinds(&got[..3]);
         listed.sort();
         assert_eq!(listed, ["upsert p-del", "upsert p1", "upsert p2"]);
