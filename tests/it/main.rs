@@ -3,5 +3,7 @@
 //! brings up (contrib/dev-env/up.sh) and fail loudly when it is missing; none is skipped.
 
 mod cri;
+mod daemon;
 mod env;
+mod standalone;
 mod translate;

@@ -1,0 +1,221 @@
+//! Running the `virtual-kubelet` binary in tests: a daemon with its own node name and its own
+//! scratch directories on the dev environment's containerd, killed when dropped.
+//!
+//! Owns starting and stopping the daemon, reading its log, and looking at what it made in the
+//! runtime (by its owner label), so each test reads as the behaviour it proves.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vk_cri::cri::api::{self, ContainerState};
+use vk_cri::cri::client::Deadlines;
+use vk_cri::cri::{GrpcRuntime, Labels, Runtime};
+
+use crate::env::{self, Scratch};
+
+/// The runtime client tests use to look at what the daemon did.
+pub fn runtime() -> GrpcRuntime {
+    GrpcRuntime::new(
+        &env::cri_socket(),
+        Deadlines {
+            call: Duration::from_secs(30),
+            pull: Duration::from_secs(120),
+        },
+    )
+}
+
+/// Waits until `f` returns something, or fails the test naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub node: String,
+    pub dir: Scratch,
+    child: Option<Child>,
+    log: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Daemon {
+    /// A daemon for a new node name with an empty manifest directory, not started yet.
+    pub fn new(tag: &str) -> Daemon {
+        let dir = Scratch::new(tag);
+        std::fs::create_dir_all(dir.0.join("manifests")).expect("manifest dir");
+        Daemon {
+            node: env::unique(tag),
+            log: dir.0.join("daemon.log"),
+            dir,
+            child: None,
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn manifests(&self) -> PathBuf {
+        self.dir.0.join("manifests")
+    }
+
+    pub fn log_root(&self) -> PathBuf {
+        self.dir.0.join("logs")
+    }
+
+    /// Extra flags for the next start.
+    pub fn with_args(mut self, args: &[&str]) -> Daemon {
+        self.extra.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Starts (or starts again) the daemon; its output is appended to its log.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_virtual-kubelet"))
+            .arg("--nodename")
+            .arg(&self.node)
+            .arg("--cri-socket")
+            .arg(env::cri_socket())
+            .arg("--pod-manifest-path")
+            .arg(self.manifests())
+            .arg("--log-dir")
+            .arg(self.log_root())
+            .arg("--pods-dir")
+            .arg(self.dir.0.join("pods"))
+            .arg("--volumes-dir")
+            .arg(self.dir.0.join("volumes"))
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("start virtual-kubelet");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, like a crash: nothing is cleaned up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Waits for a line in the daemon's log containing `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < end,
+                "timed out after {timeout:?} waiting for {needle:?} in the daemon log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Writes a manifest file.
+    pub fn put_manifest(&self, file: &str, yaml: &str) {
+        let tmp = self.dir.0.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, yaml).expect("write manifest");
+        std::fs::rename(&tmp, self.manifests().join(file)).expect("move manifest");
+    }
+
+    pub fn remove_manifest(&self, file: &str) {
+        std::fs::remove_file(self.manifests().join(file)).expect("remove manifest");
+    }
+
+    fn owner(&self) -> Labels {
+        [("vk-cri.io/node".to_string(), self.node.clone())]
+            .into_iter()
+            .collect()
+    }
+
+    /// This node's sandboxes.
+    pub fn sandboxes(&self) -> Vec<api::PodSandbox> {
+        runtime()
+            .list_pod_sandboxes(&self.owner())
+            .expect("list sandboxes")
+    }
+
+    /// This node's containers with the given container name, newest attempt first, with
+    /// their statuses.
+    pub fn containers(&self, name: &str) -> Vec<api::ContainerStatus> {
+        let rt = runtime();
+        let mut out: Vec<api::ContainerStatus> = rt
+            .list_containers(&self.owner(), None)
+            .expect("list containers")
+            .into_iter()
+            .filter(|c| c.metadata.name == name)
+            .filter_map(|c| rt.container_status(&c.id).ok())
+            .collect();
+        out.sort_by_key(|c| std::cmp::Reverse(c.metadata.attempt));
+        out
+    }
+
+    /// Waits for a running container with this name; its status.
+    pub fn wait_running(&self, name: &str, timeout: Duration) -> api::ContainerStatus {
+        wait_for(
+            &format!("container {name} running on {}", self.node),
+            timeout,
+            || {
+                self.containers(name)
+                    .into_iter()
+                    .find(|c| c.state.enum_value_or_default() == ContainerState::CONTAINER_RUNNING)
+            },
+        )
+    }
+
+    /// Waits until this node has no sandbox left.
+    pub fn wait_no_sandboxes(&self, timeout: Duration) {
+        wait_for(
+            &format!("no sandbox left on {}", self.node),
+            timeout,
+            || self.sandboxes().is_empty().then_some(()),
+        );
+    }
+
+    /// Removes whatever this node left in the runtime (used on drop, also after failures).
+    fn cleanup_runtime(&self) {
+        let rt = runtime();
+        for sb in rt.list_pod_sandboxes(&self.owner()).unwrap_or_default() {
+            let _ = rt.stop_pod_sandbox(&sb.id);
+            let _ = rt.remove_pod_sandbox(&sb.id);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+        self.cleanup_runtime();
+        if std::thread::panicking() {
+            eprintln!("--- daemon log of {} ---\n{}", self.node, self.log());
+        }
+    }
+}

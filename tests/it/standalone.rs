@@ -1,0 +1,374 @@
+//! The daemon in standalone mode (static pods from a manifest directory, no API server) against
+//! the real containerd: pods start and stop with their files, restart by policy with the
+//! kubelet's back-off, run init containers in order, stop within their grace period, survive a
+//! restart of the daemon untouched, are cleaned up when they vanished while it was down, and two
+//! nodes on one containerd leave each other alone.
+
+use std::time::{Duration, Instant};
+
+use vk_cri::cri::api::{ContainerState, PodSandboxState};
+use vk_cri::cri::Runtime;
+
+use crate::daemon::{runtime, wait_for, Daemon};
+use crate::env;
+
+fn manifest(
+    name: &str,
+    policy: &str,
+    grace: u32,
+    init: &[(&str, &str)],
+    app: &[(&str, &str)],
+) -> String {
+    let image = env::var("VKCRI_BUSYBOX_IMAGE");
+    let list = |cs: &[(&str, &str)]| -> String {
+        cs.iter()
+            .map(|(n, script)| {
+                format!(
+                    "  - name: {n}\n    image: {image}\n    command: [sh, -c, {}]\n",
+                    serde_json::to_string(script).unwrap()
+                )
+            })
+            .collect()
+    };
+    let mut m = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {policy}\n  hostNetwork: true\n  terminationGracePeriodSeconds: {grace}\n"
+    );
+    if !init.is_empty() {
+        m.push_str("  initContainers:\n");
+        m.push_str(&list(init));
+    }
+    m.push_str("  containers:\n");
+    m.push_str(&list(app));
+    m
+}
+
+/// PID 1 that exits at once on SIGTERM.
+const COOPERATIVE: &str = "trap 'exit 0' TERM; while true; do sleep 0.2; done";
+/// PID 1 that ignores SIGTERM.
+const STUBBORN: &str = "trap '' TERM; while true; do sleep 0.2; done";
+
+#[test]
+fn a_manifest_added_starts_its_pod_and_removing_it_stops_and_cleans_up() {
+    let mut d = Daemon::new("static");
+    d.start();
+    d.put_manifest(
+        "web.yaml",
+        &manifest(
+            "web",
+            "Always",
+            5,
+            &[],
+            &[("web", &format!("echo hello from web; {COOPERATIVE}"))],
+        ),
+    );
+    let c = d.wait_running("web", Duration::from_secs(30));
+    let log_path = std::path::PathBuf::from(&c.log_path);
+    assert!(
+        log_path.starts_with(d.log_root()),
+        "log {} under {}",
+        log_path.display(),
+        d.log_root().display()
+    );
+    assert!(log_path.ends_with("web/0.log"));
+    wait_for(
+        "the container's line in its log",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&log_path)
+                .ok()
+                .filter(|l| l.contains("hello from web"))
+        },
+    );
+    d.wait_log(
+        &format!(
+            "pod default/web-{}: Running web=running,ready restarts=0",
+            d.node
+        ),
+        Duration::from_secs(10),
+    );
+    assert_eq!(d.sandboxes().len(), 1);
+
+    d.remove_manifest("web.yaml");
+    d.wait_no_sandboxes(Duration::from_secs(20));
+    wait_for(
+        "the pod's log directory to be removed",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_dir(d.log_root())
+                .ok()
+                .map(|mut r| r.next().is_none())
+                .filter(|empty| *empty)
+        },
+    );
+}
+
+#[test]
+fn a_command_exiting_zero_under_never_completes_and_is_not_restarted() {
+    let mut d = Daemon::new("never");
+    d.start();
+    d.put_manifest(
+        "job.yaml",
+        &manifest("job", "Never", 2, &[], &[("job", "echo done")]),
+    );
+    d.wait_log(
+        &format!(
+            "pod default/job-{}: Succeeded job=terminated:Completed(0) restarts=0",
+            d.node
+        ),
+        Duration::from_secs(30),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let cs = d.containers("job");
+    assert_eq!(cs.len(), 1, "not restarted");
+    assert_eq!(
+        cs[0].state.enum_value_or_default(),
+        ContainerState::CONTAINER_EXITED
+    );
+    assert_eq!((cs[0].exit_code, cs[0].reason.as_str()), (0, "Completed"));
+    let sb = &d.sandboxes()[0];
+    assert_eq!(
+        sb.state.enum_value_or_default(),
+        PodSandboxState::SANDBOX_NOTREADY,
+        "a finished pod's sandbox is stopped"
+    );
+}
+
+#[test]
+fn a_failing_command_under_on_failure_restarts_with_growing_backoff() {
+    let mut d = Daemon::new("crash");
+    d.start();
+    d.put_manifest(
+        "crash.yaml",
+        &manifest(
+            "crash",
+            "OnFailure",
+            2,
+            &[],
+            &[("crash", "echo failing; exit 1")],
+        ),
+    );
+    // Attempt 0 fails, attempt 1 starts at once, attempt 2 only after the 10 s back-off.
+    let two = wait_for("a third attempt", Duration::from_secs(40), || {
+        let cs = d.containers("crash");
+        (cs.len() >= 3).then_some(cs)
+    });
+    let created = |attempt: u32| {
+        two.iter()
+            .find(|c| c.metadata.attempt == attempt)
+            .map(|c| c.created_at)
+            .unwrap()
+    };
+    let finished = |attempt: u32| {
+        two.iter()
+            .find(|c| c.metadata.attempt == attempt)
+            .map(|c| c.finished_at)
+            .unwrap()
+    };
+    let secs = |ns: i64| ns as f64 / 1e9;
+    let first_gap = secs(created(1) - finished(0));
+    let second_gap = secs(created(2) - finished(1));
+    assert!(
+        first_gap < 5.0,
+        "the first restart is immediate, took {first_gap:.1}s"
+    );
+    assert!(
+        second_gap >= 9.5,
+        "the second restart waits the 10 s back-off, took {second_gap:.1}s"
+    );
+    for c in two.iter().filter(|c| c.metadata.attempt < 2) {
+        assert_eq!(c.exit_code, 1);
+    }
+    d.wait_log(
+        "crash=waiting:CrashLoopBackOff restarts=2",
+        Duration::from_secs(10),
+    );
+    let log = d.log();
+    assert!(
+        log.contains("back-off") || log.contains("Back-off restarting failed container crash"),
+        "{log}"
+    );
+}
+
+#[test]
+fn init_containers_run_in_order_to_success_before_the_app_containers() {
+    let mut d = Daemon::new("init");
+    d.start();
+    d.put_manifest(
+        "init.yaml",
+        &manifest(
+            "init",
+            "Always",
+            2,
+            &[
+                ("first", "sleep 1; echo first"),
+                ("second", "sleep 1; echo second"),
+            ],
+            &[("app", COOPERATIVE)],
+        ),
+    );
+    let app = d.wait_running("app", Duration::from_secs(40));
+    let first = &d.containers("first")[0];
+    let second = &d.containers("second")[0];
+    for c in [first, second] {
+        assert_eq!(
+            (c.state.enum_value_or_default(), c.exit_code),
+            (ContainerState::CONTAINER_EXITED, 0)
+        );
+    }
+    assert!(
+        first.finished_at <= second.created_at,
+        "second was created before first finished"
+    );
+    assert!(
+        second.finished_at <= app.created_at,
+        "app was created before the init containers finished"
+    );
+    d.wait_log(
+        &format!(
+            "pod default/init-{}: Running first=terminated:Completed(0)",
+            d.node
+        ),
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn removal_kills_a_sigterm_ignoring_container_after_its_grace_period() {
+    let mut d = Daemon::new("grace");
+    d.start();
+    d.put_manifest(
+        "slow.yaml",
+        &manifest("slow", "Always", 3, &[], &[("slow", STUBBORN)]),
+    );
+    d.put_manifest(
+        "quick.yaml",
+        &manifest("quick", "Always", 30, &[], &[("quick", COOPERATIVE)]),
+    );
+    d.wait_running("slow", Duration::from_secs(30));
+    d.wait_running("quick", Duration::from_secs(30));
+
+    let start = Instant::now();
+    d.remove_manifest("quick.yaml");
+    wait_for("quick to stop", Duration::from_secs(20), || {
+        d.containers("quick").is_empty().then_some(())
+    });
+    let quick = start.elapsed();
+    assert!(
+        quick < Duration::from_secs(10),
+        "a cooperative container stops at once (grace 30 s), took {quick:?}"
+    );
+
+    let start = Instant::now();
+    d.remove_manifest("slow.yaml");
+    let exited = wait_for("slow to be killed", Duration::from_secs(20), || {
+        d.containers("slow")
+            .into_iter()
+            .find(|c| c.state.enum_value_or_default() == ContainerState::CONTAINER_EXITED)
+    });
+    let slow = start.elapsed();
+    assert_eq!(
+        exited.exit_code, 137,
+        "killed with SIGKILL after the grace period"
+    );
+    assert!(
+        slow >= Duration::from_millis(2800),
+        "killed before its 3 s grace period: {slow:?}"
+    );
+    d.wait_no_sandboxes(Duration::from_secs(20));
+}
+
+#[test]
+fn a_restarted_daemon_adopts_running_containers_without_restarting_them() {
+    let mut d = Daemon::new("adopt");
+    d.start();
+    d.put_manifest(
+        "keep.yaml",
+        &manifest(
+            "keep",
+            "Always",
+            2,
+            &[],
+            &[("a", COOPERATIVE), ("b", COOPERATIVE)],
+        ),
+    );
+    let a = d.wait_running("a", Duration::from_secs(30));
+    let b = d.wait_running("b", Duration::from_secs(30));
+    let sandboxes: Vec<String> = d.sandboxes().into_iter().map(|s| s.id).collect();
+    d.kill();
+    let before_restart = d.log().len();
+
+    d.start();
+    d.wait_log("static pod default/keep-", Duration::from_secs(10));
+    // Several relists and syncs later, nothing was touched.
+    std::thread::sleep(Duration::from_secs(4));
+    for (name, before) in [("a", &a), ("b", &b)] {
+        let now = d.containers(name);
+        assert_eq!(now.len(), 1, "{name}: no new container");
+        assert_eq!(now[0].id, before.id, "{name}: same container");
+        assert_eq!(
+            now[0].state.enum_value_or_default(),
+            ContainerState::CONTAINER_RUNNING
+        );
+        assert_eq!(
+            now[0].started_at, before.started_at,
+            "{name}: not restarted"
+        );
+    }
+    let after: Vec<String> = d.sandboxes().into_iter().map(|s| s.id).collect();
+    assert_eq!(after, sandboxes, "no sandbox duplicated");
+    let log = d.log()[before_restart..].to_string();
+    assert!(
+        !log.contains("Created container"),
+        "nothing created after the restart:\n{log}"
+    );
+}
+
+#[test]
+fn a_pod_removed_while_the_daemon_was_down_is_cleaned_up() {
+    let mut d = Daemon::new("orphan");
+    d.start();
+    d.put_manifest(
+        "gone.yaml",
+        &manifest("gone", "Always", 2, &[], &[("c", COOPERATIVE)]),
+    );
+    d.wait_running("c", Duration::from_secs(30));
+    d.kill();
+    d.remove_manifest("gone.yaml");
+    d.start();
+    d.wait_no_sandboxes(Duration::from_secs(30));
+    d.wait_log("no pod source knows it", Duration::from_secs(5));
+}
+
+#[test]
+fn two_nodes_on_one_containerd_leave_each_other_alone() {
+    let mut one = Daemon::new("node-one");
+    let mut two = Daemon::new("node-two");
+    one.start();
+    two.start();
+    one.put_manifest(
+        "p.yaml",
+        &manifest("p", "Always", 2, &[], &[("c", COOPERATIVE)]),
+    );
+    two.put_manifest(
+        "p.yaml",
+        &manifest("p", "Always", 2, &[], &[("c", COOPERATIVE)]),
+    );
+    let c1 = one.wait_running("c", Duration::from_secs(30));
+    let c2 = two.wait_running("c", Duration::from_secs(30));
+    assert_ne!(c1.id, c2.id);
+
+    // Node one's pod goes; node two's stays exactly as it was, also after node one's
+    // housekeeping ran for a while.
+    one.remove_manifest("p.yaml");
+    one.wait_no_sandboxes(Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(3));
+    let still = two.containers("c");
+    assert_eq!(still.len(), 1);
+    assert_eq!(still[0].id, c2.id);
+    assert_eq!(
+        still[0].state.enum_value_or_default(),
+        ContainerState::CONTAINER_RUNNING
+    );
+    let rt = runtime();
+    assert!(rt.container_status(&c2.id).is_ok());
+}
