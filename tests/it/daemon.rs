@@ -47,7 +47,6 @@ pub struct Daemon {
     pub dir: Scratch,
     child: Option<Child>,
     log: PathBuf,
-    extra: Vec<String>,
 }
 
 impl Daemon {
@@ -60,7 +59,6 @@ impl Daemon {
             log: dir.0.join("daemon.log"),
             dir,
             child: None,
-            extra: Vec::new(),
         }
     }
 
@@ -70,12 +68,6 @@ impl Daemon {
 
     pub fn log_root(&self) -> PathBuf {
         self.dir.0.join("logs")
-    }
-
-    /// Extra flags for the next start.
-    pub fn with_args(mut self, args: &[&str]) -> Daemon {
-        self.extra.extend(args.iter().map(|s| s.to_string()));
-        self
     }
 
     /// Starts (or starts again) the daemon; its output is appended to its log.
@@ -98,7 +90,6 @@ impl Daemon {
             .arg(self.dir.0.join("pods"))
             .arg("--volumes-dir")
             .arg(self.dir.0.join("volumes"))
-            .args(&self.extra)
             .env("RUST_LOG", "info")
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
