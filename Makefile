@@ -10,7 +10,7 @@ MUSL_TARGET := x86_64-unknown-linux-musl
 STATIC_BIN := $(CARGO_TARGET_DIR)/$(MUSL_TARGET)/release/virtual-kubelet
 ZIG_VENV := $(HOME)/.cache/vk-cri/zig-venv
 
-.PHONY: help build-deps build test unit env-up env-down lint static check-static run clean-env
+.PHONY: help build-deps build test unit env-up env-down lint static check-static run
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,6 +23,11 @@ build-deps: ## install what building grpcio needs (cmake, g++, make), if missing
 
 build: build-deps ## debug build of the daemon
 	$(CARGO) build --locked
+
+run: build env-up ## the main job: vk-cri in standalone mode running contrib/examples on the project's containerd
+	$(CARGO_TARGET_DIR)/debug/virtual-kubelet --provider cri \
+	  --pod-manifest-path contrib/examples \
+	  --cri-socket "$(VKCRI_DEV_BASE)/run/containerd.sock"
 
 env-up: ## start (or reuse) the test environment: containerd, runc, CNI, registries, egress guard
 	contrib/dev-env/up.sh "$(VKCRI_DEV_BASE)"

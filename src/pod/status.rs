@@ -241,11 +241,15 @@ fn container_status(
                 ..Default::default()
             });
             status.started = Some(started);
-            status.ready = started && input.readiness.get(&c.id).copied().unwrap_or(true);
+            // An init container is ready once it has completed, not while it runs.
+            status.ready = kind == ContainerKind::App
+                && started
+                && input.readiness.get(&c.id).copied().unwrap_or(true);
         }
         Some(RunState::Exited) => {
             let c = latest.expect("matched Some");
             status.state = Some(terminated(c, rt));
+            status.ready = kind == ContainerKind::Init && c.exit_code == 0;
         }
         _ => status.state = Some(waiting(default_reason, None)),
     }
@@ -715,6 +719,8 @@ mod tests {
                 .as_deref(),
             Some("PodInitializing")
         );
+        let i1 = &s.init_container_statuses.as_ref().unwrap()[0];
+        assert!(!i1.ready, "a running init container is not ready");
         let i2 = &s.init_container_statuses.as_ref().unwrap()[1];
         assert_eq!(
             i2.state
