@@ -372,3 +372,69 @@ fn two_nodes_on_one_containerd_leave_each_other_alone() {
     let rt = runtime();
     assert!(rt.container_status(&c2.id).is_ok());
 }
+
+#[test]
+fn bad_pods_get_the_kubelets_reasons_while_a_good_pod_keeps_running() {
+    let mut d = Daemon::new("bad");
+    d.start();
+    let registry = env::var("VKCRI_REGISTRY");
+    d.put_manifest(
+        "good.yaml",
+        &manifest("good", "Always", 2, &[], &[("ok", COOPERATIVE)]),
+    );
+    d.put_manifest(
+        "missing-image.yaml",
+        &manifest("missing-image", "Always", 2, &[], &[("c", "true")]).replace(
+            &env::var("VKCRI_BUSYBOX_IMAGE"),
+            &format!("{registry}/vk-cri/no-such-image:1"),
+        ),
+    );
+    d.put_manifest(
+        "no-command.yaml",
+        &manifest("no-command", "Always", 2, &[], &[("c", "true")])
+            .replace("command: [sh, -c, \"true\"]", "command: [/no/such/binary]"),
+    );
+    d.put_manifest(
+        "never-pull.yaml",
+        &manifest("never-pull", "Always", 2, &[], &[("c", "true")])
+            .replace(
+                &env::var("VKCRI_BUSYBOX_IMAGE"),
+                &format!("{registry}/vk-cri/absent:1"),
+            )
+            .replace("    command:", "    imagePullPolicy: Never\n    command:"),
+    );
+    d.put_manifest(
+        "not-a-pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers: []\n",
+    );
+    d.wait_running("ok", Duration::from_secs(30));
+    let node = d.node.clone();
+    d.wait_log(
+        &format!("pod default/missing-image-{node}: Pending c=waiting:ErrImagePull"),
+        Duration::from_secs(30),
+    );
+    d.wait_log(
+        &format!("pod default/missing-image-{node}: Pending c=waiting:ImagePullBackOff"),
+        Duration::from_secs(30),
+    );
+    d.wait_log("Failed to pull image", Duration::from_secs(5));
+    d.wait_log(
+        &format!("pod default/no-command-{node}: "),
+        Duration::from_secs(30),
+    );
+    d.wait_log("c=waiting:RunContainerError", Duration::from_secs(30));
+    d.wait_log(
+        &format!("pod default/never-pull-{node}: Pending c=waiting:ErrImageNeverPull"),
+        Duration::from_secs(30),
+    );
+    d.wait_log(
+        "not-a-pod.yaml: invalid pod: spec.containers: at least one container is required",
+        Duration::from_secs(10),
+    );
+    let ok = d.containers("ok");
+    assert_eq!(ok.len(), 1, "the good pod was never disturbed");
+    assert_eq!(
+        ok[0].state.enum_value_or_default(),
+        ContainerState::CONTAINER_RUNNING
+    );
+}
