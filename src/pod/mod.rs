@@ -20,6 +20,7 @@ pub mod labels;
 pub mod observed;
 pub mod plan;
 pub mod pleg;
+pub mod pull_secrets;
 pub mod quantity;
 pub mod report;
 pub mod resources;
