@@ -5,4 +5,6 @@
 //! sits behind a small trait with one real and one fake implementation, so that everything but the
 //! edges is tested without a runtime. `main.rs` only wires the pieces together.
 
+pub mod certs;
+pub mod httpd;
 pub mod kubeconfig;

@@ -1,0 +1,2 @@
+//! The one integration-test binary: each test area is a module here. Shared test support
+//! (the fake API server) lives in `tests/support/`.
