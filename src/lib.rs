@@ -6,9 +6,11 @@
 //! edges is tested without a runtime. `main.rs` only wires the pieces together.
 //!
 //! Module map:
+//! - [`certs`]: certificates generated at run time (the kubelet API's self-signed pair; test CAs).
 //! - [`config`]: command-line flags and environment → a validated [`config::Config`].
 //! - [`cri`]: the [`cri::Runtime`] trait (the CRI operations the daemon needs), its grpcio client
 //!   and a recording fake.
+//! - [`httpd`]: the small blocking HTTPS/1.1 server (rustls, httparse) with full-duplex upgrades.
 //! - [`kube`]: the API server client: requests as data, typed errors, the watch state machine.
 //! - [`kubeconfig`]: where the API server is and who we are to it.
 //! - [`node`]: the Node, Lease and Event objects as pure builders, the host facts they report
@@ -17,8 +19,10 @@
 //!   status, the workers that run it.
 //! - [`static_pods`]: pods from manifest files (`--pod-manifest-path`).
 
+pub mod certs;
 pub mod config;
 pub mod cri;
+pub mod httpd;
 pub mod kube;
 pub mod kubeconfig;
 pub mod node;

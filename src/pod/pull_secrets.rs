@@ -139,8 +139,9 @@ pub fn credentials_for(image: &str, secrets: &[Secret]) -> (Vec<PullAuth>, Vec<P
                     if !host_matches(&k_host, &host) {
                         continue;
                     }
-                    if !k_path.is_empty()
-                        && !(path == k_path || path.starts_with(&format!("{k_path}/")))
+                    if !(k_path.is_empty()
+                        || path == k_path
+                        || path.starts_with(&format!("{k_path}/")))
                     {
                         continue;
                     }

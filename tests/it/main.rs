@@ -1,9 +1,14 @@
 //! The one integration-test binary (ripgrep's layout): every test that needs a real component
 //! lives in a module here. Tests that need containerd get it from the environment `make test`
 //! brings up (contrib/dev-env/up.sh) and fail loudly when it is missing; none is skipped.
+//! Shared test support (the fake API server) lives in `tests/support/`.
+
+#[path = "../support/mod.rs"]
+mod support;
 
 mod cri;
 mod daemon;
 mod env;
+mod fake_apiserver;
 mod standalone;
 mod translate;

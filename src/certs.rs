@@ -1,0 +1,184 @@
+//! X.509 material generated in memory with `rcgen`: a CA that issues serving certificates (SANs
+//! for IPs and DNS names) and client certificates (CN = user, O = group), and self-signed serving
+//! certificates. Tests use it so that no key material is committed; the kubelet API server uses
+//! it for its self-signed serving certificate when none is configured.
+//!
+//! Owns: key generation and certificate signing. Must not read or write files, and must not
+//! decide trust (the TLS layer does).
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+};
+
+/// Why generating a certificate failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("failed to generate {what}")]
+    Generate {
+        what: String,
+        #[source]
+        source: rcgen::Error,
+    },
+}
+
+fn gen_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> CertError {
+    let what = what.into();
+    move |source| CertError::Generate { what, source }
+}
+
+/// A certificate and its private key, both PEM. The key is PKCS#8 (`PRIVATE KEY`), ECDSA P-256.
+#[derive(Clone)]
+pub struct CertKeyPem {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for CertKeyPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertKeyPem")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A certificate authority held in memory.
+pub struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca").finish_non_exhaustive()
+    }
+}
+
+fn leaf_params(
+    common_name: &str,
+    organization: Option<&str>,
+    sans: &[&str],
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<CertificateParams, CertError> {
+    let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+    let mut params =
+        CertificateParams::new(sans).map_err(gen_err(format!("parameters for {common_name}")))?;
+    let mut dn = DistinguishedName::new();
+    if let Some(org) = organization {
+        dn.push(DnType::OrganizationName, org);
+    }
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::NoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![usage];
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+impl Ca {
+    /// A new self-signed CA with this common name.
+    pub fn generate(common_name: &str) -> Result<Ca, CertError> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().map_err(gen_err(format!("key for ca {common_name}")))?;
+        let issuer = CertifiedIssuer::self_signed(params, key)
+            .map_err(gen_err(format!("ca {common_name}")))?;
+        Ok(Ca { issuer })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A serving certificate for these SANs (IP addresses and DNS names), e.g.
+    /// `["127.0.0.1", "localhost"]`.
+    pub fn issue_server(&self, common_name: &str, sans: &[&str]) -> Result<CertKeyPem, CertError> {
+        let params = leaf_params(common_name, None, sans, ExtendedKeyUsagePurpose::ServerAuth)?;
+        self.sign(params, common_name)
+    }
+
+    /// A client certificate for user `common_name` in group `organization`, the way Kubernetes
+    /// reads identities from certificates (CN = user, O = group).
+    pub fn issue_client(
+        &self,
+        common_name: &str,
+        organization: Option<&str>,
+    ) -> Result<CertKeyPem, CertError> {
+        let params = leaf_params(
+            common_name,
+            organization,
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        self.sign(params, common_name)
+    }
+
+    fn sign(&self, params: CertificateParams, common_name: &str) -> Result<CertKeyPem, CertError> {
+        let key = KeyPair::generate().map_err(gen_err(format!("key for {common_name}")))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(gen_err(format!("certificate for {common_name}")))?;
+        Ok(CertKeyPem {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// A self-signed serving certificate for these SANs (what a kubelet makes for :10250 when it is
+/// given no certificate).
+pub fn self_signed_server(common_name: &str, sans: &[&str]) -> Result<CertKeyPem, CertError> {
+    let params = leaf_params(common_name, None, sans, ExtendedKeyUsagePurpose::ServerAuth)?;
+    let key = KeyPair::generate().map_err(gen_err(format!("key for {common_name}")))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(gen_err(format!("certificate for {common_name}")))?;
+    Ok(CertKeyPem {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_issues_pem_material() {
+        let ca = Ca::generate("ca").unwrap();
+        assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        let server = ca.issue_server("srv", &["127.0.0.1", "localhost"]).unwrap();
+        assert!(server.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(server.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let client = ca.issue_client("admin", Some("system:masters")).unwrap();
+        assert_ne!(client.cert_pem, server.cert_pem);
+        assert!(!format!("{client:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn self_signed_server_has_a_key() {
+        let s = self_signed_server("vk-node", &["127.0.0.1"]).unwrap();
+        assert!(s.cert_pem.contains("CERTIFICATE"));
+        assert!(s.key_pem.contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn invalid_dns_san_is_an_error() {
+        let ca = Ca::generate("ca").unwrap();
+        let err = ca.issue_server("srv", &["b\u{e4}d-n\u{e4}me"]).unwrap_err();
+        assert!(err.to_string().starts_with("failed to generate"));
+    }
+}
