@@ -131,7 +131,20 @@ impl NodeAgent {
             spec::status_report(&old, &new, self.last_report, now, self.report_frequency)
                 .map_err(|e| e.to_string())?
         else {
-            return Ok(());
+            // Nothing to write: make sure the Node still exists, as the kubelet's status loop
+            // does by reading it every round.
+            return match self.api.get_node(&self.params.name) {
+                Ok(n) if n.metadata.uid == self.node_uid => Ok(()),
+                Ok(_) | Err(ApiError::NotFound { .. }) => {
+                    log::warn!(
+                        "node {} was deleted: registering it again",
+                        self.params.name
+                    );
+                    self.node_uid = None;
+                    self.register()
+                }
+                Err(e) => Err(e.to_string()),
+            };
         };
         match self.api.patch_node_status(&self.params.name, &patch) {
             Ok(n) => {

@@ -1,9 +1,8 @@
 //! The pod's status as the kubelet reports it, computed from the spec and what the runtime has.
 //!
 //! Owns `pod_status`, the kubelet's `generateAPIPodStatus` as a pure function: phase, the
-//! conditions (PodReadyToStartContainers, Initialized, ContainersReady, Ready, PodScheduled for
-//! static pods) with transition times kept while unchanged, container and init container
-//! statuses (waiting/running/terminated with the kubelet's reasons, lastState, restartCount,
+//! conditions (PodReadyToStartContainers, Initialized, Ready, ContainersReady, PodScheduled)
+//! with transition times kept while unchanged, container and init container statuses (waiting/running/terminated with the kubelet's reasons, lastState, restartCount,
 //! image, imageID, `containerd://` ids, ready, started), IPs, startTime and qosClass. It reads no
 //! clock (`now` comes in) and writes nothing; the status manager decides whether to send it.
 
@@ -45,7 +44,7 @@ pub struct StatusInput<'a> {
     pub runtime_name: &'a str,
     /// The pod failed for a reason of its own (e.g. an init container failed under Never).
     pub pod_failed: bool,
-    /// The pod came from a manifest file (the kubelet sets PodScheduled itself for those).
+    /// The pod came from a manifest file (the kubelet never gives those a terminal phase).
     pub is_static: bool,
     /// The pod is being deleted and its containers are stopped: report a terminal phase
     /// (Succeeded if every container succeeded, else Failed), as the kubelet does for API pods.
@@ -66,11 +65,12 @@ fn whole_seconds(t: Timestamp) -> Time {
 }
 
 /// The pod conditions the kubelet computes (and so owns) itself.
-pub const KUBELET_CONDITIONS: [&str; 4] = [
+pub const KUBELET_CONDITIONS: [&str; 5] = [
     "PodReadyToStartContainers",
     "Initialized",
     "ContainersReady",
     "Ready",
+    "PodScheduled",
 ];
 
 fn is_terminal(phase: Option<&str>) -> bool {
@@ -374,8 +374,8 @@ fn conditions(
     };
 
     let sandbox_ready = input.observed.latest_sandbox().is_some_and(|s| s.ready);
-    // Conditions the kubelet does not own (PodScheduled, DisruptionTarget, readiness gates set
-    // by controllers) are kept as they are.
+    // Conditions the kubelet does not own (DisruptionTarget, readiness gates set by
+    // controllers) are kept as they are.
     let mut out: Vec<PodCondition> = input
         .old
         .and_then(|s| s.conditions.as_ref())
@@ -386,9 +386,6 @@ fn conditions(
                 .collect()
         })
         .unwrap_or_default();
-    if input.is_static && old("PodScheduled").is_none() {
-        out.push(make("PodScheduled", true, None, None));
-    }
     out.push(make("PodReadyToStartContainers", sandbox_ready, None, None));
 
     let unfinished: Vec<&str> = init_specs
@@ -422,7 +419,7 @@ fn conditions(
         .filter(|s| !s.ready)
         .map(|s| s.name.as_str())
         .collect();
-    for t in ["ContainersReady", "Ready"] {
+    for t in ["Ready", "ContainersReady"] {
         if completed {
             out.push(make(t, false, Some("PodCompleted"), None));
         } else if unready.is_empty() {
@@ -439,6 +436,8 @@ fn conditions(
             ));
         }
     }
+    // The kubelet always reports PodScheduled (static pods never meet a scheduler).
+    out.push(make("PodScheduled", true, None, None));
     out
 }
 

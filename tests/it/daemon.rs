@@ -13,7 +13,10 @@ use vk_cri::cri::api::{self, ContainerState};
 use vk_cri::cri::client::Deadlines;
 use vk_cri::cri::{GrpcRuntime, Labels, Runtime};
 
+use base64::Engine;
+
 use crate::env::{self, Scratch};
+use crate::support::fake_apiserver::FakeApiServer;
 
 /// The runtime client tests use to look at what the daemon did.
 pub fn runtime() -> GrpcRuntime {
@@ -47,6 +50,9 @@ pub struct Daemon {
     pub dir: Scratch,
     child: Option<Child>,
     log: PathBuf,
+    /// API server mode: the kubeconfig to pass.
+    kubeconfig: Option<PathBuf>,
+    args: Vec<String>,
 }
 
 impl Daemon {
@@ -59,7 +65,35 @@ impl Daemon {
             log: dir.0.join("daemon.log"),
             dir,
             child: None,
+            kubeconfig: None,
+            args: Vec::new(),
         }
+    }
+
+    /// A daemon registered as the fake API server's node, with the node's credentials.
+    pub fn with_api(fake: &FakeApiServer, tag: &str) -> Daemon {
+        let mut d = Daemon::new(tag);
+        d.node = fake.node_name().to_string();
+        let cert = fake.node_cert();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: node\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: node@fake\n  context:\n    cluster: fake\n    user: node\ncurrent-context: node@fake\n",
+            fake.url(),
+            b64(&fake.ca_pem()),
+            b64(&cert.cert_pem),
+            b64(&cert.key_pem)
+        );
+        let path = d.dir.0.join("kubeconfig");
+        std::fs::write(&path, kubeconfig).expect("write kubeconfig");
+        d.kubeconfig = Some(path);
+        d.args = vec!["--node-ip".into(), "127.0.0.1".into()];
+        d
+    }
+
+    /// Extra command-line arguments.
+    pub fn arg(mut self, a: &str) -> Daemon {
+        self.args.push(a.to_string());
+        self
     }
 
     pub fn manifests(&self) -> PathBuf {
@@ -90,6 +124,12 @@ impl Daemon {
             .arg(self.dir.0.join("pods"))
             .arg("--volumes-dir")
             .arg(self.dir.0.join("volumes"))
+            .args(
+                self.kubeconfig
+                    .iter()
+                    .flat_map(|k| [std::ffi::OsString::from("--kubeconfig"), k.clone().into()]),
+            )
+            .args(&self.args)
             .env("RUST_LOG", "info")
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
@@ -98,6 +138,27 @@ impl Daemon {
             .spawn()
             .expect("start virtual-kubelet");
         self.child = Some(child);
+    }
+
+    /// Runs the daemon to its exit (for start-up failures); its exit code and log.
+    pub fn run_to_exit(&mut self, timeout: Duration) -> (Option<i32>, String) {
+        self.start();
+        let mut child = self.child.take().expect("started");
+        let end = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (status.code(), self.log());
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the daemon did not exit within {timeout:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL, like a crash: nothing is cleaned up.

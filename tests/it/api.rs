@@ -1,0 +1,419 @@
+//! The daemon against the project's fake API server (which answers as kube-apiserver v1.28.7 does,
+//! per the recorded fixtures) and the real containerd: Node registration with its fields, the
+//! Lease, a deleted Node coming back, the pod watch surviving dropped connections and a 410
+//! without losing or doubling a pod, NodeRestriction-forbidden labels refused before any request,
+//! only node credentials used; and pods: Running with the kubelet's status fields written back,
+//! events, graceful deletion ending with the pod gone from the API and nothing left in containerd,
+//! and a pod deleted while vk-cri was down cleaned up.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vk_cri::cri::api::ContainerState;
+
+use crate::daemon::{wait_for, Daemon};
+use crate::env;
+use crate::support::fake_apiserver::{FakeApiServer, FakeConfig, Res};
+
+fn fake() -> FakeApiServer {
+    FakeApiServer::start_with(FakeConfig {
+        node_name: env::unique("api-node"),
+        // Volumes are not supported yet: no kube-api-access projected volume.
+        inject_service_account_volume: false,
+        bookmark_interval: Duration::from_secs(2),
+        ..FakeConfig::default()
+    })
+}
+
+fn pod(name: &str, node: &str, script: &str, grace: u32) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+        "spec": {
+            "nodeName": node,
+            "hostNetwork": true,
+            "terminationGracePeriodSeconds": grace,
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [{
+                "name": "c",
+                "image": env::var("VKCRI_BUSYBOX_IMAGE"),
+                "command": ["sh", "-c", script],
+                "resources": {"requests": {"cpu": "10m", "memory": "8Mi"}, "limits": {"memory": "32Mi"}}
+            }]
+        }
+    })
+}
+
+const COOPERATIVE: &str = "trap 'exit 0' TERM; echo up; while true; do sleep 0.2; done";
+
+fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
+    v.pointer(path).unwrap_or(&Value::Null)
+}
+
+fn wait_pod(f: &FakeApiServer, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    wait_for(what, Duration::from_secs(40), || {
+        f.get_pod("default", name).filter(|p| pred(p))
+    })
+}
+
+fn running_and_ready(p: &Value) -> bool {
+    field(p, "/status/phase") == "Running"
+        && p.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+}
+
+#[test]
+fn the_node_registers_with_its_labels_taint_capacity_addresses_and_runtime() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-reg");
+    d.start();
+    let name = f.node_name().to_string();
+    let node = wait_for("the node to be Ready", Duration::from_secs(30), || {
+        f.get_node(&name).filter(|n| {
+            n.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+        })
+    });
+    let labels = &node["metadata"]["labels"];
+    assert_eq!(labels["kubernetes.io/hostname"], name.as_str());
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    assert_eq!(labels["kubernetes.io/arch"], "amd64");
+    assert_eq!(labels["type"], "virtual-kubelet");
+    let taints = node["spec"]["taints"].as_array().expect("taints");
+    assert!(
+        taints
+            .iter()
+            .any(|t| t["key"] == "virtual-kubelet.io/provider"
+                && t["value"] == "cri"
+                && t["effect"] == "NoSchedule"),
+        "{taints:?}"
+    );
+    let status = &node["status"];
+    assert_eq!(status["capacity"]["pods"], "110");
+    for r in ["cpu", "memory", "ephemeral-storage"] {
+        assert!(
+            status["capacity"][r].is_string() && status["allocatable"][r].is_string(),
+            "{r}: {status}"
+        );
+    }
+    let addresses = status["addresses"].as_array().expect("addresses");
+    assert!(
+        addresses
+            .iter()
+            .any(|a| a["type"] == "InternalIP" && a["address"] == "127.0.0.1"),
+        "{addresses:?}"
+    );
+    assert!(
+        addresses.iter().any(|a| a["type"] == "Hostname"),
+        "{addresses:?}"
+    );
+    assert_eq!(status["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+    let info = &status["nodeInfo"];
+    assert!(
+        info["containerRuntimeVersion"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("containerd://1."),
+        "{info}"
+    );
+    assert!(
+        info["kubeletVersion"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("v1."),
+        "{info}"
+    );
+    assert_eq!(info["operatingSystem"], "linux");
+    for c in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
+        let cond = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["type"] == c)
+            .cloned();
+        assert!(cond.is_some(), "condition {c} missing");
+    }
+
+    // Every request used the node's own identity.
+    let requests = f.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(
+            r.user,
+            format!("system:node:{name}"),
+            "{} {} as {}",
+            r.method,
+            r.path,
+            r.user
+        );
+    }
+}
+
+#[test]
+fn the_lease_is_created_owned_by_the_node_and_renewed() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-lease");
+    d.start();
+    let name = f.node_name().to_string();
+    let first = wait_for("the lease", Duration::from_secs(30), || {
+        f.get(Res::Leases, "kube-node-lease", &name)
+    });
+    assert_eq!(first["spec"]["holderIdentity"], name.as_str());
+    assert_eq!(first["spec"]["leaseDurationSeconds"], 40);
+    let node = f.get_node(&name).expect("node");
+    let owner = &first["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["uid"].as_str()),
+        (Some("Node"), node["metadata"]["uid"].as_str())
+    );
+    let renewed = wait_for("a renewal", Duration::from_secs(25), || {
+        f.get(Res::Leases, "kube-node-lease", &name)
+            .filter(|l| l["spec"]["renewTime"] != first["spec"]["renewTime"])
+    });
+    assert_ne!(
+        renewed["metadata"]["resourceVersion"],
+        first["metadata"]["resourceVersion"]
+    );
+}
+
+#[test]
+fn a_deleted_node_comes_back() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-renode");
+    d.start();
+    let name = f.node_name().to_string();
+    let before = wait_for("the node", Duration::from_secs(30), || f.get_node(&name));
+    assert!(f.delete_node(&name));
+    let after = wait_for(
+        "the node to be registered again",
+        Duration::from_secs(30),
+        || f.get_node(&name),
+    );
+    assert_ne!(after["metadata"]["uid"], before["metadata"]["uid"]);
+    d.wait_log("was deleted: registering it again", Duration::from_secs(5));
+}
+
+#[test]
+fn forbidden_node_labels_are_refused_before_any_request() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-labels")
+        .arg("--node-labels")
+        .arg("kubernetes.io/role=agent,team=a");
+    let (code, log) = d.run_to_exit(Duration::from_secs(20));
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("--node-labels") && log.contains("kubernetes.io/role"),
+        "{log}"
+    );
+    assert!(
+        f.requests().is_empty(),
+        "a request was sent: {:?}",
+        f.requests()
+    );
+}
+
+#[test]
+fn a_pod_runs_and_its_status_is_written_back_like_the_kubelets() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-pod");
+    d.start();
+    let node = f.node_name().to_string();
+    f.create_pod(pod("web", &node, COOPERATIVE, 5));
+    let p = wait_pod(&f, "web", "web Running and Ready", running_and_ready);
+    let s = &p["status"];
+    assert_eq!(s["hostIP"], "127.0.0.1");
+    assert_eq!(
+        s["podIP"], "127.0.0.1",
+        "a hostNetwork pod has the node's IP"
+    );
+    assert_eq!(s["qosClass"], "Burstable");
+    assert!(s["startTime"].is_string());
+    let types: Vec<&str> = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["type"].as_str())
+        .collect();
+    for t in [
+        "PodScheduled",
+        "PodReadyToStartContainers",
+        "Initialized",
+        "ContainersReady",
+        "Ready",
+    ] {
+        assert!(types.contains(&t), "condition {t} missing: {types:?}");
+    }
+    let cs = &s["containerStatuses"][0];
+    assert_eq!(cs["name"], "c");
+    assert_eq!(cs["ready"], true);
+    assert_eq!(cs["started"], true);
+    assert_eq!(cs["restartCount"], 0);
+    assert!(
+        cs["containerID"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("containerd://"),
+        "{cs}"
+    );
+    assert!(
+        cs["imageID"].as_str().unwrap_or("").contains("sha256:"),
+        "{cs}"
+    );
+    assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
+    let id = cs["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_string();
+    let running = d.wait_running("c", Duration::from_secs(5));
+    assert_eq!(running.id, id);
+
+    // The kubelet's events, posted as core/v1 events by the node.
+    let events = wait_for("Started event", Duration::from_secs(10), || {
+        let evs = f.list(Res::Events, Some("default"));
+        evs.iter().any(|e| e["reason"] == "Started").then_some(evs)
+    });
+    for reason in ["Created", "Started"] {
+        let e = events
+            .iter()
+            .find(|e| e["reason"] == reason)
+            .unwrap_or_else(|| panic!("no {reason} event"));
+        assert_eq!(e["involvedObject"]["name"], "web");
+        assert_eq!(e["source"]["component"], "kubelet");
+        assert_eq!(e["source"]["host"], node.as_str());
+    }
+    // Status writes were patches of /status only, as the node.
+    assert!(f
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/pods/web/status"))
+        .all(|r| r.method == "PATCH"
+            && r.content_type.as_deref() == Some("application/merge-patch+json")));
+}
+
+#[test]
+fn a_deleted_pod_is_stopped_gracefully_then_removed_from_the_api_and_the_runtime() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-del");
+    d.start();
+    let node = f.node_name().to_string();
+    let created = f.create_pod(pod("gone", &node, COOPERATIVE, 30));
+    wait_pod(&f, "gone", "gone Running", running_and_ready);
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    f.delete_pod("default", "gone", Some(30))
+        .expect("pod existed");
+    wait_for(
+        "the pod to be gone from the API",
+        Duration::from_secs(30),
+        || f.get_pod("default", "gone").is_none().then_some(()),
+    );
+    d.wait_no_sandboxes(Duration::from_secs(10));
+    let deletes: Vec<_> = f
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE" && r.path.ends_with("/pods/gone"))
+        .collect();
+    assert_eq!(
+        deletes.len(),
+        1,
+        "one final delete by the node: {deletes:?}"
+    );
+    assert!(deletes[0].user.starts_with("system:node:"));
+    assert!(
+        !std::fs::read_dir(d.log_root())
+            .map(|mut r| r.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().contains(&uid))))
+            .unwrap_or(false),
+        "logs removed"
+    );
+}
+
+#[test]
+fn the_watch_survives_dropped_connections_and_a_410_without_losing_or_doubling_a_pod() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-watch");
+    d.start();
+    let node = f.node_name().to_string();
+    f.create_pod(pod("one", &node, COOPERATIVE, 2));
+    wait_pod(&f, "one", "one Running", running_and_ready);
+
+    f.drop_watches();
+    f.create_pod(pod("two", &node, COOPERATIVE, 2));
+    wait_pod(
+        &f,
+        "two",
+        "two Running after a dropped watch",
+        running_and_ready,
+    );
+
+    // While the reflector cannot reach the watch, pod three is created and the history
+    // compacted: its resumed watch gets the 410 ERROR event, and the relist finds three.
+    f.fail_path_prefix("/api/v1/pods", 500);
+    f.drop_watches();
+    f.create_pod(pod("three", &node, COOPERATIVE, 2));
+    f.compact_history();
+    std::thread::sleep(Duration::from_millis(500));
+    f.clear_faults();
+    wait_pod(&f, "three", "three Running after a 410", running_and_ready);
+    f.delete_pod("default", "one", Some(0));
+    wait_for("one gone", Duration::from_secs(30), || {
+        f.get_pod("default", "one").is_none().then_some(())
+    });
+
+    std::thread::sleep(Duration::from_secs(2));
+    let rt = crate::daemon::runtime();
+    use vk_cri::cri::Runtime;
+    let sandboxes = d.sandboxes();
+    let mut names: Vec<String> = sandboxes.iter().map(|s| s.metadata.name.clone()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["three", "two"],
+        "each pod once, the deleted one gone"
+    );
+    let containers = d.containers("c");
+    assert_eq!(
+        containers.len(),
+        2,
+        "no container started twice: {containers:?}"
+    );
+    assert!(containers
+        .iter()
+        .all(|c| c.state.enum_value_or_default() == ContainerState::CONTAINER_RUNNING));
+    assert!(rt.version().is_ok());
+    let lists = f
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "GET" && r.path == "/api/v1/pods" && !r.query.contains("watch=true")
+        })
+        .count();
+    assert!(
+        lists >= 2,
+        "the 410 made the reflector list again ({lists} lists)"
+    );
+}
+
+#[test]
+fn a_pod_deleted_while_the_daemon_was_down_is_cleaned_up() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-down");
+    d.start();
+    let node = f.node_name().to_string();
+    f.create_pod(pod("lost", &node, COOPERATIVE, 2));
+    wait_pod(&f, "lost", "lost Running", running_and_ready);
+    d.kill();
+    // Forced deletion while nobody runs the node: gone at once.
+    f.delete_pod("default", "lost", Some(0));
+    assert!(f.get_pod("default", "lost").is_none());
+    d.start();
+    d.wait_no_sandboxes(Duration::from_secs(30));
+}
