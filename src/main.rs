@@ -146,10 +146,11 @@ fn run(config: &Config) -> Result<(), String> {
     let ready = SourcesReady::new(sources);
     let (tx, rx) = crossbeam_channel::unbounded();
 
-    let reporter: Arc<dyn PodReporter> = match &config.kubeconfig {
+    let (reporter, api): (Arc<dyn PodReporter>, Option<Arc<dyn KubeApi>>) = match &config.kubeconfig
+    {
         None => {
             log::info!("node {} with IP {ip}, standalone mode", config.node_name);
-            Arc::new(LogReporter::new())
+            (Arc::new(LogReporter::new()), None)
         }
         Some(path) => {
             let client = kubeconfig::load(path, None).map_err(|e| e.to_string())?;
@@ -203,12 +204,13 @@ fn run(config: &Config) -> Result<(), String> {
                     run_pod_reflector(api2, &node, WatchConfig::default(), &tx2, &ready2)
                 })
                 .map_err(|e| format!("failed to start the pod reflector: {e}"))?;
-            ApiReporter::start(api, &config.node_name)
-                .map_err(|e| format!("failed to start the status writer: {e}"))?
+            let reporter = ApiReporter::start(api.clone(), &config.node_name)
+                .map_err(|e| format!("failed to start the status writer: {e}"))?;
+            (reporter, Some(api))
         }
     };
 
-    let syncer = Arc::new(RuntimeSyncer::new(
+    let mut syncer = RuntimeSyncer::new(
         runtime.clone(),
         reporter,
         node,
@@ -217,7 +219,11 @@ fn run(config: &Config) -> Result<(), String> {
         },
         vec![ip.to_string()],
         &version.runtime_name,
-    ));
+    );
+    if let Some(api) = api {
+        syncer = syncer.with_api(api);
+    }
+    let syncer = Arc::new(syncer);
     let workers = PodWorkers::new(syncer);
     if let Some(manifests) = &config.pod_manifest_path {
         log::info!("static pods from {}", manifests.display());

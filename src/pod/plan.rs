@@ -293,6 +293,23 @@ pub fn compute_actions(input: PlanInput<'_>) -> Actions {
     actions
 }
 
+/// Exited container instances to remove: all but the newest `keep` of each container (the
+/// kubelet's container garbage collection, which keeps the previous instance for
+/// `logs --previous` and `lastState`).
+pub fn containers_to_remove(observed: &ObservedPod, keep: usize) -> Vec<String> {
+    let mut seen: HashMap<(&str, ContainerKind), usize> = HashMap::new();
+    let mut out = Vec::new();
+    // Newest first (ObservedPod::sort).
+    for c in &observed.containers {
+        let n = seen.entry((c.name.as_str(), c.kind)).or_insert(0);
+        *n += 1;
+        if *n > keep && c.exited() {
+            out.push(c.id.clone());
+        }
+    }
+    out
+}
+
 /// Adds a start of `c`, unless the previous instance's back-off still runs.
 fn plan_start(input: &PlanInput<'_>, actions: &mut Actions, c: &Container, kind: ContainerKind) {
     let latest = input.observed.latest(&c.name, kind);
@@ -676,6 +693,25 @@ mod tests {
             }]
         );
         assert_eq!(starts(&a), [("a".into(), App, 1)]);
+    }
+
+    #[test]
+    fn garbage_collection_keeps_the_two_newest_instances_of_each_container() {
+        let c = Case::new(
+            pod("Always", &["i"], &["a", "b"], false),
+            vec![sandbox(0, true)],
+            vec![
+                ctr("i", Init, 0, Exited, 0),
+                ctr("a", App, 0, Exited, 1),
+                ctr("a", App, 1, Exited, 1),
+                ctr("a", App, 2, Exited, 1),
+                ctr("a", App, 3, Running, 0),
+                ctr("b", App, 0, Running, 0),
+            ],
+        );
+        let mut gone = containers_to_remove(&c.observed, 2);
+        gone.sort();
+        assert_eq!(gone, ["a-0", "a-1"]);
     }
 
     #[test]

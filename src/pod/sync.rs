@@ -26,6 +26,7 @@ use super::translate::{self, ContainerInputs, ImageUser, NodeContext};
 use super::worker::{PodSyncer, SyncResult, Termination};
 use super::{env, key, uid};
 use crate::cri::{api, CriError, Runtime};
+use crate::kube::KubeApi;
 use crate::static_pods::CONFIG_SOURCE;
 
 /// The kubelet never stops a container with less than this grace period.
@@ -62,6 +63,8 @@ pub struct RuntimeSyncer {
     host_ips: Vec<String>,
     runtime_name: String,
     states: Mutex<HashMap<String, Arc<Mutex<PodState>>>>,
+    /// The API server, for imagePullSecrets (None in standalone mode).
+    api: Option<Arc<dyn KubeApi>>,
 }
 
 /// A container start that did not happen, as the kubelet reports it.
@@ -178,7 +181,64 @@ impl RuntimeSyncer {
             host_ips,
             runtime_name: runtime_name.to_string(),
             states: Mutex::new(HashMap::new()),
+            api: None,
         }
+    }
+
+    /// Reads imagePullSecrets from this API server.
+    pub fn with_api(mut self, api: Arc<dyn KubeApi>) -> RuntimeSyncer {
+        self.api = Some(api);
+        self
+    }
+
+    /// Registry credentials for `image` from the pod's imagePullSecrets, most specific first.
+    /// Secrets that cannot be read or used are reported, and the pull goes ahead without them,
+    /// as with the kubelet.
+    fn pull_credentials(&self, pod: &Pod, image: &str) -> Vec<crate::cri::PullAuth> {
+        let names: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .map(|refs| {
+                refs.iter()
+                    .map(|r| r.name.clone())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let mut secrets = Vec::new();
+        let mut missing = Vec::new();
+        for name in &names {
+            match self.api.as_ref().map(|api| api.get_secret(ns, name)) {
+                Some(Ok(s)) => secrets.push(s),
+                _ => missing.push(name.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            self.reporter.event(
+                pod,
+                EventType::Warning,
+                "FailedToRetrieveImagePullSecret",
+                &format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    missing.join(", ")
+                ),
+            );
+        }
+        let (creds, problems) = super::pull_secrets::credentials_for(image, &secrets);
+        for p in problems {
+            self.reporter.event(
+                pod,
+                EventType::Warning,
+                "FailedToRetrieveImagePullSecret",
+                &p.to_string(),
+            );
+        }
+        creds
     }
 
     fn state(&self, uid: &str) -> Arc<Mutex<PodState>> {
@@ -370,7 +430,22 @@ impl RuntimeSyncer {
             &format!("Pulling image \"{image}\""),
         );
         let started = Instant::now();
-        match self.runtime.pull_image(&image, None, Some(sandbox_config)) {
+        let creds = self.pull_credentials(pod, &image);
+        let attempts: Vec<Option<&crate::cri::PullAuth>> = if creds.is_empty() {
+            vec![None]
+        } else {
+            creds.iter().map(Some).collect()
+        };
+        let mut pulled = self
+            .runtime
+            .pull_image(&image, attempts[0], Some(sandbox_config));
+        for auth in &attempts[1..] {
+            if pulled.is_ok() {
+                break;
+            }
+            pulled = self.runtime.pull_image(&image, *auth, Some(sandbox_config));
+        }
+        match pulled {
             Ok(image_ref) => {
                 st.image_failures.remove(&image);
                 self.reporter.event(
@@ -696,6 +771,13 @@ impl RuntimeSyncer {
             let left = (exit + b.backoff).duration_since(now).unwrap_or_default()
                 + Duration::from_millis(100);
             retry = Some(retry.map_or(left, |r| r.min(left)));
+        }
+
+        // Old instances go, keeping the previous one of each container for its logs.
+        for id in plan::containers_to_remove(&observed, 2) {
+            if let Err(e) = self.runtime.remove_container(&id).filter_not_found() {
+                log::debug!("pod {pod_key}: {e}");
+            }
         }
 
         // Report what the runtime has now, right after acting.

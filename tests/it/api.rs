@@ -417,3 +417,53 @@ fn a_pod_deleted_while_the_daemon_was_down_is_cleaned_up() {
     d.start();
     d.wait_no_sandboxes(Duration::from_secs(30));
 }
+
+#[test]
+fn image_pull_secrets_authenticate_the_pull_and_their_absence_gives_err_image_pull() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-auth");
+    d.start();
+    let node = f.node_name().to_string();
+    let registry = env::var("VKCRI_AUTH_REGISTRY");
+    let config = json!({"auths": {registry.clone(): {
+        "username": env::var("VKCRI_AUTH_USER"), "password": env::var("VKCRI_AUTH_PASS")}}});
+    use base64::Engine;
+    f.create(
+        Res::Secrets,
+        "default",
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "regcred", "namespace": "default"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config.to_string())}
+        }),
+    );
+    let private = |name: &str, secret: bool| {
+        let mut p = pod(name, &node, COOPERATIVE, 2);
+        p["spec"]["containers"][0]["image"] = json!(env::var("VKCRI_AUTH_BUSYBOX_IMAGE"));
+        p["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");
+        if secret {
+            p["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
+        }
+        p
+    };
+    f.create_pod(private("with-secret", true));
+    f.create_pod(private("without", false));
+    wait_pod(&f, "with-secret", "with-secret Running", running_and_ready);
+    let failed = wait_pod(&f, "without", "without in ErrImagePull", |p| {
+        let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+        matches!(
+            w["reason"].as_str(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
+    });
+    let w = &failed["status"]["containerStatuses"][0]["state"]["waiting"];
+    if w["reason"] == "ErrImagePull" {
+        assert!(w["message"].as_str().unwrap_or("").contains("401"), "{w}");
+    }
+    let events = f.list(Res::Events, Some("default"));
+    assert!(
+        events.iter().any(|e| e["reason"] == "Failed" && e["message"].as_str().unwrap_or("").contains("401")),
+        "a Failed event names the 401"
+    );
+}
