@@ -28,7 +28,8 @@ use vk_cri::pod::report::{LogReporter, PodReporter};
 use vk_cri::pod::sync::{Paths, RuntimeSyncer};
 use vk_cri::pod::translate::NodeContext;
 use vk_cri::pod::worker::PodWorkers;
-use vk_cri::static_pods;
+use vk_cri::pod::PodEvent;
+use vk_cri::static_pods::{self, CONFIG_MIRROR};
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -247,6 +248,16 @@ fn run(config: &Config) -> Result<(), String> {
     )
     .map_err(|e| format!("failed to start the relister: {e}"))?;
     for event in rx {
+        // Mirror pods stand for static pods in the API server; they are not run themselves.
+        if let PodEvent::Upsert(p) = &event {
+            if p.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(CONFIG_MIRROR))
+            {
+                continue;
+            }
+        }
         workers.dispatch(event);
     }
     Err("every pod source stopped".into())

@@ -40,6 +40,8 @@ pub trait KubeApi: Send + Sync {
     fn watch_secrets(&self, request: &Request) -> Result<EventStream<Secret>, ApiError>;
 
     fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError>;
+    /// Creates a mirror pod.
+    fn create_pod(&self, namespace: &str, pod: &Pod) -> Result<Pod, ApiError>;
     /// Patches `/status`; returns the updated Pod.
     fn patch_pod_status(
         &self,
@@ -205,6 +207,10 @@ impl KubeApi for ApiClient {
 
     fn create_node(&self, node: &Node) -> Result<Node, ApiError> {
         self.call(request::create_node(node), "Node")
+    }
+
+    fn create_pod(&self, namespace: &str, pod: &Pod) -> Result<Pod, ApiError> {
+        self.call(request::create_pod(namespace, pod), "Pod")
     }
 
     fn patch_node_status(&self, name: &str, patch: &serde_json::Value) -> Result<Node, ApiError> {

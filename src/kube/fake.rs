@@ -260,6 +260,10 @@ impl KubeApi for FakeApi {
         self.call(request::create_node(node), "Node")
     }
 
+    fn create_pod(&self, namespace: &str, pod: &Pod) -> Result<Pod, ApiError> {
+        self.call(request::create_pod(namespace, pod), "Pod")
+    }
+
     fn patch_node_status(&self, name: &str, patch: &serde_json::Value) -> Result<Node, ApiError> {
         self.call(request::patch_node_status(name, patch), "Node")
     }

@@ -60,6 +60,7 @@ pub enum RequestKind {
     ListPods,
     WatchPods,
     GetPod,
+    CreatePod,
     PatchPodStatus,
     DeletePod,
     GetNode,
@@ -105,6 +106,7 @@ impl RequestKind {
             RequestKind::ListSecrets => "list_secrets",
             RequestKind::WatchSecrets => "watch_secrets",
             RequestKind::CreateToken => "create_token",
+            RequestKind::CreatePod => "create_pod",
             RequestKind::CreateTokenReview => "create_token_review",
             RequestKind::CreateSubjectAccessReview => "create_subject_access_review",
         }
@@ -120,7 +122,10 @@ impl RequestKind {
     pub fn is_idempotent(self) -> bool {
         !matches!(
             self,
-            RequestKind::CreateNode | RequestKind::CreateLease | RequestKind::CreateEvent
+            RequestKind::CreateNode
+                | RequestKind::CreateLease
+                | RequestKind::CreateEvent
+                | RequestKind::CreatePod
         )
     }
 }
@@ -561,6 +566,20 @@ pub fn create_token(
     .json_body(request, CONTENT_TYPE_JSON)
 }
 
+/// `POST /api/v1/namespaces/NS/pods`: a mirror pod of a static pod (the only pods a node may
+/// create).
+pub fn create_pod(
+    namespace: &str,
+    pod: &k8s_openapi::api::core::v1::Pod,
+) -> Result<Request, ApiError> {
+    Request::new(
+        Method::Post,
+        core_namespaced(namespace, "pods", &[]),
+        RequestKind::CreatePod,
+    )
+    .json_body(pod, CONTENT_TYPE_JSON)
+}
+
 /// `POST /apis/authentication.k8s.io/v1/tokenreviews`: who is this bearer token? (for the
 /// :10250 server's authentication).
 pub fn create_token_review(review: &TokenReview) -> Result<Request, ApiError> {
@@ -971,6 +990,7 @@ mod tests {
         assert!(!RequestKind::CreateNode.is_idempotent());
         assert!(!RequestKind::CreateLease.is_idempotent());
         assert!(!RequestKind::CreateEvent.is_idempotent());
+        assert!(!RequestKind::CreatePod.is_idempotent());
         for kind in [
             RequestKind::GetPod,
             RequestKind::UpdateLease,

@@ -19,6 +19,7 @@ use super::report::{EventType, PodReporter};
 use super::{key, uid};
 use crate::kube::{ApiError, KubeApi, PatchType};
 use crate::node::events::{pod_ref, EventDecision, EventRecorder};
+use crate::static_pods::{CONFIG_HASH, CONFIG_MIRROR, CONFIG_SOURCE};
 
 #[derive(Default)]
 struct Queue {
@@ -29,6 +30,8 @@ struct Queue {
     written: HashMap<String, PodStatus>,
     /// The newest status computed per pod uid (the "old" status of the next computation).
     latest: HashMap<String, PodStatus>,
+    /// The mirror pod's uid of each static pod uid.
+    mirrors: HashMap<String, String>,
 }
 
 struct Shared {
@@ -95,18 +98,34 @@ fn status_loop(api: &dyn KubeApi, shared: &Shared) {
         if lock(shared).written.get(&id) == Some(&status) {
             continue;
         }
-        let patch = serde_json::json!({
-            "metadata": {"uid": id},
-            "status": status,
-        });
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
+        // A static pod's status goes to its mirror pod, which has a uid of its own.
+        let target_uid = if is_static(&pod) {
+            let known = lock(shared).mirrors.get(&id).cloned();
+            match known.or_else(|| ensure_mirror(api, &pod)) {
+                Some(m) => {
+                    lock(shared).mirrors.insert(id.clone(), m.clone());
+                    m
+                }
+                None => continue,
+            }
+        } else {
+            id.clone()
+        };
+        let patch = serde_json::json!({
+            "metadata": {"uid": target_uid},
+            "status": status,
+        });
         match api.patch_pod_status(ns, name, PatchType::Merge, &patch) {
             Ok(_) => {
                 lock(shared).written.insert(id, status);
             }
-            // Gone, or replaced by a pod with another uid: nothing to write any more.
-            Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => {}
+            // Gone, or replaced by a pod with another uid: nothing to write any more (a static
+            // pod's mirror is looked up, and created again if needed, next time).
+            Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => {
+                lock(shared).mirrors.remove(&id);
+            }
             Err(e) if e.is_retryable() => {
                 log::debug!("pod {}: status not written, retrying: {e}", key(&pod));
                 std::thread::sleep(Duration::from_millis(500));
@@ -117,6 +136,96 @@ fn status_loop(api: &dyn KubeApi, shared: &Shared) {
                 }
             }
             Err(e) => log::warn!("pod {}: status not written: {e}", key(&pod)),
+        }
+    }
+}
+
+/// The pod came from a manifest file.
+fn is_static(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONFIG_SOURCE))
+        .is_some_and(|s| s == "file")
+}
+
+/// The mirror pod of a static pod, as the kubelet creates it: the same metadata and spec, with
+/// the `kubernetes.io/config.mirror` annotation carrying the static pod's hash.
+pub fn mirror_pod(pod: &Pod) -> Pod {
+    let mut m = pod.clone();
+    let hash = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONFIG_HASH))
+        .cloned()
+        .unwrap_or_else(|| uid(pod).to_string());
+    m.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(CONFIG_MIRROR.into(), hash);
+    m.metadata.uid = None;
+    m.metadata.resource_version = None;
+    m.metadata.creation_timestamp = None;
+    m.status = None;
+    m
+}
+
+/// Finds or creates the static pod's mirror pod; its uid. A mirror of an older version of the
+/// manifest is replaced; a regular pod of the same name is left alone (and gets no status).
+fn ensure_mirror(api: &dyn KubeApi, pod: &Pod) -> Option<String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let want = mirror_pod(pod);
+    let hash = want
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONFIG_MIRROR))
+        .cloned();
+    match api.get_pod(ns, name) {
+        Ok(existing) => {
+            let theirs = existing
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(CONFIG_MIRROR))
+                .cloned();
+            match theirs {
+                Some(h) if Some(&h) == hash.as_ref() => return existing.metadata.uid,
+                Some(_) => {
+                    let old_uid = existing.metadata.uid.clone().unwrap_or_default();
+                    if let Err(e) = api.delete_pod(ns, name, &old_uid, 0) {
+                        log::warn!(
+                            "pod {}: failed to replace its outdated mirror pod: {e}",
+                            key(pod)
+                        );
+                        return None;
+                    }
+                }
+                None => {
+                    log::warn!("static pod {}: a pod of the same name exists in the API server; no mirror pod", key(pod));
+                    return None;
+                }
+            }
+        }
+        Err(ApiError::NotFound { .. }) => {}
+        Err(e) => {
+            log::debug!("pod {}: mirror pod lookup failed: {e}", key(pod));
+            return None;
+        }
+    }
+    match api.create_pod(ns, &want) {
+        Ok(created) => {
+            log::info!("created mirror pod for static pod {}", key(pod));
+            created.metadata.uid
+        }
+        Err(e) => {
+            log::warn!(
+                "static pod {}: failed to create its mirror pod: {e}",
+                key(pod)
+            );
+            None
         }
     }
 }
@@ -191,7 +300,26 @@ impl PodReporter for ApiReporter {
     fn deleted(&self, pod: &Pod) -> Result<(), String> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        match self.api.delete_pod(ns, name, uid(pod), 0) {
+        // A static pod is represented in the API server by its mirror pod.
+        let target = if is_static(pod) {
+            match lock(&self.shared).mirrors.get(uid(pod)).cloned() {
+                Some(m) => m,
+                None => match self.api.get_pod(ns, name) {
+                    Ok(p)
+                        if p.metadata
+                            .annotations
+                            .as_ref()
+                            .is_some_and(|a| a.contains_key(CONFIG_MIRROR)) =>
+                    {
+                        p.metadata.uid.unwrap_or_default()
+                    }
+                    _ => return Ok(()),
+                },
+            }
+        } else {
+            uid(pod).to_string()
+        };
+        match self.api.delete_pod(ns, name, &target, 0) {
             Ok(_) | Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
@@ -206,6 +334,7 @@ impl PodReporter for ApiReporter {
         q.pending.remove(uid);
         q.written.remove(uid);
         q.latest.remove(uid);
+        q.mirrors.remove(uid);
     }
 }
 

@@ -865,7 +865,8 @@ impl PodSyncer for RuntimeSyncer {
                 }
             }
         }
-        if *why == Termination::Deleted {
+        // Deleted, or gone from its source (a removed manifest's mirror pod goes too).
+        if *why != Termination::Finished {
             if let Err(e) = self.reporter.deleted(pod) {
                 log::warn!("pod {pod_key}: {e}");
                 return Err(RETRY);

@@ -467,3 +467,43 @@ fn image_pull_secrets_authenticate_the_pull_and_their_absence_gives_err_image_pu
         "a Failed event names the 401"
     );
 }
+
+#[test]
+fn a_static_pod_appears_as_a_mirror_pod_with_its_status_and_goes_with_its_file() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-mirror");
+    d.start();
+    let node = f.node_name().to_string();
+    let image = env::var("VKCRI_BUSYBOX_IMAGE");
+    d.put_manifest(
+        "static.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: stat\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, {}]\n",
+            serde_json::to_string(COOPERATIVE).unwrap()
+        ),
+    );
+    let name = format!("stat-{node}");
+    let mirror = wait_pod(&f, &name, "the mirror pod Running", running_and_ready);
+    let ann = &mirror["metadata"]["annotations"];
+    assert_eq!(ann["kubernetes.io/config.source"], "file");
+    assert_eq!(
+        ann["kubernetes.io/config.mirror"],
+        ann["kubernetes.io/config.hash"]
+    );
+    assert_ne!(
+        mirror["metadata"]["uid"], ann["kubernetes.io/config.hash"],
+        "the mirror has a uid of its own"
+    );
+    assert_eq!(mirror["spec"]["nodeName"], node.as_str());
+    // The mirror pod itself is not run: one container only.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(d.containers("c").len(), 1);
+
+    d.remove_manifest("static.yaml");
+    wait_for(
+        "the mirror pod to be deleted",
+        Duration::from_secs(30),
+        || f.get_pod("default", &name).is_none().then_some(()),
+    );
+    d.wait_no_sandboxes(Duration::from_secs(10));
+}
