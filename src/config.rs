@@ -75,6 +75,10 @@ pub struct Flags {
     #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
 
+    /// Cgroup (cgroupfs path) under which each pod gets <root>/<qos>/pod<uid> ("" leaves it to the runtime)
+    #[arg(long, value_name = "PATH", default_value = "/vk-cri")]
+    pub cgroup_root: String,
+
     /// Resolver configuration for pods with dnsPolicy Default ("" for none)
     #[arg(long, value_name = "PATH", default_value = "/etc/resolv.conf")]
     pub resolv_conf: PathBuf,
@@ -152,6 +156,7 @@ pub struct Config {
     pub pods_dir: PathBuf,
     pub cluster_dns: Vec<IpAddr>,
     pub cluster_domain: String,
+    pub cgroup_root: String,
     pub resolv_conf: Option<PathBuf>,
     pub port: u16,
     pub node_ip: Option<IpAddr>,
@@ -280,6 +285,7 @@ impl Config {
             pods_dir: f.pods_dir,
             cluster_dns,
             cluster_domain: f.cluster_domain,
+            cgroup_root: f.cgroup_root,
             resolv_conf: Some(f.resolv_conf).filter(|p| !p.as_os_str().is_empty()),
             port: f.port,
             node_ip,
@@ -510,6 +516,8 @@ mod tests {
             "--cluster-dns",
             "--cluster-domain",
             "[default: cluster.local]",
+            "--cgroup-root",
+            "[default: /vk-cri]",
             "--resolv-conf",
             "[default: /etc/resolv.conf]",
             "--port",

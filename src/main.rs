@@ -129,6 +129,7 @@ fn run(config: &Config) -> Result<(), String> {
     node.log_root = config.log_dir.clone();
     node.cluster_dns = config.cluster_dns.iter().map(|ip| ip.to_string()).collect();
     node.cluster_domain = config.cluster_domain.clone();
+    node.cgroup_root = config.cgroup_root.clone();
     node.host_resolv_conf = host_resolv_conf;
     let host = ProcHost::new(config.log_dir.clone());
     if let Ok(facts) = HostFacts::gather(&host) {
