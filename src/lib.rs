@@ -18,6 +18,7 @@
 //! - [`pod`]: everything about one pod: translation to CRI configs and labels, the planner, the
 //!   status, the workers that run it.
 //! - [`static_pods`]: pods from manifest files (`--pod-manifest-path`).
+//! - [`volume`]: pod volumes on the host and the mounts that bring them into containers.
 
 pub mod certs;
 pub mod config;
@@ -28,3 +29,4 @@ pub mod kubeconfig;
 pub mod node;
 pub mod pod;
 pub mod static_pods;
+pub mod volume;

@@ -26,6 +26,13 @@ use vk_cri::pod::api_report::ApiReporter;
 use vk_cri::pod::pleg::{self, SourcesReady};
 use vk_cri::pod::report::{LogReporter, PodReporter};
 use vk_cri::pod::sync::{Paths, RuntimeSyncer};
+use vk_cri::volume::fs::HostFs;
+use vk_cri::volume::manager::VolumeManager;
+use vk_cri::volume::NodeAllocatable;
+
+/// How often running pods' configMap, secret and token volumes are brought up to date (the
+/// files change within this period of the object).
+const VOLUME_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 use vk_cri::pod::translate::NodeContext;
 use vk_cri::pod::worker::PodWorkers;
 use vk_cri::pod::PodEvent;
@@ -132,9 +139,15 @@ fn run(config: &Config) -> Result<(), String> {
     node.cgroup_root = config.cgroup_root.clone();
     node.host_resolv_conf = host_resolv_conf;
     let host = ProcHost::new(config.log_dir.clone());
+    let mut allocatable = NodeAllocatable::default();
     if let Ok(facts) = HostFacts::gather(&host) {
         node.memory_capacity =
             i64::try_from(facts.usage.memory_total).unwrap_or(node.memory_capacity);
+        allocatable = NodeAllocatable {
+            milli_cpu: i64::from(facts.identity.cpu_count) * 1000,
+            memory: node.memory_capacity,
+            ephemeral_storage: i64::try_from(facts.usage.fs_capacity).unwrap_or(0),
+        };
     }
     node.cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let ip = node_ip(config);
@@ -222,6 +235,16 @@ fn run(config: &Config) -> Result<(), String> {
         vec![ip.to_string()],
         &version.runtime_name,
     );
+    let volumes = Arc::new(VolumeManager::new(
+        Arc::new(HostFs),
+        config.volumes_dir.clone(),
+        api.clone(),
+        allocatable,
+    ));
+    volumes
+        .spawn_refresher(VOLUME_REFRESH)
+        .map_err(|e| format!("failed to start the volume refresher: {e}"))?;
+    syncer = syncer.with_volumes(volumes);
     if let Some(api) = api {
         syncer = syncer.with_api(api);
     }

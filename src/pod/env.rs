@@ -1,15 +1,20 @@
 //! A container's environment, resolved the kubelet's way (`makeEnvironmentVariables`).
 //!
-//! Owns turning `env` into name/value pairs: literal values with `$(VAR)` expansion against the
-//! variables defined before them, and the `fieldRef` values a pod knows about itself (name,
-//! namespace, uid, labels/annotations, node name, service account, pod and host IPs).
-//! References to ConfigMaps and Secrets need objects from the API server; without one (standalone
-//! mode) a required reference fails with the kubelet's message and an optional one is skipped.
-//! Pure.
+//! Owns turning `envFrom` and `env` into name/value pairs: `envFrom` ConfigMaps and Secrets
+//! first (with their prefix; keys that are not valid variable names are skipped and reported),
+//! then `env` in order: literal values with `$(VAR)` expansion against the variables defined
+//! before them, `fieldRef` values a pod knows about itself (name, namespace, uid,
+//! labels/annotations, node name, service account, pod and host IPs), `resourceFieldRef` with
+//! its divisor, and `configMapKeyRef`/`secretKeyRef` from the objects the caller read
+//! ([`references`] lists them). A missing required reference fails with the kubelet's message
+//! (the container's CreateContainerConfigError); an optional one is skipped. Pure.
+
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{Container, ObjectFieldSelector, Pod};
 
 use super::expand::expand_env;
+use crate::volume::{downward, NodeAllocatable, Objects, VolumeError};
 
 /// An environment variable that cannot be resolved; the message is the pod's waiting message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -18,10 +23,78 @@ pub enum EnvError {
     ConfigMapNotFound(String),
     #[error("secret {0:?} not found")]
     SecretNotFound(String),
+    #[error("couldn't find key {key} in ConfigMap {namespace}/{name}")]
+    ConfigMapKey {
+        key: String,
+        namespace: String,
+        name: String,
+    },
+    #[error("couldn't find key {key} in Secret {namespace}/{name}")]
+    SecretKey {
+        key: String,
+        namespace: String,
+        name: String,
+    },
+    /// The API server could not be asked.
+    #[error("{0}")]
+    Api(String),
     #[error("env {name}: unsupported fieldPath {path:?}")]
     FieldPath { name: String, path: String },
-    #[error("env {name}: resourceFieldRef is not supported by this version of vk-cri yet")]
-    ResourceField { name: String },
+    #[error("env {name}: {message}")]
+    ResourceField { name: String, message: String },
+}
+
+/// What the environment needs besides the pod: the API objects it references and the node's
+/// allocatable resources.
+#[derive(Clone, Copy, Debug)]
+pub struct EnvSources<'a> {
+    pub objects: &'a Objects,
+    pub node: &'a NodeAllocatable,
+}
+
+/// A resolved environment, and the kubelet's InvalidEnvironmentVariableNames warnings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    pub env: Vec<(String, String)>,
+    pub warnings: Vec<String>,
+}
+
+/// The ConfigMaps and Secrets the container's environment references.
+pub fn references(container: &Container) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut cms = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
+    for from in container.env_from.iter().flatten() {
+        if let Some(c) = &from.config_map_ref {
+            cms.insert(c.name.clone());
+        }
+        if let Some(s) = &from.secret_ref {
+            secrets.insert(s.name.clone());
+        }
+    }
+    for e in container.env.iter().flatten() {
+        if let Some(src) = &e.value_from {
+            if let Some(r) = &src.config_map_key_ref {
+                cms.insert(r.name.clone());
+            }
+            if let Some(r) = &src.secret_key_ref {
+                secrets.insert(r.name.clone());
+            }
+        }
+    }
+    (cms, secrets)
+}
+
+/// Kubernetes' `IsEnvVarName`: `[-._a-zA-Z][-._a-zA-Z0-9]*`.
+pub fn is_env_var_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '.' | '_'))
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+}
+
+fn api_err(e: VolumeError) -> EnvError {
+    EnvError::Api(e.to_string())
 }
 
 fn field_value(
@@ -73,6 +146,14 @@ fn field_value(
     })
 }
 
+/// Adds or replaces a variable, keeping first-definition order.
+fn set(out: &mut Vec<(String, String)>, name: String, value: String) {
+    match out.iter_mut().find(|(k, _)| *k == name) {
+        Some(slot) => slot.1 = value,
+        None => out.push((name, value)),
+    }
+}
+
 /// The container's environment, in order.
 pub fn resolve(
     pod: &Pod,
@@ -80,47 +161,135 @@ pub fn resolve(
     node_name: &str,
     pod_ips: &[String],
     host_ips: &[String],
-) -> Result<Vec<(String, String)>, EnvError> {
-    let mut out: Vec<(String, String)> = Vec::new();
+    sources: &EnvSources<'_>,
+) -> Result<Resolved, EnvError> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let objects = sources.objects;
+    let mut out = Resolved::default();
     for from in container.env_from.iter().flatten() {
-        if let Some(cm) = &from.config_map_ref {
-            if !cm.optional.unwrap_or(false) {
-                return Err(EnvError::ConfigMapNotFound(cm.name.clone()));
+        let prefix = from.prefix.as_deref().unwrap_or_default();
+        let (what, name, data): (&str, &str, Vec<(String, String)>) =
+            if let Some(r) = &from.config_map_ref {
+                match objects.configmap(&r.name).map_err(api_err)? {
+                    Some(cm) => (
+                        "configMap",
+                        &r.name,
+                        crate::volume::configmap::contents(cm)
+                            .into_iter()
+                            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                            .collect(),
+                    ),
+                    None if r.optional.unwrap_or(false) => continue,
+                    None => return Err(EnvError::ConfigMapNotFound(r.name.clone())),
+                }
+            } else if let Some(r) = &from.secret_ref {
+                match objects.secret(&r.name).map_err(api_err)? {
+                    Some(s) => (
+                        "secret",
+                        &r.name,
+                        s.data
+                            .iter()
+                            .flatten()
+                            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+                            .collect(),
+                    ),
+                    None if r.optional.unwrap_or(false) => continue,
+                    None => return Err(EnvError::SecretNotFound(r.name.clone())),
+                }
+            } else {
+                continue;
+            };
+        let mut invalid = Vec::new();
+        for (k, v) in data {
+            let k = format!("{prefix}{k}");
+            if !is_env_var_name(&k) {
+                invalid.push(k);
+                continue;
             }
+            set(&mut out.env, k, v);
         }
-        if let Some(s) = &from.secret_ref {
-            if !s.optional.unwrap_or(false) {
-                return Err(EnvError::SecretNotFound(s.name.clone()));
-            }
+        if !invalid.is_empty() {
+            invalid.sort();
+            out.warnings.push(format!(
+                "Keys [{}] from the EnvFrom {what} {ns}/{name} were skipped since they are considered invalid environment variable names.",
+                invalid.join(", ")
+            ));
         }
     }
     for e in container.env.iter().flatten() {
         let value = match &e.value_from {
-            None => expand_env(e.value.as_deref().unwrap_or(""), &out),
+            None => expand_env(e.value.as_deref().unwrap_or(""), &out.env),
             Some(src) => {
                 if let Some(f) = &src.field_ref {
                     field_value(pod, f, &e.name, node_name, pod_ips, host_ips)?
-                } else if src.resource_field_ref.is_some() {
-                    return Err(EnvError::ResourceField {
+                } else if let Some(r) = &src.resource_field_ref {
+                    let c = match r.container_name.as_deref().filter(|n| !n.is_empty()) {
+                        Some(n) if n != container.name => pod
+                            .spec
+                            .iter()
+                            .flat_map(|s| {
+                                s.containers
+                                    .iter()
+                                    .chain(s.init_containers.iter().flatten())
+                            })
+                            .find(|c| c.name == n)
+                            .ok_or_else(|| EnvError::ResourceField {
+                                name: e.name.clone(),
+                                message: format!("container {n:?} not found in the pod"),
+                            })?,
+                        _ => container,
+                    };
+                    downward::resource_value(
+                        c,
+                        &r.resource,
+                        r.divisor.as_ref().map(|d| d.0.as_str()),
+                        sources.node,
+                    )
+                    .map_err(|message| EnvError::ResourceField {
                         name: e.name.clone(),
-                    });
+                        message,
+                    })?
                 } else if let Some(r) = &src.config_map_key_ref {
-                    if r.optional.unwrap_or(false) {
-                        continue;
+                    let optional = r.optional.unwrap_or(false);
+                    match objects.configmap(&r.name).map_err(api_err)? {
+                        None if optional => continue,
+                        None => return Err(EnvError::ConfigMapNotFound(r.name.clone())),
+                        Some(cm) => match crate::volume::configmap::contents(cm).remove(&r.key) {
+                            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+                            None if optional => continue,
+                            None => {
+                                return Err(EnvError::ConfigMapKey {
+                                    key: r.key.clone(),
+                                    namespace: ns.to_string(),
+                                    name: r.name.clone(),
+                                })
+                            }
+                        },
                     }
-                    return Err(EnvError::ConfigMapNotFound(r.name.clone()));
                 } else if let Some(r) = &src.secret_key_ref {
-                    if r.optional.unwrap_or(false) {
-                        continue;
+                    let optional = r.optional.unwrap_or(false);
+                    match objects.secret(&r.name).map_err(api_err)? {
+                        None if optional => continue,
+                        None => return Err(EnvError::SecretNotFound(r.name.clone())),
+                        Some(s) => match s.data.as_ref().and_then(|d| d.get(&r.key)) {
+                            Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
+                            None if optional => continue,
+                            None => {
+                                return Err(EnvError::SecretKey {
+                                    key: r.key.clone(),
+                                    namespace: ns.to_string(),
+                                    name: r.name.clone(),
+                                })
+                            }
+                        },
                     }
-                    return Err(EnvError::SecretNotFound(r.name.clone()));
                 } else {
                     String::new()
                 }
             }
         };
-        out.retain(|(k, _)| *k != e.name);
-        out.push((e.name.clone(), value));
+        out.env.retain(|(k, _)| *k != e.name);
+        out.env.push((e.name.clone(), value));
     }
     Ok(out)
 }
@@ -128,6 +297,21 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::volume::Fetched;
+
+    static NO_OBJECTS: std::sync::LazyLock<Objects> = std::sync::LazyLock::new(Objects::default);
+    const NODE: NodeAllocatable = NodeAllocatable {
+        milli_cpu: 2000,
+        memory: 4 << 30,
+        ephemeral_storage: 10 << 30,
+    };
+
+    fn none() -> EnvSources<'static> {
+        EnvSources {
+            objects: &NO_OBJECTS,
+            node: &NODE,
+        }
+    }
 
     fn pod(env: serde_json::Value) -> (Pod, Container) {
         let p: Pod = serde_json::from_value(serde_json::json!({
@@ -159,8 +343,10 @@ mod tests {
             "node-a",
             &["10.88.0.9".into()],
             &["192.0.2.1".into(), "fd00::1".into()],
+            &none(),
         )
-        .unwrap();
+        .unwrap()
+        .env;
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("B"), Some("a-b-$(A)-$(MISSING)"));
         assert_eq!(get("NAME"), Some("web"));
@@ -178,19 +364,152 @@ mod tests {
             {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}
         ]));
         assert_eq!(
-            resolve(&p, &c, "n", &[], &[]).unwrap_err().to_string(),
+            resolve(&p, &c, "n", &[], &[], &none())
+                .unwrap_err()
+                .to_string(),
             "configmap \"cfg\" not found"
         );
         let (p, c) = pod(serde_json::json!([
             {"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k", "optional": true}}}
         ]));
-        assert_eq!(resolve(&p, &c, "n", &[], &[]).unwrap(), vec![]);
+        assert_eq!(resolve(&p, &c, "n", &[], &[], &none()).unwrap().env, vec![]);
         let (p, c) = pod(serde_json::json!([
             {"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.bogus"}}}
         ]));
-        assert!(resolve(&p, &c, "n", &[], &[])
+        assert!(resolve(&p, &c, "n", &[], &[], &none())
             .unwrap_err()
             .to_string()
             .contains("spec.bogus"));
+    }
+
+    fn objects() -> Objects {
+        let mut o = Objects::default();
+        o.configmaps.insert(
+            "cfg".into(),
+            Fetched::Found(
+                serde_json::from_value(serde_json::json!({
+                    "data": {"MODE": "fast", "1bad": "x", "LEVEL": "3"}
+                }))
+                .unwrap(),
+            ),
+        );
+        o.secrets.insert(
+            "sec".into(),
+            Fetched::Found(
+                serde_json::from_value(serde_json::json!({"data": {"PASS": "c2VjcmV0"}})).unwrap(),
+            ),
+        );
+        o.configmaps.insert("gone".into(), Fetched::NotFound);
+        o
+    }
+
+    #[test]
+    fn env_from_with_prefix_key_refs_and_resources_resolve_with_invalid_keys_reported() {
+        let (mut p, mut c) = pod(serde_json::json!([
+            {"name": "FROM_CM", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "MODE"}}},
+            {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "PASS"}}},
+            {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k", "optional": true}}},
+            {"name": "OPT_KEY", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "nope", "optional": true}}},
+            {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+            {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+            {"name": "BOTH", "value": "$(CFG_MODE)/$(FROM_SECRET)"}
+        ]));
+        c.env_from = Some(
+            serde_json::from_value(serde_json::json!([
+                {"prefix": "CFG_", "configMapRef": {"name": "cfg"}},
+                {"secretRef": {"name": "sec"}},
+                {"configMapRef": {"name": "gone", "optional": true}}
+            ]))
+            .unwrap(),
+        );
+        c.resources = Some(
+            serde_json::from_value(serde_json::json!({"limits": {"memory": "64Mi"}})).unwrap(),
+        );
+        p.spec.as_mut().unwrap().containers[0] = c.clone();
+        let objects = objects();
+        let r = resolve(
+            &p,
+            &c,
+            "n",
+            &[],
+            &[],
+            &EnvSources {
+                objects: &objects,
+                node: &NODE,
+            },
+        )
+        .unwrap();
+        let get = |k: &str| r.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("CFG_MODE"), Some("fast"));
+        assert_eq!(get("CFG_LEVEL"), Some("3"));
+        assert_eq!(get("PASS"), Some("secret"));
+        assert_eq!(get("FROM_CM"), Some("fast"));
+        assert_eq!(get("FROM_SECRET"), Some("secret"));
+        assert_eq!(get("OPT"), None);
+        assert_eq!(get("OPT_KEY"), None);
+        assert_eq!(get("MEM"), Some("64"));
+        assert_eq!(
+            get("CPU"),
+            Some("2000"),
+            "no cpu limit: the node's allocatable"
+        );
+        assert_eq!(get("BOTH"), Some("fast/secret"));
+        // CFG_1bad is a valid name with the prefix; without one it would not be.
+        assert_eq!(get("CFG_1bad"), Some("x"));
+        assert!(r.warnings.is_empty());
+
+        c.env_from = Some(
+            serde_json::from_value(serde_json::json!([{"configMapRef": {"name": "cfg"}}])).unwrap(),
+        );
+        c.env = None;
+        let r = resolve(
+            &p,
+            &c,
+            "n",
+            &[],
+            &[],
+            &EnvSources {
+                objects: &objects,
+                node: &NODE,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            r.warnings,
+            ["Keys [1bad] from the EnvFrom configMap ns/cfg were skipped since they are considered invalid environment variable names."]
+        );
+    }
+
+    #[test]
+    fn missing_required_keys_and_objects_give_the_kubelets_messages() {
+        let objects = objects();
+        let src = EnvSources {
+            objects: &objects,
+            node: &NODE,
+        };
+        let msg = |env: serde_json::Value| {
+            let (p, c) = pod(env);
+            resolve(&p, &c, "n", &[], &[], &src)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            msg(
+                serde_json::json!([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "nope"}}}])
+            ),
+            "couldn't find key nope in ConfigMap ns/cfg"
+        );
+        assert_eq!(
+            msg(
+                serde_json::json!([{"name": "X", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "nope"}}}])
+            ),
+            "couldn't find key nope in Secret ns/sec"
+        );
+        assert_eq!(
+            msg(
+                serde_json::json!([{"name": "X", "valueFrom": {"secretKeyRef": {"name": "other", "key": "k"}}}])
+            ),
+            "secret \"other\" not found"
+        );
     }
 }

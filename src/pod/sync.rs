@@ -28,6 +28,8 @@ use super::{env, key, uid};
 use crate::cri::{api, CriError, Runtime};
 use crate::kube::KubeApi;
 use crate::static_pods::CONFIG_SOURCE;
+use crate::volume::manager::VolumeManager;
+use crate::volume::{NodeAllocatable, Objects};
 
 /// The kubelet never stops a container with less than this grace period.
 const MIN_GRACE: Duration = Duration::from_secs(2);
@@ -42,6 +44,9 @@ pub struct Paths {
     /// Per-pod directory root: `<pods_dir>/<uid>/etc-hosts`, termination-log files.
     pub pods_dir: PathBuf,
 }
+
+/// A resolved environment, in order.
+type Env = Vec<(String, String)>;
 
 /// What a pod worker remembers between syncs (the runtime remembers the rest).
 #[derive(Default)]
@@ -65,6 +70,8 @@ pub struct RuntimeSyncer {
     states: Mutex<HashMap<String, Arc<Mutex<PodState>>>>,
     /// The API server, for imagePullSecrets (None in standalone mode).
     api: Option<Arc<dyn KubeApi>>,
+    /// The pods' volumes (None: pods with volume mounts are refused).
+    volumes: Option<Arc<VolumeManager>>,
 }
 
 /// A container start that did not happen, as the kubelet reports it.
@@ -182,7 +189,84 @@ impl RuntimeSyncer {
             runtime_name: runtime_name.to_string(),
             states: Mutex::new(HashMap::new()),
             api: None,
+            volumes: None,
         }
+    }
+
+    /// Sets up pods' volumes with this manager before their containers start, and removes
+    /// them after the pods are gone.
+    pub fn with_volumes(mut self, volumes: Arc<VolumeManager>) -> RuntimeSyncer {
+        self.volumes = Some(volumes);
+        self
+    }
+
+    /// A container's environment and mounts; failures are CreateContainerConfigError, with the
+    /// kubelet's `Failed` event.
+    fn env_and_mounts(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        pod_ips: &[String],
+    ) -> Result<(Env, Vec<api::Mount>), StartFailure> {
+        let config_error = |msg: String| {
+            self.reporter
+                .event(pod, EventType::Warning, "Failed", &format!("Error: {msg}"));
+            failure("CreateContainerConfigError", msg)
+        };
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let (cms, secrets) = env::references(c);
+        let objects = Objects::fetch(
+            self.api.as_deref(),
+            ns,
+            cms.iter().map(String::as_str),
+            secrets.iter().map(String::as_str),
+        );
+        let node = self.volumes.as_ref().map_or(
+            NodeAllocatable {
+                memory: self.node.memory_capacity,
+                ..NodeAllocatable::default()
+            },
+            |v| v.node(),
+        );
+        let resolved = env::resolve(
+            pod,
+            c,
+            &self.node.node_name,
+            pod_ips,
+            &self.host_ips,
+            &env::EnvSources {
+                objects: &objects,
+                node: &node,
+            },
+        )
+        .map_err(|e| config_error(e.to_string()))?;
+        for w in &resolved.warnings {
+            self.reporter.event(
+                pod,
+                EventType::Warning,
+                "InvalidEnvironmentVariableNames",
+                w,
+            );
+        }
+        let mounts = match &self.volumes {
+            Some(v) => {
+                let privileged = c
+                    .security_context
+                    .as_ref()
+                    .and_then(|s| s.privileged)
+                    .unwrap_or(false);
+                v.mounts(pod, c, &resolved.env, privileged)
+                    .map_err(|e| config_error(e.to_string()))?
+            }
+            None if c.volume_mounts.as_ref().is_some_and(|m| !m.is_empty()) => {
+                return Err(failure(
+                    "CreateContainerConfigError",
+                    "volumes are not supported by this version of vk-cri yet",
+                ));
+            }
+            None => Vec::new(),
+        };
+        Ok((resolved.env, mounts))
     }
 
     /// Reads imagePullSecrets from this API server.
@@ -487,14 +571,7 @@ impl RuntimeSyncer {
             ));
         };
         let (image_ref, image_user) = self.ensure_image(pod, c, sandbox_config, st)?;
-        let env = env::resolve(pod, c, &self.node.node_name, pod_ips, &self.host_ips)
-            .map_err(|e| failure("CreateContainerConfigError", e.to_string()))?;
-        if c.volume_mounts.as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err(failure(
-                "CreateContainerConfigError",
-                "volumes are not supported by this version of vk-cri yet",
-            ));
-        }
+        let (env, mounts) = self.env_and_mounts(pod, c, pod_ips)?;
         let pod_dir = self.pod_dir(uid(pod));
         let termination_log = pod_dir
             .join("containers")
@@ -504,7 +581,7 @@ impl RuntimeSyncer {
             .map_err(|e| failure("CreateContainerConfigError", e))?;
         let inputs = ContainerInputs {
             env,
-            mounts: Vec::new(),
+            mounts,
             etc_hosts_path: (!host_network(pod))
                 .then(|| pod_dir.join("etc-hosts").to_string_lossy().into_owned()),
             termination_log_path: Some(termination_log.to_string_lossy().into_owned()),
@@ -664,8 +741,17 @@ impl RuntimeSyncer {
             }
         }
 
+        // Volumes first, as the kubelet waits for them before the sandbox.
+        let volumes_ready = if actions.create_sandbox.is_some() || !actions.start.is_empty() {
+            self.setup_volumes(pod, &observed, &mut st, &mut retry)
+        } else {
+            true
+        };
+
         // The sandbox to start containers in.
-        let sandbox = if let Some(attempt) = actions.create_sandbox {
+        let sandbox = if !volumes_ready {
+            None
+        } else if let Some(attempt) = actions.create_sandbox {
             match self.create_sandbox(pod, attempt) {
                 Ok(s) => Some(s),
                 Err(msg) => {
@@ -794,6 +880,65 @@ impl RuntimeSyncer {
     }
 }
 
+impl RuntimeSyncer {
+    /// Sets up the pod's volumes; on failure the kubelet's FailedMount event, the containers
+    /// that are not running wait with the reason, and a retry is due.
+    fn setup_volumes(
+        &self,
+        pod: &Arc<Pod>,
+        observed: &ObservedPod,
+        st: &mut PodState,
+        retry: &mut Option<Duration>,
+    ) -> bool {
+        let Some(v) = &self.volumes else {
+            return true;
+        };
+        let Err(e) = v.setup(pod) else {
+            return true;
+        };
+        let msg = e.to_string();
+        log::info!("pod {}: {msg}", key(pod));
+        self.reporter
+            .event(pod, EventType::Warning, "FailedMount", &msg);
+        let reason = if e.is_permanent() {
+            "UnsupportedVolume"
+        } else {
+            "ContainerCreating"
+        };
+        let spec = pod.spec.as_ref();
+        for (c, kind) in spec
+            .into_iter()
+            .flat_map(|s| s.init_containers.iter().flatten())
+            .map(|c| (c, ContainerKind::Init))
+            .chain(
+                spec.into_iter()
+                    .flat_map(|s| s.containers.iter())
+                    .map(|c| (c, ContainerKind::App)),
+            )
+        {
+            if !observed
+                .latest(&c.name, kind)
+                .is_some_and(|o| o.state == RunState::Running)
+            {
+                st.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: reason.to_string(),
+                        message: msg.clone(),
+                    },
+                );
+            }
+        }
+        let wait = if e.is_permanent() {
+            Duration::from_secs(30)
+        } else {
+            RETRY
+        };
+        *retry = Some(retry.map_or(wait, |r| r.min(wait)));
+        false
+    }
+}
+
 /// `Result<(), CriError>` where NotFound (already gone) counts as success.
 trait FilterNotFound {
     fn filter_not_found(self) -> Result<(), CriError>;
@@ -851,6 +996,12 @@ impl PodSyncer for RuntimeSyncer {
         })?;
         for sb in &observed.sandboxes {
             if let Err(e) = self.runtime.remove_pod_sandbox(&sb.id).filter_not_found() {
+                log::warn!("pod {pod_key}: {e}");
+                return Err(RETRY);
+            }
+        }
+        if let Some(v) = &self.volumes {
+            if let Err(e) = v.cleanup(uid(pod)) {
                 log::warn!("pod {pod_key}: {e}");
                 return Err(RETRY);
             }

@@ -1,0 +1,180 @@
+//! Pod volumes: what each volume of a pod becomes on the host, under
+//! `<volumes-dir>/<pod-uid>/<volume-name>`, and the CRI mounts that bring them into containers.
+//!
+//! Pure parts: [`plan`] (pod spec + the API objects it references → what to make, per volume
+//! type: [`configmap`], [`secret`], [`downward`], [`projected`], [`hostpath`], emptyDir),
+//! [`subpath`] (subPath validation) and [`atomic::validate_path`]. With I/O, behind the [`fs::Fs`]
+//! trait: [`atomic`] (the kubelet's AtomicWriter) and [`manager`] (the [`manager::VolumeManager`]
+//! the pod syncer calls before creating containers and after the pod is gone, and the refresher
+//! that keeps configMap, secret and token files current in running pods). This file owns the
+//! errors, whose messages are the kubelet's where the kubelet has one, and the API objects a pod
+//! references, fetched once per sync.
+
+pub mod atomic;
+pub mod configmap;
+pub mod downward;
+pub mod fs;
+pub mod hostpath;
+pub mod manager;
+pub mod plan;
+pub mod projected;
+pub mod secret;
+pub mod subpath;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+
+use crate::kube::KubeApi;
+
+/// Why a volume cannot be set up or mounted. Messages are the kubelet's.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("configmap {0:?} not found")]
+    ConfigMapNotFound(String),
+    #[error("secret {0:?} not found")]
+    SecretNotFound(String),
+    /// The API server could not be asked (any error but NotFound).
+    #[error("{0}")]
+    Api(String),
+    #[error("configmap references non-existent config key: {0}")]
+    MissingConfigMapKey(String),
+    #[error("references non-existent secret key: {0}")]
+    MissingSecretKey(String),
+    #[error("{reason}: {path}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("failed to {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{kind} volumes are not supported by vk-cri")]
+    Unsupported { kind: String },
+    #[error("hostPath type check failed: {path} is not a {want}")]
+    HostPathType { path: String, want: &'static str },
+    #[error("invalid HostPathType {0:?}")]
+    InvalidHostPathType(String),
+    #[error("failed to fetch token: {0}")]
+    Token(String),
+    #[error("{0}")]
+    DownwardApi(String),
+    #[error("invalid sizeLimit {0:?}")]
+    SizeLimit(String),
+    #[error("cannot find volume {volume:?} to mount into container {container:?}")]
+    NoSuchVolume { volume: String, container: String },
+    #[error("error SubPath `{0}` must not be an absolute path")]
+    SubPathAbsolute(String),
+    #[error("error SubPath `{0}` must not contain back steps")]
+    SubPathBackSteps(String),
+    #[error("subPath {sub_path:?} of volumeMount {volume:?} escapes the volume (resolves to {resolved})")]
+    SubPathEscape {
+        volume: String,
+        sub_path: String,
+        resolved: PathBuf,
+    },
+    #[error("Bidirectional mount propagation is available only to privileged containers")]
+    BidirectionalUnprivileged,
+    #[error("invalid mountPropagation {0:?}")]
+    InvalidPropagation(String),
+    /// A volume that failed to set up, as the kubelet's FailedMount event says it.
+    #[error("MountVolume.SetUp failed for volume {volume:?} : {cause}")]
+    SetUp {
+        volume: String,
+        cause: Box<VolumeError>,
+    },
+}
+
+impl VolumeError {
+    /// Whether retrying can help (an unsupported volume type never mounts).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            VolumeError::SetUp { cause, .. } => cause.is_permanent(),
+            VolumeError::Unsupported { .. }
+            | VolumeError::InvalidPath { .. }
+            | VolumeError::InvalidHostPathType(_)
+            | VolumeError::SizeLimit(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// What the node's capacity is, for `resourceFieldRef` limits a container does not set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeAllocatable {
+    pub milli_cpu: i64,
+    pub memory: i64,
+    pub ephemeral_storage: i64,
+}
+
+/// An object read from the API server for a pod.
+#[derive(Clone, Debug)]
+pub enum Fetched<T> {
+    Found(T),
+    NotFound,
+    /// Any other failure, with its message.
+    Failed(String),
+}
+
+/// The ConfigMaps and Secrets a pod references, as read for one sync.
+#[derive(Clone, Debug, Default)]
+pub struct Objects {
+    pub configmaps: BTreeMap<String, Fetched<ConfigMap>>,
+    pub secrets: BTreeMap<String, Fetched<Secret>>,
+}
+
+impl Objects {
+    /// Reads exactly these objects in `namespace` (the Node authorizer lets a node read only
+    /// what its pods reference). Without an API server every object is missing.
+    pub fn fetch<'a>(
+        api: Option<&dyn KubeApi>,
+        namespace: &str,
+        configmaps: impl IntoIterator<Item = &'a str>,
+        secrets: impl IntoIterator<Item = &'a str>,
+    ) -> Objects {
+        fn one<T>(r: Option<Result<T, crate::kube::ApiError>>) -> Fetched<T> {
+            match r {
+                None => Fetched::NotFound,
+                Some(Ok(o)) => Fetched::Found(o),
+                Some(Err(e)) if e.status_code() == Some(404) => Fetched::NotFound,
+                Some(Err(e)) => Fetched::Failed(e.to_string()),
+            }
+        }
+        let mut out = Objects::default();
+        for name in configmaps {
+            out.configmaps
+                .entry(name.to_string())
+                .or_insert_with(|| one(api.map(|a| a.get_configmap(namespace, name))));
+        }
+        for name in secrets {
+            out.secrets
+                .entry(name.to_string())
+                .or_insert_with(|| one(api.map(|a| a.get_secret(namespace, name))));
+        }
+        out
+    }
+
+    /// The ConfigMap `name`; `Ok(None)` when it does not exist.
+    pub fn configmap(&self, name: &str) -> Result<Option<&ConfigMap>, VolumeError> {
+        match self.configmaps.get(name) {
+            Some(Fetched::Found(c)) => Ok(Some(c)),
+            Some(Fetched::Failed(m)) => Err(VolumeError::Api(m.clone())),
+            _ => Ok(None),
+        }
+    }
+
+    /// The Secret `name`; `Ok(None)` when it does not exist.
+    pub fn secret(&self, name: &str) -> Result<Option<&Secret>, VolumeError> {
+        match self.secrets.get(name) {
+            Some(Fetched::Found(s)) => Ok(Some(s)),
+            Some(Fetched::Failed(m)) => Err(VolumeError::Api(m.clone())),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A mode from the API (`defaultMode`, item `mode`), or the kubelet's 0644.
+pub fn mode_or_default(mode: Option<i32>, default: Option<i32>) -> u32 {
+    mode.or(default).map_or(0o644, |m| (m as u32) & 0o7777)
+}
