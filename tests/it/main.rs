@@ -13,3 +13,4 @@ mod env;
 mod fake_apiserver;
 mod standalone;
 mod translate;
+mod volumes;

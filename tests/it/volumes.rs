@@ -1,0 +1,494 @@
+//! Pod volumes and environments against the fake API server and the real containerd: every
+//! volume type's files read inside the container with their names, contents and modes (exec
+//! `cat`/`stat`), secrets and tokens on tmpfs, a token bound to the pod, ConfigMap and Secret
+//! changes reaching a running container, subPath escapes and unsupported volume types failing
+//! only their pod, env from every source, and the volume directory gone with the pod.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use vk_cri::cri::Runtime;
+
+use crate::daemon::{runtime, wait_for, Daemon};
+use crate::env;
+use crate::support::fake_apiserver::{FakeApiServer, FakeConfig, Res};
+
+fn fake() -> FakeApiServer {
+    FakeApiServer::start_with(FakeConfig {
+        node_name: env::unique("vol-node"),
+        // The ServiceAccount admission plugin's kube-api-access volume, as on a real cluster.
+        inject_service_account_volume: true,
+        bookmark_interval: Duration::from_secs(2),
+        ..FakeConfig::default()
+    })
+}
+
+const SLEEP: &str = "trap 'exit 0' TERM; while true; do sleep 0.2; done";
+
+fn pod(name: &str, node: &str, container: Value, volumes: Value) -> Value {
+    let mut c = container;
+    c["image"] = json!(env::var("VKCRI_BUSYBOX_IMAGE"));
+    c["command"] = json!(["sh", "-c", SLEEP]);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": name, "tier": "web"}},
+        "spec": {
+            "nodeName": node,
+            "hostNetwork": true,
+            "terminationGracePeriodSeconds": 2,
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [c],
+            "volumes": volumes
+        }
+    })
+}
+
+/// Runs `script` in the running container named `name`; its stdout (the exit code must be 0).
+fn sh(d: &Daemon, name: &str, script: &str) -> String {
+    let id = d.wait_running(name, Duration::from_secs(60)).id;
+    let cmd: Vec<String> = ["sh", "-c", script].iter().map(|s| s.to_string()).collect();
+    let out = runtime()
+        .exec_sync(&id, &cmd, Duration::from_secs(20))
+        .expect("exec");
+    assert_eq!(
+        out.exit_code,
+        0,
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn pod_field(f: &FakeApiServer, name: &str, path: &str) -> Value {
+    f.get_pod("default", name)
+        .and_then(|p| p.pointer(path).cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn events_of(f: &FakeApiServer, pod: &str) -> Vec<Value> {
+    f.list(Res::Events, Some("default"))
+        .into_iter()
+        .filter(|e| e["involvedObject"]["name"] == pod)
+        .collect()
+}
+
+/// The container's waiting state once it has `reason`.
+fn wait_waiting(f: &FakeApiServer, pod: &str, reason: &str) -> Value {
+    wait_for(
+        &format!("{pod} waiting with {reason}"),
+        Duration::from_secs(60),
+        || {
+            let w = pod_field(f, pod, "/status/containerStatuses/0/state/waiting");
+            (w["reason"] == reason).then_some(w)
+        },
+    )
+}
+
+/// The tmpfs mounts the host has under `dir`.
+fn host_tmpfs_under(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&*dir.to_string_lossy()))
+        .collect()
+}
+
+#[test]
+fn every_volume_type_is_read_in_the_container_with_its_names_contents_and_modes_then_goes_with_the_pod(
+) {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-all");
+    d.start();
+    let node = f.node_name().to_string();
+    f.put_configmap(
+        "default",
+        "cfg",
+        &[("app.conf", "mode=fast\n"), ("other", "x")],
+    );
+    f.put_secret("default", "creds", &[("user", "admin"), ("pass", "s3cret")]);
+    let host_dir = d.dir.0.join("host-data");
+    let created = f.create_pod(pod(
+        "all",
+        &node,
+        json!({
+            "name": "all",
+            "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}},
+            "volumeMounts": [
+                {"name": "cfg", "mountPath": "/etc/cfg"},
+                {"name": "cfg-items", "mountPath": "/etc/items"},
+                {"name": "creds", "mountPath": "/etc/creds"},
+                {"name": "info", "mountPath": "/etc/info"},
+                {"name": "scratch", "mountPath": "/scratch"},
+                {"name": "mem", "mountPath": "/mem"},
+                {"name": "host", "mountPath": "/host"},
+                {"name": "cfg", "mountPath": "/single.conf", "subPath": "app.conf"},
+                {"name": "scratch", "mountPath": "/sub", "subPathExpr": "$(POD_NAME)/dir"}
+            ],
+            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+        }),
+        json!([
+            {"name": "cfg", "configMap": {"name": "cfg"}},
+            {"name": "cfg-items", "configMap": {"name": "cfg", "defaultMode": 0o640,
+                "items": [{"key": "app.conf", "path": "nested/app.conf", "mode": 0o600}]}},
+            {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 0o400}},
+            {"name": "info", "downwardAPI": {"items": [
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+                {"path": "cpu", "resourceFieldRef": {"containerName": "all", "resource": "limits.cpu", "divisor": "1m"}},
+                {"path": "mem", "resourceFieldRef": {"containerName": "all", "resource": "limits.memory", "divisor": "1Mi"}}
+            ]}},
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}},
+            {"name": "host", "hostPath": {"path": host_dir.to_string_lossy(), "type": "DirectoryOrCreate"}}
+        ]),
+    ));
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+
+    // configMap: every key, 0644 by default, through the ..data links.
+    assert_eq!(sh(&d, "all", "cat /etc/cfg/app.conf"), "mode=fast\n");
+    assert_eq!(sh(&d, "all", "cat /etc/cfg/other"), "x");
+    assert_eq!(sh(&d, "all", "stat -L -c %a /etc/cfg/app.conf"), "644\n");
+    assert_eq!(
+        sh(
+            &d,
+            "all",
+            "readlink /etc/cfg/app.conf; readlink /etc/cfg/..data | cut -c1-3"
+        ),
+        "..data/app.conf\n..2\n"
+    );
+    // items: only the chosen key, at its path, with its own mode.
+    assert_eq!(sh(&d, "all", "ls /etc/items"), "nested\n");
+    assert_eq!(
+        sh(&d, "all", "cat /etc/items/nested/app.conf"),
+        "mode=fast\n"
+    );
+    assert_eq!(
+        sh(&d, "all", "stat -L -c %a /etc/items/nested/app.conf"),
+        "600\n"
+    );
+    // secret: decoded, defaultMode exactly, on a tmpfs, read-only.
+    assert_eq!(
+        sh(&d, "all", "cat /etc/creds/user /etc/creds/pass"),
+        "admins3cret"
+    );
+    assert_eq!(sh(&d, "all", "stat -L -c %a /etc/creds/pass"), "400\n");
+    let mounts = sh(&d, "all", "cat /proc/mounts");
+    let mount_of = |path: &str| {
+        mounts
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some(path))
+            .unwrap_or_else(|| panic!("{path} not mounted:\n{mounts}"))
+            .to_string()
+    };
+    assert!(mount_of("/etc/creds").starts_with("tmpfs "), "{mounts}");
+    assert!(mount_of("/etc/creds").contains(" ro,"), "{mounts}");
+    assert!(
+        !mount_of("/etc/cfg").starts_with("tmpfs "),
+        "configMaps on disk: {mounts}"
+    );
+    // Memory emptyDir: a tmpfs of its sizeLimit, writable.
+    let mem = mount_of("/mem");
+    assert!(
+        mem.starts_with("tmpfs ") && mem.contains("size=8192k"),
+        "{mem}"
+    );
+    sh(&d, "all", "echo hi > /mem/f && echo hi > /scratch/f");
+    // downwardAPI.
+    assert_eq!(sh(&d, "all", "cat /etc/info/name"), "all");
+    assert_eq!(
+        sh(&d, "all", "cat /etc/info/labels"),
+        "app=\"all\"\ntier=\"web\""
+    );
+    assert_eq!(sh(&d, "all", "cat /etc/info/cpu /etc/info/mem"), "25064");
+    // kube-api-access: a token bound to this pod, the cluster CA and the namespace.
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(
+        sh(&d, "all", &format!("ls {sa}")),
+        "ca.crt\nnamespace\ntoken\n"
+    );
+    assert_eq!(sh(&d, "all", &format!("cat {sa}/namespace")), "default");
+    assert!(mount_of(sa).starts_with("tmpfs "), "{mounts}");
+    let token = sh(&d, "all", &format!("cat {sa}/token"));
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).expect("a JWT"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claims["kubernetes.io"]["pod"]["uid"],
+        uid.as_str(),
+        "{claims}"
+    );
+    assert_eq!(claims["sub"], "system:serviceaccount:default:default");
+    // hostPath created as a directory, shared with the host.
+    sh(&d, "all", "echo from-pod > /host/f");
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("f")).unwrap(),
+        "from-pod\n"
+    );
+    // subPath: one file of the configMap; subPathExpr made as a directory in the emptyDir.
+    assert_eq!(sh(&d, "all", "cat /single.conf"), "mode=fast\n");
+    sh(&d, "all", "echo deep > /sub/f");
+    assert_eq!(sh(&d, "all", "cat /scratch/all/dir/f"), "deep\n");
+
+    // Only referenced objects were read, and all as the node.
+    let reads: Vec<String> = f
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/configmaps/") || r.path.contains("/secrets/"))
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        reads.iter().all(|p| p.ends_with("/configmaps/cfg")
+            || p.ends_with("/configmaps/kube-root-ca.crt")
+            || p.ends_with("/secrets/creds")),
+        "{reads:?}"
+    );
+
+    // Deleted: the pod's volume directory and its tmpfs mounts are gone.
+    let vol_dir = d.dir.0.join("volumes").join(&uid);
+    assert!(vol_dir.is_dir());
+    assert!(host_tmpfs_under(&vol_dir).len() >= 4);
+    f.delete_pod("default", "all", Some(2))
+        .expect("pod existed");
+    wait_for(
+        "the pod's volumes to be removed",
+        Duration::from_secs(60),
+        || (!vol_dir.exists()).then_some(()),
+    );
+    assert!(host_tmpfs_under(&vol_dir).is_empty());
+    assert!(host_dir.join("f").exists(), "hostPath contents stay");
+}
+
+#[test]
+fn configmap_and_secret_changes_reach_the_running_container_within_60s() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-live");
+    d.start();
+    let node = f.node_name().to_string();
+    f.put_configmap("default", "live-cfg", &[("k", "one")]);
+    f.put_secret("default", "live-sec", &[("s", "first")]);
+    f.create_pod(pod(
+        "live",
+        &node,
+        json!({"name": "live", "volumeMounts": [
+            {"name": "c", "mountPath": "/c"},
+            {"name": "s", "mountPath": "/s"},
+            {"name": "p", "mountPath": "/p"},
+            {"name": "c", "mountPath": "/pinned", "subPath": "k"}
+        ]}),
+        json!([
+            {"name": "c", "configMap": {"name": "live-cfg"}},
+            {"name": "s", "secret": {"secretName": "live-sec"}},
+            {"name": "p", "projected": {"sources": [
+                {"configMap": {"name": "live-cfg"}}, {"secret": {"name": "live-sec"}}]}}
+        ]),
+    ));
+    assert_eq!(
+        sh(&d, "live", "cat /c/k /s/s /p/k /p/s"),
+        "onefirstonefirst"
+    );
+    f.put_configmap("default", "live-cfg", &[("k", "two"), ("added", "new")]);
+    f.put_secret("default", "live-sec", &[("s", "second")]);
+    wait_for(
+        "the changes in the container",
+        Duration::from_secs(60),
+        || {
+            (sh(
+                &d,
+                "live",
+                "cat /c/k /c/added /s/s /p/k /p/s 2>/dev/null; true",
+            ) == "twonewsecondtwosecond")
+                .then_some(())
+        },
+    );
+    // subPath mounts keep what they mounted, as in the kubelet.
+    assert_eq!(sh(&d, "live", "cat /pinned"), "one");
+    // A key that goes away goes from the volume too.
+    f.put_configmap("default", "live-cfg", &[("added", "new")]);
+    wait_for("k removed", Duration::from_secs(60), || {
+        (sh(&d, "live", "ls /c") == "added\n").then_some(())
+    });
+}
+
+#[test]
+fn subpath_escapes_and_unsupported_volumes_fail_only_their_pod() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-bad");
+    d.start();
+    let node = f.node_name().to_string();
+    let host_dir = d.dir.0.join("escape");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::os::unix::fs::symlink("/etc", host_dir.join("link")).unwrap();
+    let hp = json!([{"name": "h", "hostPath": {"path": host_dir.to_string_lossy()}}]);
+    f.create_pod(pod(
+        "dotdot",
+        &node,
+        json!({"name": "dotdot", "volumeMounts": [{"name": "h", "mountPath": "/x", "subPath": "../../etc"}]}),
+        hp.clone(),
+    ));
+    f.create_pod(pod(
+        "symlink",
+        &node,
+        json!({"name": "symlink", "volumeMounts": [{"name": "h", "mountPath": "/x", "subPath": "link"}]}),
+        hp,
+    ));
+    f.create_pod(pod(
+        "pvc",
+        &node,
+        json!({"name": "pvc", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}),
+        json!([{"name": "data", "persistentVolumeClaim": {"claimName": "claim"}}]),
+    ));
+    f.create_pod(pod(
+        "evilkey",
+        &node,
+        json!({"name": "evilkey", "volumeMounts": [{"name": "c", "mountPath": "/c"}]}),
+        json!([{"name": "c", "configMap": {"name": "plain", "items": [{"key": "k", "path": "../../escaped"}]}}]),
+    ));
+    f.put_configmap("default", "plain", &[("k", "v")]);
+    f.create_pod(pod("good", &node, json!({"name": "good"}), json!([])));
+
+    let w = wait_waiting(&f, "dotdot", "CreateContainerConfigError");
+    assert_eq!(
+        w["message"],
+        "error SubPath `../../etc` must not contain back steps"
+    );
+    let w = wait_waiting(&f, "symlink", "CreateContainerConfigError");
+    assert!(
+        w["message"]
+            .as_str()
+            .unwrap()
+            .contains("escapes the volume"),
+        "{w}"
+    );
+    let w = wait_waiting(&f, "pvc", "UnsupportedVolume");
+    assert_eq!(
+        w["message"],
+        "MountVolume.SetUp failed for volume \"data\" : persistentVolumeClaim volumes are not supported by vk-cri"
+    );
+    let w = wait_waiting(&f, "evilkey", "UnsupportedVolume");
+    assert!(
+        w["message"]
+            .as_str()
+            .unwrap()
+            .contains("must not contain '..'"),
+        "{w}"
+    );
+    assert!(
+        events_of(&f, "pvc")
+            .iter()
+            .any(|e| e["reason"] == "FailedMount" && e["type"] == "Warning"),
+        "{:?}",
+        events_of(&f, "pvc")
+    );
+    assert!(events_of(&f, "symlink")
+        .iter()
+        .any(|e| e["reason"] == "Failed"
+            && e["message"].as_str().unwrap_or("").starts_with("Error: ")));
+    assert!(!d.dir.0.join("escaped").exists());
+    assert!(d.containers("dotdot").is_empty() && d.containers("symlink").is_empty());
+    // The good pod runs all along.
+    d.wait_running("good", Duration::from_secs(30));
+    assert_eq!(sh(&d, "good", "echo ok"), "ok\n");
+}
+
+#[test]
+fn env_from_every_source_is_seen_in_the_container_and_missing_required_references_fail() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-env");
+    d.start();
+    let node = f.node_name().to_string();
+    f.put_configmap("default", "env-cfg", &[("MODE", "fast"), ("1bad", "x")]);
+    f.put_secret("default", "env-sec", &[("PASSWORD", "s3cret")]);
+    f.create_pod(pod(
+        "env",
+        &node,
+        json!({
+            "name": "env",
+            "resources": {"limits": {"memory": "64Mi"}},
+            "envFrom": [{"configMapRef": {"name": "env-cfg"}, "prefix": "CFG_"},
+                        {"secretRef": {"name": "env-sec"}},
+                        {"configMapRef": {"name": "nowhere", "optional": true}}],
+            "env": [
+                {"name": "LITERAL", "value": "$(CFG_MODE)-$$(CFG_MODE)"},
+                {"name": "FROM_CM", "valueFrom": {"configMapKeyRef": {"name": "env-cfg", "key": "MODE"}}},
+                {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "env-sec", "key": "PASSWORD"}}},
+                {"name": "OPTIONAL", "valueFrom": {"secretKeyRef": {"name": "nowhere", "key": "k", "optional": true}}},
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+                {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+                {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}
+            ]
+        }),
+        json!([]),
+    ));
+    let env = sh(&d, "env", "env");
+    for want in [
+        "CFG_MODE=fast",
+        "CFG_1bad=x",
+        "PASSWORD=s3cret",
+        "LITERAL=fast-$(CFG_MODE)",
+        "FROM_CM=fast",
+        "FROM_SECRET=s3cret",
+        "POD_NAME=env",
+        &format!("NODE={node}"),
+        "SA=default",
+        "HOST_IP=127.0.0.1",
+        "MEM_MI=64",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in:\n{env}");
+    }
+    assert!(!env.contains("OPTIONAL="), "{env}");
+
+    // An invalid key under envFrom without a prefix is skipped with the kubelet's event.
+    f.create_pod(pod(
+        "badkeys",
+        &node,
+        json!({"name": "badkeys", "envFrom": [{"configMapRef": {"name": "env-cfg"}}]}),
+        json!([]),
+    ));
+    assert!(sh(&d, "badkeys", "env").lines().any(|l| l == "MODE=fast"));
+    let evs = wait_for("the invalid keys event", Duration::from_secs(20), || {
+        let evs = events_of(&f, "badkeys");
+        evs.iter()
+            .any(|e| e["reason"] == "InvalidEnvironmentVariableNames")
+            .then_some(evs)
+    });
+    let e = evs
+        .iter()
+        .find(|e| e["reason"] == "InvalidEnvironmentVariableNames")
+        .unwrap();
+    assert_eq!(
+        e["message"],
+        "Keys [1bad] from the EnvFrom configMap default/env-cfg were skipped since they are considered invalid environment variable names."
+    );
+
+    // Required references that are missing: CreateContainerConfigError with the kubelet's words.
+    f.create_pod(pod(
+        "nocm",
+        &node,
+        json!({"name": "nocm", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "missing", "key": "k"}}}]}),
+        json!([]),
+    ));
+    f.create_pod(pod(
+        "nokey",
+        &node,
+        json!({"name": "nokey", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "env-sec", "key": "nope"}}}]}),
+        json!([]),
+    ));
+    let w = wait_waiting(&f, "nocm", "CreateContainerConfigError");
+    assert_eq!(w["message"], "configmap \"missing\" not found");
+    let w = wait_waiting(&f, "nokey", "CreateContainerConfigError");
+    assert_eq!(
+        w["message"],
+        "couldn't find key nope in Secret default/env-sec"
+    );
+    assert!(events_of(&f, "nocm").iter().any(
+        |e| e["reason"] == "Failed" && e["message"] == "Error: configmap \"missing\" not found"
+    ));
+}
