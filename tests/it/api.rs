@@ -18,8 +18,8 @@ use crate::support::fake_apiserver::{FakeApiServer, FakeConfig, Res};
 fn fake() -> FakeApiServer {
     FakeApiServer::start_with(FakeConfig {
         node_name: env::unique("api-node"),
-        // Volumes are not supported yet: no kube-api-access projected volume.
-        inject_service_account_volume: false,
+        // Every pod gets the kube-api-access projected volume, as on a real cluster.
+        inject_service_account_volume: true,
         bookmark_interval: Duration::from_secs(2),
         ..FakeConfig::default()
     })

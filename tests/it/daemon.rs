@@ -262,10 +262,26 @@ impl Daemon {
     }
 }
 
+/// Detaches the tmpfs mounts a killed daemon left under `dir` (pod volumes), deepest first, so
+/// the scratch directory can be removed and no mount outlives the test.
+fn unmount_under(dir: &std::path::Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounts: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| std::path::Path::new(m).starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
         self.cleanup_runtime();
+        unmount_under(&self.dir.0);
         if std::thread::panicking() {
             eprintln!("--- daemon log of {} ---\n{}", self.node, self.log());
         }

@@ -492,3 +492,53 @@ fn env_from_every_source_is_seen_in_the_container_and_missing_required_reference
         |e| e["reason"] == "Failed" && e["message"] == "Error: configmap \"missing\" not found"
     ));
 }
+
+#[test]
+fn a_projected_token_is_bound_to_the_pod_and_refreshed_before_it_expires() {
+    // Tokens live 20 s here: refreshed past 16 s, so a new one must show up well within 60 s.
+    let f = FakeApiServer::start_with(FakeConfig {
+        node_name: env::unique("vol-token"),
+        inject_service_account_volume: true,
+        max_token_expiration: Some(Duration::from_secs(20)),
+        bookmark_interval: Duration::from_secs(2),
+        ..FakeConfig::default()
+    });
+    let mut d = Daemon::with_api(&f, "vol-token");
+    d.start();
+    let node = f.node_name().to_string();
+    let created = f.create_pod(pod(
+        "tok",
+        &node,
+        json!({"name": "tok", "volumeMounts": [{"name": "vault", "mountPath": "/vault"}]}),
+        json!([{"name": "vault", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "audience": "vault", "expirationSeconds": 3600}}]}}]),
+    ));
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let claims = |token: &str| -> Value {
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token.split('.').nth(1).expect("a JWT"))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let first = sh(&d, "tok", "cat /vault/token");
+    let c = claims(&first);
+    assert_eq!(c["aud"], json!(["vault"]));
+    assert_eq!(c["kubernetes.io"]["pod"]["uid"], uid.as_str());
+    let second = wait_for("a refreshed token", Duration::from_secs(60), || {
+        let t = sh(&d, "tok", "cat /vault/token");
+        (t != first).then_some(t)
+    });
+    let c2 = claims(&second);
+    assert_eq!(c2["kubernetes.io"]["pod"]["uid"], uid.as_str());
+    assert!(c2["iat"].as_i64() > c["iat"].as_i64(), "{c} then {c2}");
+    let requests = f
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/serviceaccounts/default/token"))
+        .count();
+    // Two tokens (kube-api-access and vault), each requested again about every 16 s: a few
+    // requests, not one per sync or per refresh pass.
+    assert!((2..=8).contains(&requests), "{requests} token requests");
+}

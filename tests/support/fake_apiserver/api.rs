@@ -278,7 +278,8 @@ fn resource(
     match (verb, path.res, path.subresource.as_str()) {
         ("create", Res::ServiceAccounts, "token") => {
             let body = parse_body(req)?;
-            token_request(&inner, who, ns.unwrap_or(""), name, &body)
+            let max = shared.config.max_token_expiration;
+            token_request(&inner, who, ns.unwrap_or(""), name, &body, max)
         }
         (_, Res::Pods, "log" | "exec" | "attach" | "portforward" | "proxy")
         | (_, Res::Nodes, "proxy") => Err(Status::failure(
@@ -1230,6 +1231,7 @@ fn token_request(
     ns: &str,
     sa_name: &str,
     body: &Value,
+    max_expiration: Option<std::time::Duration>,
 ) -> ApiResult<Reply> {
     let store = &inner.store;
     let bound = body.pointer("/spec/boundObjectRef");
@@ -1277,6 +1279,7 @@ fn token_request(
             format!("Invalid value: {seconds}: may not specify a duration less than 10 minutes"),
         ));
     }
+    let seconds = max_expiration.map_or(seconds, |m| seconds.min(m.as_secs() as i64));
     let sa = get(store, Res::ServiceAccounts, ns, sa_name)?;
     let issuer = "https://kubernetes.default.svc.cluster.local";
     let audiences = body

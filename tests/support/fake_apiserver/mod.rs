@@ -50,6 +50,10 @@ pub struct FakeConfig {
     pub inject_service_account_volume: bool,
     /// How long a list with a future resourceVersion waits before its 504.
     pub too_large_rv_wait: Duration,
+    /// Tokens are issued for at most this long (kube-apiserver's
+    /// `--service-account-max-token-expiration`, which also shortens `spec.expirationSeconds`);
+    /// tests set seconds to see tokens refreshed.
+    pub max_token_expiration: Option<Duration>,
     pub server: ServerConfig,
 }
 
@@ -62,6 +66,7 @@ impl Default for FakeConfig {
             initial_rv: 1000,
             inject_service_account_volume: true,
             too_large_rv_wait: Duration::from_secs(3),
+            max_token_expiration: None,
             server: ServerConfig::default(),
         }
     }
