@@ -244,7 +244,14 @@ fn run(config: &Config) -> Result<(), String> {
     volumes
         .spawn_refresher(VOLUME_REFRESH)
         .map_err(|e| format!("failed to start the volume refresher: {e}"))?;
-    syncer = syncer.with_volumes(volumes);
+    syncer = syncer.with_volumes(volumes.clone());
+    let pods_dir = config.pods_dir.clone();
+    let on_orphan: pleg::OrphanCleanup = Arc::new(move |uid: &str| {
+        if let Err(e) = volumes.cleanup(uid) {
+            log::warn!("orphan {uid}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(pods_dir.join(uid));
+    });
     if let Some(api) = api {
         syncer = syncer.with_api(api);
     }
@@ -269,6 +276,7 @@ fn run(config: &Config) -> Result<(), String> {
         workers.clone(),
         ready,
         Duration::from_secs(1),
+        on_orphan,
     )
     .map_err(|e| format!("failed to start the relister: {e}"))?;
     for event in rx {

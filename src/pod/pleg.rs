@@ -93,13 +93,15 @@ pub fn changed(old: &BTreeMap<String, u64>, new: &BTreeMap<String, u64>) -> Vec<
     out
 }
 
-/// Stops and removes every sandbox of an orphaned pod, and its log directory.
+/// Stops and removes every sandbox of an orphaned pod, and its log directory; whether all of
+/// them are gone.
 fn collect_orphan(
     runtime: &dyn Runtime,
     uid: &str,
     sandboxes: &[SandboxInfo],
     log_root: &std::path::Path,
-) {
+) -> bool {
+    let mut all = true;
     for sb in sandboxes {
         let key = format!("{}/{}", sb.pod_namespace, sb.pod_name);
         log::info!(
@@ -110,19 +112,26 @@ fn collect_orphan(
         if let Err(e) = runtime.stop_pod_sandbox(&sb.id) {
             if !e.is_not_found() {
                 log::warn!("orphan {key}: {e}");
+                all = false;
                 continue;
             }
         }
         if let Err(e) = runtime.remove_pod_sandbox(&sb.id) {
             if !e.is_not_found() {
                 log::warn!("orphan {key}: {e}");
+                all = false;
                 continue;
             }
         }
         let dir = log_root.join(format!("{}_{}_{uid}", sb.pod_namespace, sb.pod_name));
         let _ = std::fs::remove_dir_all(dir);
     }
+    all
 }
+
+/// What else to remove for an orphaned pod UID once its sandboxes are gone (its volumes, its
+/// pod directory).
+pub type OrphanCleanup = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Relists every `interval` on a thread named `pleg`: pokes the workers of changed pods and
 /// collects orphans once `ready`.
@@ -133,6 +142,7 @@ pub fn spawn(
     workers: PodWorkers,
     ready: SourcesReady,
     interval: Duration,
+    on_orphan: OrphanCleanup,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("pleg".into())
@@ -169,7 +179,9 @@ pub fn spawn(
                                 let seen = suspects.entry(uid.clone()).or_insert(0);
                                 *seen += 1;
                                 if *seen >= 2 {
-                                    collect_orphan(runtime.as_ref(), uid, sandboxes, &log_root);
+                                    if collect_orphan(runtime.as_ref(), uid, sandboxes, &log_root) {
+                                        on_orphan(uid);
+                                    }
                                     suspects.remove(uid);
                                 }
                             }

@@ -745,6 +745,13 @@ impl RuntimeSyncer {
         let volumes_ready = if actions.create_sandbox.is_some() || !actions.start.is_empty() {
             self.setup_volumes(pod, &observed, &mut st, &mut retry)
         } else {
+            // A running pod the volume manager does not know yet (adopted after a restart):
+            // take it over so its volumes are kept current; its containers already run.
+            if let Some(v) = self.volumes.as_ref().filter(|v| !v.tracks(uid(pod))) {
+                if let Err(e) = v.setup(pod) {
+                    log::debug!("pod {pod_key}: {e}");
+                }
+            }
             true
         };
 

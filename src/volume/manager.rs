@@ -95,6 +95,16 @@ impl VolumeManager {
         self.node
     }
 
+    /// Whether the pod's volumes have been set up completely by this process (and not
+    /// removed): the refresher keeps them current.
+    pub fn tracks(&self, uid: &str) -> bool {
+        let entry = lock(&self.pods).get(uid).cloned();
+        entry.is_some_and(|e| {
+            let st = lock(&e);
+            st.ready && !st.removed
+        })
+    }
+
     /// `<root>/<uid>`.
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
         self.root.join(uid)

@@ -542,3 +542,86 @@ fn a_projected_token_is_bound_to_the_pod_and_refreshed_before_it_expires() {
     // requests, not one per sync or per refresh pass.
     assert!((2..=8).contains(&requests), "{requests} token requests");
 }
+
+#[test]
+fn a_static_pod_shares_emptydirs_between_containers_and_its_tmpfs_goes_with_it_across_a_restart() {
+    let mut d = Daemon::new("vol-static");
+    d.start();
+    let image = env::var("VKCRI_BUSYBOX_IMAGE");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: shared\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 2\n  initContainers:\n  - name: writer\n    image: {image}\n    command: [sh, -c, 'echo from-init > /disk/f && echo in-memory > /mem/f']\n    volumeMounts:\n    - {{name: disk, mountPath: /disk}}\n    - {{name: mem, mountPath: /mem}}\n  containers:\n  - name: reader\n    image: {image}\n    command: [sh, -c, {SLEEP:?}]\n    volumeMounts:\n    - {{name: disk, mountPath: /disk, readOnly: true}}\n    - {{name: mem, mountPath: /mem}}\n  volumes:\n  - {{name: disk, emptyDir: {{}}}}\n  - name: mem\n    emptyDir: {{medium: Memory, sizeLimit: 4Mi}}\n"
+    );
+    d.put_manifest("shared.yaml", &manifest);
+    assert_eq!(
+        sh(&d, "reader", "cat /disk/f /mem/f"),
+        "from-init\nin-memory\n"
+    );
+    assert_eq!(sh(&d, "reader", "stat -c %a /disk"), "777\n");
+    assert_eq!(sh(&d, "reader", "stat -c %a /mem"), "1777\n");
+    let ro = runtime()
+        .exec_sync(
+            &d.wait_running("reader", Duration::from_secs(5)).id,
+            &["sh".to_string(), "-c".into(), "echo x > /disk/g".into()],
+            Duration::from_secs(10),
+        )
+        .expect("exec");
+    assert_ne!(ro.exit_code, 0, "a readOnly mount is read-only");
+
+    // A restarted daemon finds its tmpfs mount again and removes it with the pod.
+    let volumes = d.dir.0.join("volumes");
+    let pod_dir = wait_for("the pod's volume directory", Duration::from_secs(5), || {
+        std::fs::read_dir(&volumes)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .next()
+    });
+    assert_eq!(host_tmpfs_under(&pod_dir).len(), 1);
+    d.kill();
+    d.start();
+    d.remove_manifest("shared.yaml");
+    d.wait_no_sandboxes(Duration::from_secs(60));
+    wait_for("the pod's volumes removed", Duration::from_secs(30), || {
+        (!pod_dir.exists()).then_some(())
+    });
+    assert!(host_tmpfs_under(&pod_dir).is_empty());
+}
+
+#[test]
+fn a_restarted_daemon_keeps_the_volumes_of_the_pods_it_adopts_up_to_date() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-adopt");
+    d.start();
+    let node = f.node_name().to_string();
+    f.put_configmap("default", "adopt-cfg", &[("k", "before")]);
+    f.create_pod(pod(
+        "adopt",
+        &node,
+        json!({"name": "adopt", "volumeMounts": [{"name": "c", "mountPath": "/c"}]}),
+        json!([{"name": "c", "configMap": {"name": "adopt-cfg"}}]),
+    ));
+    assert_eq!(sh(&d, "adopt", "cat /c/k"), "before");
+    let id = d.wait_running("adopt", Duration::from_secs(5)).id;
+    d.kill();
+    f.clear_requests();
+    d.start();
+    // The restarted daemon takes the running pod's volumes over (it reads the ConfigMap)...
+    wait_for("the ConfigMap read again", Duration::from_secs(30), || {
+        f.requests()
+            .iter()
+            .any(|r| r.path.ends_with("/configmaps/adopt-cfg"))
+            .then_some(())
+    });
+    // ...and from then on keeps them current.
+    f.put_configmap("default", "adopt-cfg", &[("k", "after")]);
+    wait_for(
+        "the change after the restart",
+        Duration::from_secs(60),
+        || (sh(&d, "adopt", "cat /c/k") == "after").then_some(()),
+    );
+    assert_eq!(
+        d.wait_running("adopt", Duration::from_secs(5)).id,
+        id,
+        "the container was adopted, not restarted"
+    );
+}
