@@ -246,8 +246,9 @@ fn run(config: &Config) -> Result<(), String> {
         .map_err(|e| format!("failed to start the volume refresher: {e}"))?;
     syncer = syncer.with_volumes(volumes.clone());
     let pods_dir = config.pods_dir.clone();
+    let orphan_volumes = volumes.clone();
     let on_orphan: pleg::OrphanCleanup = Arc::new(move |uid: &str| {
-        if let Err(e) = volumes.cleanup(uid) {
+        if let Err(e) = orphan_volumes.cleanup(uid) {
             log::warn!("orphan {uid}: {e}");
         }
         let _ = std::fs::remove_dir_all(pods_dir.join(uid));
@@ -257,6 +258,8 @@ fn run(config: &Config) -> Result<(), String> {
     }
     let syncer = Arc::new(syncer);
     let workers = PodWorkers::new(syncer);
+    let poke = workers.clone();
+    volumes.set_on_eviction(Box::new(move |uid: &str| poke.poke(uid)));
     if let Some(manifests) = &config.pod_manifest_path {
         log::info!("static pods from {}", manifests.display());
         static_pods::spawn_watcher(

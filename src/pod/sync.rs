@@ -57,6 +57,8 @@ struct PodState {
     image_failures: HashMap<String, SystemTime>,
     waiting: HashMap<String, Waiting>,
     pod_failed: bool,
+    /// Evicted (an emptyDir over its sizeLimit): the pod's status reason and message.
+    evicted: Option<String>,
 }
 
 /// The [`PodSyncer`] over a CRI runtime.
@@ -413,6 +415,11 @@ impl RuntimeSyncer {
             terminal,
             now: Timestamp::now(),
         });
+        let mut status = status;
+        if let Some(msg) = &st.evicted {
+            status.reason = Some("Evicted".into());
+            status.message = Some(msg.clone());
+        }
         self.reporter.status(pod, &status);
         status
     }
@@ -693,6 +700,9 @@ impl RuntimeSyncer {
                 return SyncResult::Requeue(RETRY);
             }
         };
+        if let Some(msg) = self.volumes.as_ref().and_then(|v| v.eviction(uid(pod))) {
+            return self.evict(pod, &observed, &mut st, msg);
+        }
         let hashes = Self::hashes(pod);
         let actions: Actions = plan::compute_actions(PlanInput {
             pod,
@@ -888,6 +898,31 @@ impl RuntimeSyncer {
 }
 
 impl RuntimeSyncer {
+    /// Evicts the pod as the kubelet's eviction manager does: a Warning `Evicted` event, every
+    /// container stopped, and the pod Failed with reason `Evicted` and the message.
+    fn evict(
+        &self,
+        pod: &Arc<Pod>,
+        observed: &ObservedPod,
+        st: &mut PodState,
+        msg: String,
+    ) -> SyncResult {
+        if st.evicted.is_none() {
+            log::info!("pod {}: evicted: {msg}", key(pod));
+            self.reporter
+                .event(pod, EventType::Warning, "Evicted", &msg);
+            st.evicted = Some(msg);
+            st.pod_failed = true;
+        }
+        if let Err(e) = self.kill_pod(pod, observed, MIN_GRACE) {
+            log::warn!("pod {}: {e}", key(pod));
+            return SyncResult::Requeue(RETRY);
+        }
+        let after = self.observe(uid(pod)).unwrap_or_else(|_| observed.clone());
+        self.report_status(pod, &after, st, false);
+        SyncResult::Terminal
+    }
+
     /// Sets up the pod's volumes; on failure the kubelet's FailedMount event, the containers
     /// that are not running wait with the reason, and a retry is due.
     fn setup_volumes(

@@ -57,6 +57,9 @@ pub trait Fs: Send + Sync {
     fn unmount(&self, path: &Path) -> io::Result<()>;
     /// Mount points at or under `path`, deepest first.
     fn mounts_under(&self, path: &Path) -> io::Result<Vec<PathBuf>>;
+    /// Bytes of disk the tree at `path` occupies (allocated blocks, as `du`), not following
+    /// symlinks nor crossing into other filesystems.
+    fn disk_usage(&self, path: &Path) -> io::Result<u64>;
 }
 
 /// The host's filesystem.
@@ -215,6 +218,26 @@ impl Fs for HostFs {
         let info = std::fs::read_to_string("/proc/self/mountinfo")?;
         Ok(parse_mounts_under(&info, path))
     }
+
+    fn disk_usage(&self, path: &Path) -> io::Result<u64> {
+        fn walk(path: &Path, dev: u64, total: &mut u64) -> io::Result<()> {
+            let m = std::fs::symlink_metadata(path)?;
+            if m.dev() != dev {
+                return Ok(());
+            }
+            *total += m.blocks() * 512;
+            if m.is_dir() {
+                for e in std::fs::read_dir(path)? {
+                    walk(&e?.path(), dev, total)?;
+                }
+            }
+            Ok(())
+        }
+        let dev = std::fs::symlink_metadata(path)?.dev();
+        let mut total = 0;
+        walk(path, dev, &mut total)?;
+        Ok(total)
+    }
 }
 
 /// One operation a [`RecordingFs`] saw.
@@ -341,6 +364,10 @@ impl Fs for RecordingFs {
             .collect();
         out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
         Ok(out)
+    }
+
+    fn disk_usage(&self, path: &Path) -> io::Result<u64> {
+        HostFs.disk_usage(path)
     }
 }
 

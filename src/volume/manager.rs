@@ -54,7 +54,17 @@ struct PodVolumes {
     ready: bool,
     /// Cleaned up: nothing may be written any more.
     removed: bool,
+    /// Why the pod is to be evicted (an emptyDir over its sizeLimit), once found.
+    eviction: Option<String>,
 }
+
+/// The kubelet's eviction message for an emptyDir over its sizeLimit.
+pub fn empty_dir_over_limit(volume: &str, limit: &str) -> String {
+    format!("Usage of EmptyDir volume {volume:?} exceeds the limit {limit:?}. ")
+}
+
+/// A function told a pod UID.
+pub type UidCallback = Box<dyn Fn(&str) + Send + Sync>;
 
 /// The pods' volumes on this node.
 pub struct VolumeManager {
@@ -63,6 +73,8 @@ pub struct VolumeManager {
     api: Option<Arc<dyn KubeApi>>,
     node: NodeAllocatable,
     pods: Mutex<HashMap<String, Arc<Mutex<PodVolumes>>>>,
+    /// Told the UID of a pod that must be evicted (the pod workers' poke).
+    on_eviction: std::sync::OnceLock<UidCallback>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,7 +99,42 @@ impl VolumeManager {
             api,
             node,
             pods: Mutex::new(HashMap::new()),
+            on_eviction: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Calls `f` with the UID of a pod found over a volume limit (once per pod).
+    pub fn set_on_eviction(&self, f: UidCallback) {
+        let _ = self.on_eviction.set(f);
+    }
+
+    /// Why the pod must be evicted, once the periodic check found it.
+    pub fn eviction(&self, uid: &str) -> Option<String> {
+        let entry = lock(&self.pods).get(uid).cloned()?;
+        let st = lock(&entry);
+        st.eviction.clone()
+    }
+
+    /// The first disk-backed emptyDir of the pod that uses more than its sizeLimit (the
+    /// kubelet's local-storage eviction check), as the eviction message.
+    pub fn over_limit(&self, pod: &Pod) -> Option<String> {
+        let uid = crate::pod::uid(pod);
+        pod.spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .find_map(|v| {
+                let e = v.empty_dir.as_ref()?;
+                if e.medium.as_deref() == Some("Memory") {
+                    return None;
+                }
+                let limit = e.size_limit.as_ref()?;
+                let bytes = crate::pod::quantity::Quantity::parse(&limit.0)
+                    .ok()?
+                    .value();
+                let used = self.fs.disk_usage(&self.pod_dir(uid).join(&v.name)).ok()?;
+                (used > u64::try_from(bytes).unwrap_or(0))
+                    .then(|| empty_dir_over_limit(&v.name, &limit.0))
+            })
     }
 
     /// The node's allocatable resources, for `resourceFieldRef`.
@@ -414,6 +461,15 @@ impl VolumeManager {
                 st.pod.clone()
             };
             let Some(pod) = pod else { continue };
+            if let Some(why) = self.over_limit(&pod) {
+                let first = lock(&e).eviction.replace(why).is_none();
+                if first {
+                    if let Some(f) = self.on_eviction.get() {
+                        f(crate::pod::uid(&pod));
+                    }
+                }
+                continue;
+            }
             match self.setup_at(&pod, Timestamp::now()) {
                 Ok(changed) if !changed.is_empty() => {
                     log::info!(

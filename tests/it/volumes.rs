@@ -625,3 +625,53 @@ fn a_restarted_daemon_keeps_the_volumes_of_the_pods_it_adopts_up_to_date() {
         "the container was adopted, not restarted"
     );
 }
+
+#[test]
+fn a_pod_writing_past_its_emptydir_size_limit_is_evicted() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-evict");
+    d.start();
+    let node = f.node_name().to_string();
+    let mut p = pod(
+        "hog",
+        &node,
+        json!({"name": "hog", "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}),
+        json!([{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}]),
+    );
+    p["spec"]["restartPolicy"] = json!("Always");
+    f.create_pod(p);
+    f.create_pod(pod(
+        "neighbour",
+        &node,
+        json!({"name": "neighbour"}),
+        json!([]),
+    ));
+    sh(
+        &d,
+        "hog",
+        "dd if=/dev/zero of=/scratch/fill bs=1M count=3 2>/dev/null; sync",
+    );
+    let status = wait_for("the pod evicted", Duration::from_secs(60), || {
+        let s = pod_field(&f, "hog", "/status");
+        (s["phase"] == "Failed").then_some(s)
+    });
+    assert_eq!(status["reason"], "Evicted", "{status}");
+    assert_eq!(
+        status["message"],
+        "Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". "
+    );
+    assert!(events_of(&f, "hog")
+        .iter()
+        .any(|e| e["reason"] == "Evicted" && e["type"] == "Warning"));
+    wait_for("hog stopped", Duration::from_secs(30), || {
+        d.containers("hog")
+            .iter()
+            .all(|c| {
+                c.state.enum_value_or_default()
+                    != vk_cri::cri::api::ContainerState::CONTAINER_RUNNING
+            })
+            .then_some(())
+    });
+    // Only that pod.
+    assert_eq!(sh(&d, "neighbour", "echo ok"), "ok\n");
+}
