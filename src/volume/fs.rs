@@ -49,6 +49,8 @@ pub trait Fs: Send + Sync {
     /// `lstat` (`follow` false) or `stat` (`follow` true); `None` when nothing is there.
     fn metadata(&self, path: &Path, follow: bool) -> io::Result<Option<Meta>>;
     fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Changes the group of `path` itself (not a symlink's target).
+    fn lchown_group(&self, path: &Path, gid: u32) -> io::Result<()>;
     /// The path with every symlink resolved; the path must exist.
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
     /// Mounts a tmpfs at `path` (which exists), of `size` bytes when given.
@@ -197,6 +199,10 @@ impl Fs for HostFs {
         std::fs::canonicalize(path)
     }
 
+    fn lchown_group(&self, path: &Path, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::lchown(path, None, Some(gid))
+    }
+
     fn mount_tmpfs(&self, path: &Path, size: Option<u64>) -> io::Result<()> {
         use nix::mount::{mount, MsFlags};
         let data = size.map(|s| format!("size={s}"));
@@ -250,6 +256,7 @@ pub enum Op {
     Rename(PathBuf, PathBuf),
     RemoveFile(PathBuf),
     RemoveDirAll(PathBuf),
+    Chgrp(PathBuf, u32),
 }
 
 /// A fake [`Fs`]: files go to the real (scratch) paths given, mounts are only recorded.
@@ -334,6 +341,11 @@ impl Fs for RecordingFs {
 
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
         HostFs.canonicalize(path)
+    }
+
+    fn lchown_group(&self, path: &Path, gid: u32) -> io::Result<()> {
+        self.record(Op::Chgrp(path.to_path_buf(), gid));
+        Ok(())
     }
 
     fn mount_tmpfs(&self, path: &Path, size: Option<u64>) -> io::Result<()> {

@@ -206,8 +206,9 @@ impl VolumeManager {
         let mut first_error = None;
         let mut changed = Vec::new();
         for v in &volumes {
+            let fs_group = plan::fs_group(pod);
             let result = plan::plan_volume(pod, v, &objects, &tokens, &self.node)
-                .and_then(|p| self.apply(&pod_dir.join(&v.name), &p, &mut st, now));
+                .and_then(|p| self.apply(&pod_dir.join(&v.name), &p, fs_group, &mut st, now));
             match result {
                 Ok(true) => changed.push(v.name.clone()),
                 Ok(false) => {}
@@ -313,26 +314,35 @@ impl VolumeManager {
         &self,
         dir: &Path,
         plan: &VolumePlan,
+        fs_group: Option<u32>,
         st: &mut PodVolumes,
         now: Timestamp,
     ) -> Result<bool, VolumeError> {
         let fs = self.fs.as_ref();
-        let mut ensure_dir = |tmpfs: bool, size: Option<u64>| -> Result<(), VolumeError> {
+        // Whether the directory (or its tmpfs) is new.
+        let mut ensure_dir = |tmpfs: bool, size: Option<u64>| -> Result<bool, VolumeError> {
+            let mut new = false;
             if fs.metadata(dir, false).map_err(io("stat", dir))?.is_none() {
                 // World-writable like the kubelet's emptyDir; a tmpfs mounted on it shows 1777.
                 fs.create_dir_all(dir, 0o777).map_err(io("create", dir))?;
+                new = true;
             }
             let mounted = st.mounted.get_or_insert_with(BTreeSet::new);
             if tmpfs && !mounted.contains(dir) {
                 fs.mount_tmpfs(dir, size)
                     .map_err(io("mount a tmpfs on", dir))?;
                 mounted.insert(dir.to_path_buf());
+                new = true;
             }
-            Ok(())
+            Ok(new)
         };
         match plan {
             VolumePlan::EmptyDir { memory, size } => {
-                ensure_dir(*memory, *size)?;
+                if ensure_dir(*memory, *size)? {
+                    if let Some(gid) = fs_group {
+                        set_ownership(fs, dir, gid, false, false)?;
+                    }
+                }
                 Ok(false)
             }
             VolumePlan::Files { tmpfs, payload } => {
@@ -346,7 +356,11 @@ impl VolumeManager {
                     }
                 }
                 ensure_dir(*tmpfs, None)?;
-                atomic::write(fs, dir, payload, now)
+                let written = atomic::write(fs, dir, payload, now)?;
+                if let (true, Some(gid)) = (written, fs_group) {
+                    set_ownership(fs, dir, gid, true, true)?;
+                }
+                Ok(written)
             }
             VolumePlan::HostPath { path, kind } => {
                 hostpath::prepare(fs, path, *kind)?;
@@ -497,6 +511,35 @@ impl VolumeManager {
                 me.refresh();
             })
     }
+}
+
+/// The kubelet's `SetVolumeOwnership`: the group of `path` (and, when `recursive`, of
+/// everything under it) becomes `gid`, and modes get the group bits; symlinks only change group.
+fn set_ownership(
+    fs: &dyn Fs,
+    path: &Path,
+    gid: u32,
+    read_only: bool,
+    recursive: bool,
+) -> Result<(), VolumeError> {
+    let Some(meta) = fs.metadata(path, false).map_err(io("stat", path))? else {
+        return Ok(());
+    };
+    fs.lchown_group(path, gid).map_err(io("chgrp", path))?;
+    if meta.kind == super::fs::Kind::Symlink {
+        return Ok(());
+    }
+    let dir = meta.kind == super::fs::Kind::Dir;
+    let mode = plan::fs_group_mode(meta.mode, dir, read_only);
+    if mode != meta.mode {
+        fs.set_mode(path, mode).map_err(io("chmod", path))?;
+    }
+    if dir && recursive {
+        for name in fs.read_dir(path).map_err(io("read", path))? {
+            set_ownership(fs, &path.join(name), gid, read_only, true)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -79,8 +79,44 @@ pub fn type_name(v: &Volume) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The pod's `securityContext.fsGroup`.
+pub fn fs_group(pod: &Pod) -> Option<u32> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|c| c.fs_group)
+        .and_then(|g| u32::try_from(g).ok())
+}
+
+/// The kubelet's `SetVolumeOwnership` masks: what an fsGroup adds to a file or directory mode
+/// (read for the group on read-only volumes, read-write otherwise; directories also get
+/// setgid and search).
+pub fn fs_group_mode(mode: u32, dir: bool, read_only: bool) -> u32 {
+    let mut mask = if read_only { 0o440 } else { 0o660 };
+    if dir {
+        mask |= 0o2000 | 0o110;
+    }
+    mode | mask
+}
+
 /// What the pod's volume `v` becomes.
 pub fn plan_volume(
+    pod: &Pod,
+    v: &Volume,
+    objects: &Objects,
+    tokens: &BTreeMap<TokenKey, Result<String, String>>,
+    node: &NodeAllocatable,
+) -> Result<VolumePlan, VolumeError> {
+    let mut plan = plan_type(pod, v, objects, tokens, node)?;
+    if let (Some(_), VolumePlan::Files { payload, .. }) = (fs_group(pod), &mut plan) {
+        for f in payload.values_mut() {
+            f.mode = fs_group_mode(f.mode, false, true);
+        }
+    }
+    Ok(plan)
+}
+
+fn plan_type(
     pod: &Pod,
     v: &Volume,
     objects: &Objects,
@@ -235,6 +271,24 @@ mod tests {
             VolumePlan::Files { tmpfs: true, .. }
         ));
         assert!(plan(&p, 0).unwrap().read_only());
+    }
+
+    #[test]
+    fn an_fs_group_adds_the_kubelets_group_bits() {
+        assert_eq!(fs_group_mode(0o400, false, true), 0o440);
+        assert_eq!(fs_group_mode(0o644, false, true), 0o644);
+        assert_eq!(fs_group_mode(0o777, true, false), 0o2777);
+        assert_eq!(fs_group_mode(0o755, true, true), 0o2755);
+        let mut p = pod(
+            serde_json::json!([{"name": "a", "downwardAPI": {"defaultMode": 0o400,
+            "items": [{"path": "n", "fieldRef": {"fieldPath": "metadata.name"}}]}}]),
+        );
+        p.spec.as_mut().unwrap().security_context =
+            Some(serde_json::from_value(serde_json::json!({"fsGroup": 2000})).unwrap());
+        let VolumePlan::Files { payload, .. } = plan(&p, 0).unwrap() else {
+            panic!("files");
+        };
+        assert_eq!(payload["n"].mode, 0o440);
     }
 
     #[test]

@@ -80,11 +80,22 @@ pub fn payload(
                 Some(Err(e)) => return Err(VolumeError::Token(e.clone())),
                 None => return Err(VolumeError::Token("no token requested".into())),
             };
+            // With an fsGroup the token is 0600 before the group's read bit (the kubelet's rule).
+            let fs_group = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.security_context.as_ref())
+                .and_then(|c| c.fs_group)
+                .is_some();
             Payload::from([(
                 t.path.clone(),
                 FileData {
                     content: token.into_bytes(),
-                    mode: mode_or_default(None, default_mode),
+                    mode: if fs_group {
+                        0o600
+                    } else {
+                        mode_or_default(None, default_mode)
+                    },
                 },
             )])
         } else if s.cluster_trust_bundle.is_some() {

@@ -675,3 +675,36 @@ fn a_pod_writing_past_its_emptydir_size_limit_is_evicted() {
     // Only that pod.
     assert_eq!(sh(&d, "neighbour", "echo ok"), "ok\n");
 }
+
+#[test]
+fn an_fs_group_owns_the_pods_volumes_with_the_kubelets_group_bits() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-fsgroup");
+    d.start();
+    let node = f.node_name().to_string();
+    f.put_secret("default", "grp", &[("key", "v")]);
+    let mut p = pod(
+        "grp",
+        &node,
+        json!({"name": "grp", "volumeMounts": [
+            {"name": "s", "mountPath": "/s"}, {"name": "e", "mountPath": "/e"}]}),
+        json!([
+            {"name": "s", "secret": {"secretName": "grp", "defaultMode": 0o400}},
+            {"name": "e", "emptyDir": {}}
+        ]),
+    );
+    p["spec"]["securityContext"] = json!({"fsGroup": 2345});
+    f.create_pod(p);
+    assert_eq!(sh(&d, "grp", "stat -L -c '%a %g' /s/key"), "440 2345\n");
+    assert_eq!(sh(&d, "grp", "stat -c '%a %g' /e"), "2777 2345\n");
+    // The kube-api-access token: 0600 plus the group's read bit.
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(
+        sh(
+            &d,
+            "grp",
+            &format!("stat -L -c '%a %g' {sa}/token {sa}/ca.crt")
+        ),
+        "640 2345\n644 2345\n"
+    );
+}
