@@ -585,6 +585,148 @@ mod tests {
             .ends_with("kube-lifecycle/1.28"));
     }
 
+    /// Serves scripted answers on 127.0.0.1, one connection each; the request heads it got.
+    fn serve(answers: Vec<String>) -> (u16, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let Ok((conn, _)) = listener.accept() else {
+                    return;
+                };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let _ = tx.send(head);
+                let mut conn = conn;
+                let answer = answer.replace("{port}", &port.to_string());
+                let _ = conn.write_all(answer.as_bytes());
+            }
+        });
+        (port, rx)
+    }
+
+    fn answer(status: &str, extra: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn real() -> RealHandlers {
+        RealHandlers::new(Arc::new(crate::cri::FakeRuntime::new()))
+    }
+
+    fn http(port: u16, path: &str, headers: &[(&str, &str)]) -> HttpGet {
+        HttpGet {
+            scheme: super::super::spec::Scheme::Http,
+            host: "127.0.0.1".into(),
+            port,
+            path: path.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn real_http_gets_send_the_kubelets_headers_and_follow_local_redirects() {
+        let (port, heads) = serve(vec![
+            answer("302 Found", "Location: /next\r\n", ""),
+            answer("200 OK", "", "healthy"),
+        ]);
+        let reply = real()
+            .http_get(
+                &http(port, "/start?a=1", &[("X-Probe", "1"), ("X-Probe", "2")]),
+                "kube-probe/1.28",
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert_eq!(
+            reply,
+            HttpReply {
+                status: 200,
+                body: "healthy".into()
+            }
+        );
+        let first = heads.recv().unwrap().to_ascii_lowercase();
+        assert!(first.starts_with("get /start?a=1 http/1.1\r\n"), "{first}");
+        for h in [
+            "user-agent: kube-probe/1.28",
+            "accept: */*",
+            "x-probe: 1",
+            "x-probe: 2",
+        ] {
+            assert!(first.contains(h), "{h} in {first}");
+        }
+        let second = heads.recv().unwrap().to_ascii_lowercase();
+        assert!(second.starts_with("get /next http/1.1\r\n"), "{second}");
+    }
+
+    #[test]
+    fn real_http_gets_stop_at_a_redirect_elsewhere_and_after_ten() {
+        let (port, _) = serve(vec![answer(
+            "301 Moved Permanently",
+            "Location: http://elsewhere.invalid/\r\n",
+            "moved",
+        )]);
+        let reply = real()
+            .http_get(
+                &http(port, "/", &[]),
+                "kube-probe/1.28",
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert_eq!((reply.status, reply.body.as_str()), (301, "moved"));
+
+        let (port, _) = serve(vec![answer("302 Found", "Location: /again\r\n", ""); 11]);
+        let err = real()
+            .http_get(
+                &http(port, "/", &[]),
+                "kube-probe/1.28",
+                Duration::from_secs(5),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            format!("Get \"http://127.0.0.1:{port}/again\": stopped after 10 redirects")
+        );
+    }
+
+    #[test]
+    fn real_http_and_tcp_name_a_refused_connection_like_go() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = real()
+            .http_get(
+                &http(port, "/x", &[]),
+                "kube-probe/1.28",
+                Duration::from_secs(2),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            format!("Get \"http://127.0.0.1:{port}/x\": dial tcp 127.0.0.1:{port}: connect: connection refused")
+        );
+        assert_eq!(
+            real().tcp("127.0.0.1", port, Duration::from_secs(2)),
+            Err(format!(
+                "dial tcp 127.0.0.1:{port}: connect: connection refused"
+            ))
+        );
+    }
+
     #[test]
     fn locations_resolve_against_the_request() {
         let base = "http://127.0.0.1:8080/a/b?x=1";

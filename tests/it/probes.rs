@@ -435,7 +435,8 @@ fn a_grpc_probe_checks_the_standard_health_service() {
 }
 
 #[test]
-fn post_start_output_is_visible_to_the_container_and_a_failing_hook_kills_it() {
+fn post_start_finishes_before_running_is_reported_its_output_is_visible_and_a_failing_hook_kills_it(
+) {
     let (f, d) = start("poststart");
     f.create_pod(pod(
         "hooked",
@@ -447,7 +448,7 @@ fn post_start_output_is_visible_to_the_container_and_a_failing_hook_kills_it() {
                 "command": sh(&format!(
                     "while [ ! -f /tmp/hook ]; do sleep 0.1; done; cat /tmp/hook; {LOOP}"
                 )),
-                "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo written-by-post-start > /tmp/hook"]}}}
+                "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "sleep 2; echo written-by-post-start > /tmp/hook"]}}}
             },
             {
                 "name": "bad",
@@ -459,6 +460,9 @@ fn post_start_output_is_visible_to_the_container_and_a_failing_hook_kills_it() {
     wait_pod(&f, "hooked", "c running", 40, |p| {
         status_of(p, "c")["state"]["running"].is_object()
     });
+    // The hook takes 2 s: had the status said Running before it finished, its file would not be
+    // there yet.
+    exec(&d, "c", "test -f /tmp/hook");
     wait_for(
         "the hook's file in the container's log",
         Duration::from_secs(20),
