@@ -171,10 +171,15 @@ fn an_exec_readiness_probe_that_starts_failing_flips_ready_to_false_and_back() {
     });
 
     exec(&d, "c", "rm /tmp/ready");
+    let removed = Instant::now();
     // The periodic resync is a minute away: this is the probe's result written at once.
     let p = wait_pod(&f, "ready", "not Ready", 15, |p| {
         condition(p, "Ready") == "False"
     });
+    eprintln!(
+        "readiness flip written {:?} after the file went",
+        removed.elapsed()
+    );
     assert_eq!(condition(&p, "ContainersReady"), "False");
     let cs = status_of(&p, "c");
     assert_eq!(cs["ready"], false);
@@ -563,5 +568,96 @@ fn pre_stop_runs_before_sigterm_and_is_bounded_by_the_grace_period() {
             .contains("preStop hook of container s did not complete within the grace period of 3s"),
         "{}",
         d.log()
+    );
+}
+
+#[test]
+fn a_failing_startup_probe_runs_pre_stop_then_restarts_the_container() {
+    let (port, lines) = line_collector();
+    let (f, d) = start("startfail");
+    f.create_pod(pod(
+        "slow",
+        &d.node,
+        5,
+        json!([{
+            "name": "c",
+            "command": sh(LOOP),
+            "startupProbe": {"exec": {"command": ["cat", "/tmp/never"]},
+                             "periodSeconds": 1, "failureThreshold": 2},
+            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c",
+                format!("echo pre-stop-on-kill | nc 127.0.0.1 {port}")]}}}
+        }]),
+    ));
+    let killing = wait_event(&f, "slow", "Killing", "startup");
+    assert_eq!(
+        killing,
+        "Container c failed startup probe, will be restarted"
+    );
+    wait_pod(&f, "slow", "a restart", 40, |p| {
+        status_of(p, "c")["restartCount"].as_i64().unwrap_or(0) >= 1
+    });
+    wait_for("the preStop hook's line", Duration::from_secs(10), || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == "pre-stop-on-kill")
+            .then_some(())
+    });
+    let p = f.get_pod("default", "slow").unwrap();
+    assert_eq!(
+        condition(&p, "Ready"),
+        "False",
+        "never started, never ready"
+    );
+    assert_eq!(status_of(&p, "c")["started"], false);
+}
+
+/// The names of the daemon's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn probes_of_many_pods_run_on_one_timer_thread_and_a_fixed_pool() {
+    let (f, d) = start("many");
+    let check = json!({"exec": {"command": ["true"]}, "periodSeconds": 1});
+    let pods = 6;
+    for i in 0..pods {
+        f.create_pod(pod(
+            &format!("p{i}"),
+            &d.node,
+            2,
+            json!([{
+                "name": "c",
+                "command": sh(LOOP),
+                "startupProbe": check,
+                "livenessProbe": check,
+                "readinessProbe": check
+            }]),
+        ));
+    }
+    for i in 0..pods {
+        wait_pod(&f, &format!("p{i}"), "Ready", 60, |p| {
+            condition(p, "Ready") == "True"
+        });
+    }
+    let names = thread_names(d.pid().expect("running"));
+    let prober: Vec<&String> = names
+        .iter()
+        .filter(|n| *n == "prober" || n.starts_with("probe-"))
+        .collect();
+    assert_eq!(
+        prober.len(),
+        1 + vk_cri::probe::manager::WORKERS,
+        "18 probes, one timer thread and the pool: {names:?}"
     );
 }
