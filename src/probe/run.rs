@@ -311,10 +311,18 @@ impl Handlers for RealHandlers {
                 return Err(deadline_error());
             }
             let mut b = self.agent.get(&url);
+            let mut host_set = false;
             for (k, v) in &req.headers {
                 // An empty Accept removes the default one.
                 if k.eq_ignore_ascii_case("accept") && v.is_empty() {
                     continue;
+                }
+                // Go sends the first Host header as the request's host, and only that one.
+                if k.eq_ignore_ascii_case("host") {
+                    if host_set {
+                        continue;
+                    }
+                    host_set = true;
                 }
                 b = b.header(k.as_str(), v.as_str());
             }
@@ -646,7 +654,16 @@ mod tests {
         ]);
         let reply = real()
             .http_get(
-                &http(port, "/start?a=1", &[("X-Probe", "1"), ("X-Probe", "2")]),
+                &http(
+                    port,
+                    "/start?a=1",
+                    &[
+                        ("X-Probe", "1"),
+                        ("X-Probe", "2"),
+                        ("Host", "web.example"),
+                        ("Host", "ignored.example"),
+                    ],
+                ),
                 "kube-probe/1.28",
                 Duration::from_secs(5),
             )
@@ -660,11 +677,13 @@ mod tests {
         );
         let first = heads.recv().unwrap().to_ascii_lowercase();
         assert!(first.starts_with("get /start?a=1 http/1.1\r\n"), "{first}");
+        assert!(!first.contains("ignored.example"), "{first}");
         for h in [
             "user-agent: kube-probe/1.28",
             "accept: */*",
             "x-probe: 1",
             "x-probe: 2",
+            "host: web.example",
         ] {
             assert!(first.contains(h), "{h} in {first}");
         }
