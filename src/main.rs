@@ -29,6 +29,8 @@ use vk_cri::pod::sync::{Paths, RuntimeSyncer};
 use vk_cri::pod::translate::NodeContext;
 use vk_cri::pod::worker::PodWorkers;
 use vk_cri::pod::PodEvent;
+use vk_cri::probe::run::RealHandlers;
+use vk_cri::probe::Prober;
 use vk_cri::static_pods::{self, CONFIG_MIRROR};
 
 fn main() -> ExitCode {
@@ -212,6 +214,11 @@ fn run(config: &Config) -> Result<(), String> {
         }
     };
 
+    let prober = Prober::start(
+        Arc::new(RealHandlers::new(runtime.clone())),
+        reporter.clone(),
+    )
+    .map_err(|e| format!("failed to start the prober: {e}"))?;
     let mut syncer = RuntimeSyncer::new(
         runtime.clone(),
         reporter,
@@ -225,8 +232,10 @@ fn run(config: &Config) -> Result<(), String> {
     if let Some(api) = api {
         syncer = syncer.with_api(api);
     }
-    let syncer = Arc::new(syncer);
+    let syncer = Arc::new(syncer.with_prober(prober.clone()));
     let workers = PodWorkers::new(syncer);
+    let poke = workers.clone();
+    prober.set_notify(move |uid| poke.poke(uid));
     if let Some(manifests) = &config.pod_manifest_path {
         log::info!("static pods from {}", manifests.display());
         static_pods::spawn_watcher(

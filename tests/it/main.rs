@@ -11,5 +11,6 @@ mod cri;
 mod daemon;
 mod env;
 mod fake_apiserver;
+mod probes;
 mod standalone;
 mod translate;
