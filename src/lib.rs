@@ -17,6 +17,8 @@
 //!   and the event recorder's aggregation and rate limits.
 //! - [`pod`]: everything about one pod: translation to CRI configs and labels, the planner, the
 //!   status, the workers that run it.
+//! - [`probe`]: liveness, readiness and startup probes and lifecycle hooks: the prober
+//!   thread and its workers, the handlers (exec, httpGet, tcpSocket, grpc) and their results.
 //! - [`static_pods`]: pods from manifest files (`--pod-manifest-path`).
 //! - [`volume`]: pod volumes on the host and the mounts that bring them into containers.
 
@@ -28,5 +30,6 @@ pub mod kube;
 pub mod kubeconfig;
 pub mod node;
 pub mod pod;
+pub mod probe;
 pub mod static_pods;
 pub mod volume;

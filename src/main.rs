@@ -36,6 +36,8 @@ const VOLUME_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 use vk_cri::pod::translate::NodeContext;
 use vk_cri::pod::worker::PodWorkers;
 use vk_cri::pod::PodEvent;
+use vk_cri::probe::run::RealHandlers;
+use vk_cri::probe::Prober;
 use vk_cri::static_pods::{self, CONFIG_MIRROR};
 
 fn main() -> ExitCode {
@@ -225,6 +227,11 @@ fn run(config: &Config) -> Result<(), String> {
         }
     };
 
+    let prober = Prober::start(
+        Arc::new(RealHandlers::new(runtime.clone())),
+        reporter.clone(),
+    )
+    .map_err(|e| format!("failed to start the prober: {e}"))?;
     let mut syncer = RuntimeSyncer::new(
         runtime.clone(),
         reporter,
@@ -256,10 +263,12 @@ fn run(config: &Config) -> Result<(), String> {
     if let Some(api) = api {
         syncer = syncer.with_api(api);
     }
-    let syncer = Arc::new(syncer);
+    let syncer = Arc::new(syncer.with_prober(prober.clone()));
     let workers = PodWorkers::new(syncer);
     let poke = workers.clone();
-    volumes.set_on_eviction(Box::new(move |uid: &str| poke.poke(uid)));
+    let evict_poke = workers.clone();
+    volumes.set_on_eviction(Box::new(move |uid: &str| evict_poke.poke(uid)));
+    prober.set_notify(move |uid| poke.poke(uid));
     if let Some(manifests) = &config.pod_manifest_path {
         log::info!("static pods from {}", manifests.display());
         static_pods::spawn_watcher(

@@ -4,11 +4,13 @@
 //! back from the runtime (its labels are the truth, also after a restart of the daemon), running
 //! the plan (kill, create sandbox, pull, create and start containers, with the kubelet's reasons
 //! and events for every failure), reporting the status right after acting, stopping a pod within
-//! its grace period, and cleaning up after it. The decisions are made by the pure modules
+//! its grace period, and cleaning up after it. With a prober it also runs the containers'
+//! postStart and preStop hooks around start and stop (`probe::hooks`), tells the prober which
+//! containers run, and feeds its results (readiness, started, unhealthy) to the plan and status. The decisions are made by the pure modules
 //! (`plan`, `status`, `translate`); this file sequences the calls and is where their failures are
 //! logged, once, with the pod key.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -74,6 +76,8 @@ pub struct RuntimeSyncer {
     api: Option<Arc<dyn KubeApi>>,
     /// The pods' volumes (None: pods with volume mounts are refused).
     volumes: Option<Arc<VolumeManager>>,
+    /// Probes and lifecycle hooks (None: neither runs).
+    prober: Option<crate::probe::Prober>,
 }
 
 /// A container start that did not happen, as the kubelet reports it.
@@ -192,6 +196,7 @@ impl RuntimeSyncer {
             states: Mutex::new(HashMap::new()),
             api: None,
             volumes: None,
+            prober: None,
         }
     }
 
@@ -269,6 +274,48 @@ impl RuntimeSyncer {
             None => Vec::new(),
         };
         Ok((resolved.env, mounts))
+    }
+
+    /// Runs the containers' probes and lifecycle hooks with this prober.
+    pub fn with_prober(mut self, prober: crate::probe::Prober) -> RuntimeSyncer {
+        self.prober = Some(prober);
+        self
+    }
+
+    /// The pod's IP as probes and hooks see it: the node's for a host-network pod.
+    fn pod_ip(&self, pod: &Pod, observed: &ObservedPod) -> String {
+        if host_network(pod) {
+            self.host_ips.first().cloned().unwrap_or_default()
+        } else {
+            observed
+                .latest_sandbox()
+                .map(|s| s.ip.clone())
+                .unwrap_or_default()
+        }
+    }
+
+    /// Stops one running container: its preStop hook first, then StopContainer with what is
+    /// left of `grace`.
+    fn stop_container(
+        &self,
+        pod: &Pod,
+        c: &ObservedContainer,
+        pod_ip: &str,
+        grace: Duration,
+    ) -> Result<(), CriError> {
+        let grace = match (&self.prober, find_container(pod, &c.name, c.kind)) {
+            (Some(p), Some(spec)) if c.is_running() => crate::probe::hooks::pre_stop(
+                p.handlers(),
+                self.reporter.as_ref(),
+                pod,
+                spec,
+                &c.id,
+                pod_ip,
+                grace,
+            ),
+            _ => grace,
+        };
+        self.runtime.stop_container(&c.id, grace)
     }
 
     /// Reads imagePullSecrets from this API server.
@@ -406,8 +453,16 @@ impl RuntimeSyncer {
             observed,
             old: old.as_ref(),
             waiting: &st.waiting,
-            readiness: &HashMap::new(),
-            not_started: &BTreeSet::new(),
+            readiness: &self
+                .prober
+                .as_ref()
+                .map(|p| p.readiness(uid(pod)))
+                .unwrap_or_default(),
+            not_started: &self
+                .prober
+                .as_ref()
+                .map(|p| p.not_started(uid(pod)))
+                .unwrap_or_default(),
             host_ips: &self.host_ips,
             runtime_name: &self.runtime_name,
             pod_failed: st.pod_failed,
@@ -436,6 +491,8 @@ impl RuntimeSyncer {
                 )
             })
             .collect();
+        let pod_ip = self.pod_ip(pod, observed);
+        let pod_ip = pod_ip.as_str();
         let results: Vec<Result<(), CriError>> = std::thread::scope(|s| {
             let handles: Vec<_> = running
                 .iter()
@@ -446,7 +503,7 @@ impl RuntimeSyncer {
                         "Killing",
                         &format!("Stopping container {}", c.name),
                     );
-                    s.spawn(move || self.runtime.stop_container(&c.id, grace))
+                    s.spawn(move || self.stop_container(pod, c, pod_ip, grace))
                 })
                 .collect();
             handles
@@ -637,6 +694,34 @@ impl RuntimeSyncer {
             "Started",
             &format!("Started container {}", c.name),
         );
+        if let Some(p) = &self.prober {
+            let pod_ip = pod_ips.first().map(String::as_str).unwrap_or_default();
+            let hook = crate::probe::hooks::post_start(
+                p.handlers().as_ref(),
+                self.reporter.as_ref(),
+                pod,
+                c,
+                &id,
+                pod_ip,
+            );
+            if let Err(msg) = hook {
+                self.reporter
+                    .event(pod, EventType::Normal, "Killing", "FailedPostStartHook");
+                let grace = crate::probe::hooks::pre_stop(
+                    p.handlers(),
+                    self.reporter.as_ref(),
+                    pod,
+                    c,
+                    &id,
+                    pod_ip,
+                    grace_period(pod),
+                );
+                if let Err(e) = self.runtime.stop_container(&id, grace) {
+                    log::warn!("pod {}: {e}", key(pod));
+                }
+                return Err(failure("PostStartHookError", msg));
+            }
+        }
         Ok(())
     }
 
@@ -704,11 +789,21 @@ impl RuntimeSyncer {
             return self.evict(pod, &observed, &mut st, msg);
         }
         let hashes = Self::hashes(pod);
+        let unhealthy = self
+            .prober
+            .as_ref()
+            .map(|p| p.unhealthy(uid(pod)))
+            .unwrap_or_default();
+        let unhealthy_why: HashMap<String, String> = unhealthy
+            .iter()
+            .map(|(id, u)| (id.clone(), u.why.clone()))
+            .collect();
+        let pod_ip = self.pod_ip(pod, &observed);
         let actions: Actions = plan::compute_actions(PlanInput {
             pod,
             observed: &observed,
             hashes: &hashes,
-            unhealthy: &HashMap::new(),
+            unhealthy: &unhealthy_why,
             backoff: &st.backoff,
             now: SystemTime::now(),
         });
@@ -736,15 +831,22 @@ impl RuntimeSyncer {
             };
             self.reporter
                 .event(pod, EventType::Normal, "Killing", &message);
-            let stopped = self
-                .runtime
-                .stop_container(&k.id, grace_period(pod))
-                .and_then(|()| match k.reason {
-                    KillReason::NeverStarted | KillReason::UnknownState => {
-                        self.runtime.remove_container(&k.id)
-                    }
-                    _ => Ok(()),
-                });
+            // A probe's own terminationGracePeriodSeconds applies to the kills it causes.
+            let grace = unhealthy
+                .get(&k.id)
+                .and_then(|u| u.grace)
+                .filter(|_| matches!(k.reason, KillReason::Unhealthy(_)))
+                .map_or_else(|| grace_period(pod), |g| g.max(MIN_GRACE));
+            let stop = match observed.containers.iter().find(|c| c.id == k.id) {
+                Some(c) => self.stop_container(pod, c, &pod_ip, grace),
+                None => self.runtime.stop_container(&k.id, grace),
+            };
+            let stopped = stop.and_then(|()| match k.reason {
+                KillReason::NeverStarted | KillReason::UnknownState => {
+                    self.runtime.remove_container(&k.id)
+                }
+                _ => Ok(()),
+            });
             if let Err(e) = stopped.filter_not_found() {
                 log::warn!("pod {pod_key}: {e}");
                 retry = Some(RETRY);
@@ -885,6 +987,19 @@ impl RuntimeSyncer {
 
         // Report what the runtime has now, right after acting.
         let after = self.observe(uid(pod)).unwrap_or(observed);
+        if let Some(p) = &self.prober {
+            let running: Vec<crate::probe::Running> = after
+                .containers
+                .iter()
+                .filter(|c| c.kind == ContainerKind::App && c.is_running())
+                .map(|c| crate::probe::Running {
+                    name: c.name.clone(),
+                    id: c.id.clone(),
+                    started_at: plan::time_of(c.started_at),
+                })
+                .collect();
+            p.track(pod, &running, &self.pod_ip(pod, &after));
+        }
         let done = actions.kill_pod && actions.create_sandbox.is_none();
         let status = self.report_status(pod, &after, &st, false);
         if done
@@ -1015,6 +1130,10 @@ impl PodSyncer for RuntimeSyncer {
 
     fn sync_terminating_pod(&self, pod: &Arc<Pod>, why: &Termination) -> Result<(), Duration> {
         let pod_key = key(pod);
+        // Probes stop when the pod terminates.
+        if let Some(p) = &self.prober {
+            p.forget(uid(pod));
+        }
         let observed = self.observe(uid(pod)).map_err(|e| {
             log::warn!("pod {pod_key}: {e}");
             RETRY
@@ -1070,6 +1189,9 @@ impl PodSyncer for RuntimeSyncer {
 
     fn forget(&self, uid: &str) {
         lock(&self.states).remove(uid);
+        if let Some(p) = &self.prober {
+            p.forget(uid);
+        }
         self.reporter.forget(uid);
     }
 }

@@ -161,6 +161,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL, like a crash: nothing is cleaned up.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

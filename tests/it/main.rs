@@ -11,6 +11,7 @@ mod cri;
 mod daemon;
 mod env;
 mod fake_apiserver;
+mod probes;
 mod standalone;
 mod translate;
 mod volumes;

@@ -1,0 +1,759 @@
+//! Running an [`Action`]: the I/O edge behind the [`Handlers`] trait, and the kubelet's reading
+//! of what came back, for probes ([`probe`]) and for lifecycle hooks ([`hook`]).
+//!
+//! Owns the handler semantics: exec through CRI ExecSync with the probe's timeout (exit 0 is
+//! success, the output is the message, a timeout fails with `command "..." timed out`); httpGet
+//! with `User-Agent: kube-probe/1.28` (`kube-lifecycle/1.28` for hooks) and `Accept: */*` unless
+//! the spec sets them, redirects followed on the same host up to 10 and a redirect elsewhere
+//! returned as a success with a warning, 2xx and 3xx as success, at most 10 KiB of body read,
+//! TLS not verified, no proxy; tcpSocket as a connect within the timeout; grpc as the standard
+//! health check. Messages follow the Go kubelet's (`dial tcp 127.0.0.1:80: connect: connection
+//! refused`, `HTTP probe failed with statuscode: 500`). [`RealHandlers`] is the real edge;
+//! tests use a fake [`Handlers`].
+
+use std::io::Read;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use super::spec::{Action, HttpGet};
+use super::state::Outcome;
+use crate::cri::{Code, CriError, ExecOutput, Runtime};
+
+/// The kubelet version probes and hooks announce (`kube-probe/1.28`).
+pub const KUBE_MINOR: &str = "1.28";
+/// The kubelet reads at most this much of an exec's output or an HTTP body.
+const MAX_OUTPUT: usize = 10 * 1024;
+/// The Go client's limit on followed redirects.
+const MAX_REDIRECTS: usize = 10;
+
+/// An HTTP answer (the last one, when redirects were followed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpReply {
+    pub status: u16,
+    pub body: String,
+}
+
+/// The grpc.health.v1 serving status of a Check answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    Unknown,
+    Serving,
+    NotServing,
+    ServiceUnknown,
+}
+
+/// The network and runtime operations behind probes and hooks.
+pub trait Handlers: Send + Sync {
+    /// CRI ExecSync (a zero timeout means none).
+    fn exec(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, CriError>;
+    /// GET with redirects handled as the kubelet's probe client does; `Err` is the Go-style
+    /// message of a request that got no answer.
+    fn http_get(
+        &self,
+        req: &HttpGet,
+        user_agent: &str,
+        timeout: Duration,
+    ) -> Result<HttpReply, String>;
+    /// A TCP connect; `Err` is the Go-style dial error.
+    fn tcp(&self, host: &str, port: u16, timeout: Duration) -> Result<(), String>;
+    /// grpc.health.v1.Health/Check; `Err` is why there is no answer.
+    fn grpc(
+        &self,
+        host: &str,
+        port: u16,
+        service: &str,
+        timeout: Duration,
+    ) -> Result<Serving, String>;
+}
+
+fn output_of(out: &ExecOutput) -> String {
+    let mut bytes = out.stdout.clone();
+    bytes.extend_from_slice(&out.stderr);
+    bytes.truncate(MAX_OUTPUT);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn timed_out(e: &CriError) -> bool {
+    e.code() == Some(Code::DeadlineExceeded)
+}
+
+/// Runs a probe's action against container `container_id`.
+pub fn probe(h: &dyn Handlers, container_id: &str, action: &Action, timeout: Duration) -> Outcome {
+    match action {
+        Action::Exec { command } => match h.exec(container_id, command, timeout) {
+            Ok(out) if out.exit_code == 0 => Outcome::Success(output_of(&out)),
+            Ok(out) => Outcome::Failure(output_of(&out)),
+            Err(e) if timed_out(&e) => {
+                Outcome::Failure(format!("command {:?} timed out", command.join(" ")))
+            }
+            Err(e) => Outcome::Error(e.to_string()),
+        },
+        Action::HttpGet(req) => {
+            match h.http_get(req, &format!("kube-probe/{KUBE_MINOR}"), timeout) {
+                Ok(r) if (200..300).contains(&r.status) => Outcome::Success(r.body),
+                Ok(r) if (300..400).contains(&r.status) => Outcome::Warning(format!(
+                    "Probe terminated redirects, Response body: {}",
+                    r.body
+                )),
+                Ok(r) => {
+                    Outcome::Failure(format!("HTTP probe failed with statuscode: {}", r.status))
+                }
+                Err(msg) => Outcome::Failure(msg),
+            }
+        }
+        Action::TcpSocket { host, port } => match h.tcp(host, *port, timeout) {
+            Ok(()) => Outcome::Success(String::new()),
+            Err(msg) => Outcome::Failure(msg),
+        },
+        Action::Grpc {
+            host,
+            port,
+            service,
+        } => match h.grpc(host, *port, service, timeout) {
+            Ok(Serving::Serving) => Outcome::Success(String::new()),
+            Ok(s) => Outcome::Failure(format!(
+                "service unhealthy (responded with \"{}\")",
+                match s {
+                    Serving::Unknown => "UNKNOWN",
+                    Serving::NotServing => "NOT_SERVING",
+                    Serving::ServiceUnknown => "SERVICE_UNKNOWN",
+                    Serving::Serving => "SERVING",
+                }
+            )),
+            Err(msg) => Outcome::Failure(msg),
+        },
+    }
+}
+
+/// `name_namespace(uid)`, as the kubelet names a pod in hook messages.
+fn pod_ref(pod: &Pod) -> String {
+    format!(
+        "{}_{}({})",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        crate::pod::uid(pod)
+    )
+}
+
+/// Runs a lifecycle hook; `Err` is the kubelet's message for the FailedPostStartHook or
+/// FailedPreStopHook event. HTTP hooks fail only when no answer came (any status is fine).
+pub fn hook(
+    h: &dyn Handlers,
+    pod: &Pod,
+    c: &Container,
+    container_id: &str,
+    action: &Action,
+    timeout: Duration,
+) -> Result<(), String> {
+    match action {
+        Action::Exec { command } => {
+            let (err, output) = match h.exec(container_id, command, timeout) {
+                Ok(out) if out.exit_code == 0 => return Ok(()),
+                Ok(out) => (
+                    format!(
+                        "command '{}' exited with {}: {}",
+                        command.join(" "),
+                        out.exit_code,
+                        String::from_utf8_lossy(&out.stderr)
+                    ),
+                    output_of(&out),
+                ),
+                Err(e) => (e.to_string(), String::new()),
+            };
+            Err(format!(
+                "Exec lifecycle hook ([{}]) for Container {:?} in Pod {:?} failed - error: {err}, message: {output:?}",
+                command.join(" "),
+                c.name,
+                pod_ref(pod)
+            ))
+        }
+        Action::HttpGet(req) => h
+            .http_get(req, &format!("kube-lifecycle/{KUBE_MINOR}"), timeout)
+            .map(|_| ())
+            .map_err(|err| {
+                format!(
+                    "HTTP lifecycle hook ({}) for Container {:?} in Pod {:?} failed - error: {err}",
+                    req.path,
+                    c.name,
+                    pod_ref(pod)
+                )
+            }),
+        Action::TcpSocket { .. } | Action::Grpc { .. } => Err(format!(
+            "unsupported lifecycle hook handler for Container {:?} in Pod {:?}",
+            c.name,
+            pod_ref(pod)
+        )),
+    }
+}
+
+/// The real handlers: CRI for exec, ureq for HTTP, std for TCP, grpcio for grpc.
+pub struct RealHandlers {
+    runtime: Arc<dyn Runtime>,
+    agent: ureq::Agent,
+}
+
+impl RealHandlers {
+    pub fn new(runtime: Arc<dyn Runtime>) -> RealHandlers {
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            // The kubelet's probes never verify certificates.
+            .disable_verification(true)
+            .build();
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .proxy(None)
+            // The kubelet's probe transport disables keep-alives.
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
+            .build();
+        RealHandlers {
+            runtime,
+            agent: ureq::Agent::new_with_config(config),
+        }
+    }
+}
+
+/// Go's wording for a failed dial to `addr`.
+fn dial_error(addr: &str, e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => format!("dial tcp {addr}: connect: connection refused"),
+        K::TimedOut | K::WouldBlock => format!("dial tcp {addr}: i/o timeout"),
+        K::HostUnreachable => format!("dial tcp {addr}: connect: no route to host"),
+        K::NetworkUnreachable => format!("dial tcp {addr}: connect: network is unreachable"),
+        _ => format!("dial tcp {addr}: {e}"),
+    }
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// `scheme://authority` and the host of an absolute URL.
+fn origin(url: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default().to_string()
+    } else {
+        authority.split(':').next().unwrap_or_default().to_string()
+    };
+    (format!("{scheme}://{authority}"), host.to_ascii_lowercase())
+}
+
+/// A Location header resolved against the URL it came from.
+fn resolve_location(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let (root, _) = origin(base);
+    if let Some(rest) = location.strip_prefix("//") {
+        let scheme = base.split("://").next().unwrap_or("http");
+        return format!("{scheme}://{rest}");
+    }
+    if location.starts_with('/') {
+        return format!("{root}{location}");
+    }
+    let path = &base[root.len()..];
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+    format!("{root}{dir}/{location}")
+}
+
+impl Handlers for RealHandlers {
+    fn exec(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, CriError> {
+        self.runtime.exec_sync(container_id, cmd, timeout)
+    }
+
+    fn http_get(
+        &self,
+        req: &HttpGet,
+        user_agent: &str,
+        timeout: Duration,
+    ) -> Result<HttpReply, String> {
+        let deadline = Instant::now() + timeout;
+        let first = req.url();
+        let (_, first_host) = origin(&first);
+        let has = |name: &str| {
+            req.headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(name))
+        };
+        let mut url = first.clone();
+        let mut hops = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let deadline_error = || {
+                format!("Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)")
+            };
+            if left.is_zero() {
+                return Err(deadline_error());
+            }
+            let mut b = self.agent.get(&url);
+            let mut host_set = false;
+            for (k, v) in &req.headers {
+                // An empty Accept removes the default one.
+                if k.eq_ignore_ascii_case("accept") && v.is_empty() {
+                    continue;
+                }
+                // Go sends the first Host header as the request's host, and only that one.
+                if k.eq_ignore_ascii_case("host") {
+                    if host_set {
+                        continue;
+                    }
+                    host_set = true;
+                }
+                b = b.header(k.as_str(), v.as_str());
+            }
+            if !has("user-agent") {
+                b = b.header("User-Agent", user_agent);
+            }
+            if !has("accept") {
+                b = b.header("Accept", "*/*");
+            }
+            let result = b.config().timeout_global(Some(left)).build().call();
+            let mut resp = match result {
+                Ok(r) => r,
+                Err(ureq::Error::Io(e)) => {
+                    let (_, host) = origin(&url);
+                    let port = url
+                        .split("://")
+                        .nth(1)
+                        .and_then(|r| r.split(['/', '?']).next())
+                        .and_then(|a| a.rsplit(':').next())
+                        .unwrap_or_default()
+                        .to_string();
+                    return Err(format!(
+                        "Get {url:?}: {}",
+                        dial_error(&join_host_port(&host, port.parse().unwrap_or(0)), &e)
+                    ));
+                }
+                Err(ureq::Error::Timeout(_)) => return Err(deadline_error()),
+                Err(e) => return Err(format!("Get {url:?}: {e}")),
+            };
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_string);
+            if let (true, Some(loc)) = (matches!(status, 301 | 302 | 303 | 307 | 308), location) {
+                let next = resolve_location(&url, &loc);
+                if origin(&next).1 == first_host {
+                    hops += 1;
+                    if hops > MAX_REDIRECTS {
+                        return Err(format!("Get {next:?}: stopped after 10 redirects"));
+                    }
+                    url = next;
+                    continue;
+                }
+                // A redirect to another host is not followed: this answer is the result.
+            }
+            let mut body = Vec::new();
+            let _ = resp
+                .body_mut()
+                .as_reader()
+                .take(MAX_OUTPUT as u64)
+                .read_to_end(&mut body);
+            return Ok(HttpReply {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+    }
+
+    fn tcp(&self, host: &str, port: u16, timeout: Duration) -> Result<(), String> {
+        let addr = join_host_port(host, port);
+        let target = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("dial tcp {addr}: lookup {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("dial tcp {addr}: lookup {host}: no such host"))?;
+        TcpStream::connect_timeout(&target, timeout)
+            .map(drop)
+            .map_err(|e| dial_error(&addr, &e))
+    }
+
+    fn grpc(
+        &self,
+        host: &str,
+        port: u16,
+        service: &str,
+        timeout: Duration,
+    ) -> Result<Serving, String> {
+        super::grpc::check(&join_host_port(host, port), service, timeout)
+    }
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! A scripted [`Handlers`]: answers from queues, records what was asked.
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    pub struct FakeHandlers {
+        pub exec: Mutex<VecDeque<Result<ExecOutput, CriError>>>,
+        pub http: Mutex<VecDeque<Result<HttpReply, String>>>,
+        pub tcp: Mutex<VecDeque<Result<(), String>>>,
+        pub calls: Mutex<Vec<String>>,
+    }
+
+    impl FakeHandlers {
+        fn log(&self, s: String) {
+            self.calls.lock().unwrap().push(s);
+        }
+    }
+
+    impl Handlers for FakeHandlers {
+        fn exec(&self, id: &str, cmd: &[String], t: Duration) -> Result<ExecOutput, CriError> {
+            self.log(format!("exec {id} {} {}s", cmd.join(" "), t.as_secs()));
+            self.exec
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok(ExecOutput {
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    exit_code: 0,
+                }))
+        }
+        fn http_get(&self, req: &HttpGet, ua: &str, _: Duration) -> Result<HttpReply, String> {
+            self.log(format!("get {} {ua}", req.url()));
+            self.http
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok(HttpReply {
+                    status: 200,
+                    body: String::new(),
+                }))
+        }
+        fn tcp(&self, host: &str, port: u16, _: Duration) -> Result<(), String> {
+            self.log(format!("tcp {host}:{port}"));
+            self.tcp.lock().unwrap().pop_front().unwrap_or(Ok(()))
+        }
+        fn grpc(&self, host: &str, port: u16, svc: &str, _: Duration) -> Result<Serving, String> {
+            self.log(format!("grpc {host}:{port} {svc}"));
+            Ok(Serving::Serving)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeHandlers;
+    use super::*;
+    use crate::cri::Target;
+
+    fn get(port: u16) -> Action {
+        Action::HttpGet(HttpGet {
+            scheme: super::super::spec::Scheme::Http,
+            host: "127.0.0.1".into(),
+            port,
+            path: "/healthz".into(),
+            headers: Vec::new(),
+        })
+    }
+
+    fn exec_out(code: i32, out: &str, err: &str) -> Result<ExecOutput, CriError> {
+        Ok(ExecOutput {
+            stdout: out.as_bytes().to_vec(),
+            stderr: err.as_bytes().to_vec(),
+            exit_code: code,
+        })
+    }
+
+    #[test]
+    fn exec_probes_read_exit_codes_output_and_timeouts() {
+        let h = FakeHandlers::default();
+        let cmd = Action::Exec {
+            command: vec!["cat".into(), "/tmp/ready".into()],
+        };
+        h.exec.lock().unwrap().extend([
+            exec_out(0, "ok\n", ""),
+            exec_out(
+                1,
+                "",
+                "cat: can't open '/tmp/ready': No such file or directory\n",
+            ),
+            Err(CriError::Rpc {
+                op: "exec in",
+                target: Target::Container("c1".into()),
+                code: Code::DeadlineExceeded,
+                message: "timeout 1s exceeded".into(),
+            }),
+            Err(CriError::Rpc {
+                op: "exec in",
+                target: Target::Container("c1".into()),
+                code: Code::NotFound,
+                message: "gone".into(),
+            }),
+        ]);
+        let t = Duration::from_secs(1);
+        assert_eq!(probe(&h, "c1", &cmd, t), Outcome::Success("ok\n".into()));
+        assert_eq!(
+            probe(&h, "c1", &cmd, t),
+            Outcome::Failure("cat: can't open '/tmp/ready': No such file or directory\n".into())
+        );
+        assert_eq!(
+            probe(&h, "c1", &cmd, t),
+            Outcome::Failure("command \"cat /tmp/ready\" timed out".into())
+        );
+        assert!(matches!(probe(&h, "c1", &cmd, t), Outcome::Error(_)));
+        assert_eq!(h.calls.lock().unwrap()[0], "exec c1 cat /tmp/ready 1s");
+    }
+
+    #[test]
+    fn http_probes_take_2xx_and_3xx_and_name_other_codes() {
+        let h = FakeHandlers::default();
+        h.http.lock().unwrap().extend([
+            Ok(HttpReply { status: 204, body: "fine".into() }),
+            Ok(HttpReply { status: 302, body: "elsewhere".into() }),
+            Ok(HttpReply { status: 503, body: "secret".into() }),
+            Err("Get \"http://127.0.0.1:1/healthz\": dial tcp 127.0.0.1:1: connect: connection refused".into()),
+        ]);
+        let t = Duration::from_secs(1);
+        assert_eq!(probe(&h, "c", &get(80), t), Outcome::Success("fine".into()));
+        assert_eq!(
+            probe(&h, "c", &get(80), t),
+            Outcome::Warning("Probe terminated redirects, Response body: elsewhere".into())
+        );
+        assert_eq!(
+            probe(&h, "c", &get(80), t),
+            Outcome::Failure("HTTP probe failed with statuscode: 503".into()),
+            "the body never reaches the message"
+        );
+        assert!(
+            matches!(probe(&h, "c", &get(1), t), Outcome::Failure(m) if m.contains("connection refused"))
+        );
+        assert_eq!(
+            h.calls.lock().unwrap()[0],
+            "get http://127.0.0.1:80/healthz kube-probe/1.28"
+        );
+    }
+
+    #[test]
+    fn hooks_fail_with_the_kubelets_messages() {
+        let h = FakeHandlers::default();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"}
+        }))
+        .unwrap();
+        let c: Container = serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
+        h.exec.lock().unwrap().push_back(exec_out(2, "out", "bad"));
+        let cmd = Action::Exec {
+            command: vec!["sh".into(), "-c".into(), "exit 2".into()],
+        };
+        assert_eq!(
+            hook(&h, &pod, &c, "id", &cmd, Duration::ZERO),
+            Err("Exec lifecycle hook ([sh -c exit 2]) for Container \"c\" in Pod \"p_ns(u1)\" failed - error: command 'sh -c exit 2' exited with 2: bad, message: \"outbad\"".into())
+        );
+        h.http.lock().unwrap().extend([
+            Ok(HttpReply { status: 500, body: String::new() }),
+            Err("Get \"http://127.0.0.1:80/healthz\": dial tcp 127.0.0.1:80: connect: connection refused".into()),
+        ]);
+        assert_eq!(
+            hook(&h, &pod, &c, "id", &get(80), Duration::ZERO),
+            Ok(()),
+            "any answer will do"
+        );
+        assert_eq!(
+            hook(&h, &pod, &c, "id", &get(80), Duration::ZERO),
+            Err("HTTP lifecycle hook (/healthz) for Container \"c\" in Pod \"p_ns(u1)\" failed - error: Get \"http://127.0.0.1:80/healthz\": dial tcp 127.0.0.1:80: connect: connection refused".into())
+        );
+        assert!(h
+            .calls
+            .lock()
+            .unwrap()
+            .last()
+            .unwrap()
+            .ends_with("kube-lifecycle/1.28"));
+    }
+
+    /// Serves scripted answers on 127.0.0.1, one connection each; the request heads it got.
+    fn serve(answers: Vec<String>) -> (u16, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let Ok((conn, _)) = listener.accept() else {
+                    return;
+                };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let _ = tx.send(head);
+                let mut conn = conn;
+                let answer = answer.replace("{port}", &port.to_string());
+                let _ = conn.write_all(answer.as_bytes());
+            }
+        });
+        (port, rx)
+    }
+
+    fn answer(status: &str, extra: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn real() -> RealHandlers {
+        RealHandlers::new(Arc::new(crate::cri::FakeRuntime::new()))
+    }
+
+    fn http(port: u16, path: &str, headers: &[(&str, &str)]) -> HttpGet {
+        HttpGet {
+            scheme: super::super::spec::Scheme::Http,
+            host: "127.0.0.1".into(),
+            port,
+            path: path.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn real_http_gets_send_the_kubelets_headers_and_follow_local_redirects() {
+        let (port, heads) = serve(vec![
+            answer("302 Found", "Location: /next\r\n", ""),
+            answer("200 OK", "", "healthy"),
+        ]);
+        let reply = real()
+            .http_get(
+                &http(
+                    port,
+                    "/start?a=1",
+                    &[
+                        ("X-Probe", "1"),
+                        ("X-Probe", "2"),
+                        ("Host", "web.example"),
+                        ("Host", "ignored.example"),
+                    ],
+                ),
+                "kube-probe/1.28",
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert_eq!(
+            reply,
+            HttpReply {
+                status: 200,
+                body: "healthy".into()
+            }
+        );
+        let first = heads.recv().unwrap().to_ascii_lowercase();
+        assert!(first.starts_with("get /start?a=1 http/1.1\r\n"), "{first}");
+        assert!(!first.contains("ignored.example"), "{first}");
+        for h in [
+            "user-agent: kube-probe/1.28",
+            "accept: */*",
+            "x-probe: 1",
+            "x-probe: 2",
+            "host: web.example",
+        ] {
+            assert!(first.contains(h), "{h} in {first}");
+        }
+        let second = heads.recv().unwrap().to_ascii_lowercase();
+        assert!(second.starts_with("get /next http/1.1\r\n"), "{second}");
+    }
+
+    #[test]
+    fn real_http_gets_stop_at_a_redirect_elsewhere_and_after_ten() {
+        let (port, _) = serve(vec![answer(
+            "301 Moved Permanently",
+            "Location: http://elsewhere.invalid/\r\n",
+            "moved",
+        )]);
+        let reply = real()
+            .http_get(
+                &http(port, "/", &[]),
+                "kube-probe/1.28",
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert_eq!((reply.status, reply.body.as_str()), (301, "moved"));
+
+        let (port, _) = serve(vec![answer("302 Found", "Location: /again\r\n", ""); 11]);
+        let err = real()
+            .http_get(
+                &http(port, "/", &[]),
+                "kube-probe/1.28",
+                Duration::from_secs(5),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            format!("Get \"http://127.0.0.1:{port}/again\": stopped after 10 redirects")
+        );
+    }
+
+    #[test]
+    fn real_http_and_tcp_name_a_refused_connection_like_go() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = real()
+            .http_get(
+                &http(port, "/x", &[]),
+                "kube-probe/1.28",
+                Duration::from_secs(2),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            format!("Get \"http://127.0.0.1:{port}/x\": dial tcp 127.0.0.1:{port}: connect: connection refused")
+        );
+        assert_eq!(
+            real().tcp("127.0.0.1", port, Duration::from_secs(2)),
+            Err(format!(
+                "dial tcp 127.0.0.1:{port}: connect: connection refused"
+            ))
+        );
+    }
+
+    #[test]
+    fn locations_resolve_against_the_request() {
+        let base = "http://127.0.0.1:8080/a/b?x=1";
+        assert_eq!(resolve_location(base, "/c"), "http://127.0.0.1:8080/c");
+        assert_eq!(resolve_location(base, "c"), "http://127.0.0.1:8080/a/c");
+        assert_eq!(resolve_location(base, "//other/x"), "http://other/x");
+        assert_eq!(resolve_location(base, "https://h:1/"), "https://h:1/");
+        assert_eq!(origin("http://[::1]:80/x").1, "::1");
+        assert_eq!(origin("http://Example.com:80/x").1, "example.com");
+    }
+}
