@@ -9,8 +9,17 @@ CARGO ?= cargo
 MUSL_TARGET := x86_64-unknown-linux-musl
 STATIC_BIN := $(CARGO_TARGET_DIR)/$(MUSL_TARGET)/release/virtual-kubelet
 ZIG_VENV := $(HOME)/.cache/vk-cri/zig-venv
+# The static musl release build (zig as the C/C++ compiler for gRPC core), shared by `static`
+# and `bench`; append cargo arguments (e.g. `--example bench`).
+ZIGBUILD = PATH="$(ZIG_VENV)/bin:$$PATH" \
+	CXX_$(subst -,_,$(MUSL_TARGET))="$(CURDIR)/contrib/static/zig-cxx-musl" \
+	CFLAGS_$(subst -,_,$(MUSL_TARGET))="-D_LARGEFILE64_SOURCE" \
+	CXXFLAGS_$(subst -,_,$(MUSL_TARGET))="-D_LARGEFILE64_SOURCE -Wno-missing-template-arg-list-after-template-kw" \
+	  cargo-zigbuild zigbuild --locked --release --target $(MUSL_TARGET)
+BENCH_BIN := $(CARGO_TARGET_DIR)/$(MUSL_TARGET)/release/examples/bench
+BENCH_OUT := $(CARGO_TARGET_DIR)/bench/last.json
 
-.PHONY: help build-deps build test unit env-up env-down lint static check-static run
+.PHONY: help build-deps build test unit env-up env-down lint static check-static run bench
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,14 +59,15 @@ static: build-deps ## fully static x86_64 musl release binary (zig as the C/C++ 
 	@rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
 	@[ -x "$(ZIG_VENV)/bin/cargo-zigbuild" ] || { python3 -m venv "$(ZIG_VENV)" && \
 	  "$(ZIG_VENV)/bin/pip" install -q --disable-pip-version-check ziglang cargo-zigbuild; }
-	PATH="$(ZIG_VENV)/bin:$$PATH" \
-	CXX_$(subst -,_,$(MUSL_TARGET))="$(CURDIR)/contrib/static/zig-cxx-musl" \
-	CFLAGS_$(subst -,_,$(MUSL_TARGET))="-D_LARGEFILE64_SOURCE" \
-	CXXFLAGS_$(subst -,_,$(MUSL_TARGET))="-D_LARGEFILE64_SOURCE -Wno-missing-template-arg-list-after-template-kw" \
-	  cargo-zigbuild zigbuild --locked --release --target $(MUSL_TARGET)
+	$(ZIGBUILD)
 	$(MAKE) --no-print-directory check-static
 
 check-static: ## verify the static binary: linkage, size, --version
 	@file "$(STATIC_BIN)" | tee /dev/stderr | grep -q "statically linked"
 	@ls -l "$(STATIC_BIN)" | awk '{printf "size: %.1f MB\n", $$5/1e6}'
 	"$(STATIC_BIN)" --version
+
+bench: static env-up ## measure the static daemon against the CRI floor on the test containerd (JSON + table)
+	$(ZIGBUILD) --example bench
+	. "$(VKCRI_DEV_BASE)/env.sh" && "$(BENCH_BIN)" --daemon "$(STATIC_BIN)" --out "$(BENCH_OUT)"
+	@echo "bench report: $(BENCH_OUT)"
