@@ -17,6 +17,7 @@
 //!   and the event recorder's aggregation and rate limits.
 //! - [`pod`]: everything about one pod: translation to CRI configs and labels, the planner, the
 //!   status, the workers that run it.
+//! - [`server`]: the kubelet API on :10250 (auth, logs, exec/attach/port-forward, pods).
 //! - [`static_pods`]: pods from manifest files (`--pod-manifest-path`).
 
 pub mod certs;
@@ -27,4 +28,5 @@ pub mod kube;
 pub mod kubeconfig;
 pub mod node;
 pub mod pod;
+pub mod server;
 pub mod static_pods;

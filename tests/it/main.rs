@@ -11,5 +11,7 @@ mod cri;
 mod daemon;
 mod env;
 mod fake_apiserver;
+mod kubelet_api;
+mod kubelet_client;
 mod standalone;
 mod translate;
