@@ -257,13 +257,14 @@ fn relay(
     let up = std::thread::Builder::new()
         .name("kubelet-stream-up".into())
         .spawn(move || {
-            let _ = io::copy(&mut client_r, &mut backend_w);
+            let up = io::copy(&mut client_r, &mut backend_w);
             let _ = backend_w.shutdown(Shutdown::Write);
             let _ = done_tx.send(());
-            client_r
+            (client_r, up)
         })
         .map_err(io_err)?;
     let mut chunk = vec![0u8; 32 * 1024];
+    let mut down = 0u64;
     loop {
         match backend.read(&mut chunk) {
             Ok(0) | Err(_) => break,
@@ -271,6 +272,7 @@ fn relay(
                 if client_w.write_all(&chunk[..n]).is_err() {
                     break;
                 }
+                down += n as u64;
             }
         }
     }
@@ -280,7 +282,8 @@ fn relay(
         client_w.close();
         let _ = backend.shutdown(Shutdown::Both);
     }
-    let _ = up.join();
+    let up = up.join().map(|(_, up)| up);
+    log::debug!("stream ended backend={addr} down={down} up={up:?}");
     Ok(())
 }
 

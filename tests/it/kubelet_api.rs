@@ -369,7 +369,7 @@ fn exec_attach_and_port_forward_through_spdy_and_websocket() {
         &["error", "stdout", "stderr"],
         None,
     );
-    assert_eq!(s.text(3), "hi\n");
+    assert_eq!(s.text(3), "hi\n", "streams: {:?}", s.data);
     assert!(
         s.text(1).contains("\"status\":\"Success\""),
         "{}",
@@ -455,7 +455,7 @@ fn exec_attach_and_port_forward_through_spdy_and_websocket() {
         false,
     );
     s.run_until(Duration::from_secs(30), |s| s.text(3).contains("hello-pf"));
-    assert!(s.text(3).starts_with("HTTP/1.0 200"), "{}", s.text(3));
+    assert!(s.text(3).starts_with("HTTP/1.1 200"), "{}", s.text(3));
     drop(s);
 
     // No fake success: a request without an upgrade, a missing container.

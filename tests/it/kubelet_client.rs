@@ -2,7 +2,7 @@
 //! certificate (every connection goes to 127.0.0.1), a SPDY/3.1 client speaking the
 //! remotecommand and portforward protocols as kubectl 1.28 does, and a WebSocket client
 //! (v4.channel.k8s.io). The SPDY header blocks are sent as stored (uncompressed) deflate
-//! blocks in one zlib stream, which every zlib reader accepts; the server's SYN_REPLY headers
+//! blocks, each sync-flushed, in one zlib stream, which every zlib reader accepts; the server's SYN_REPLY headers
 //! are not needed and are skipped, so no compressor is involved.
 
 use std::collections::HashMap;
@@ -340,6 +340,9 @@ impl Spdy {
         z.extend_from_slice(&len.to_le_bytes());
         z.extend_from_slice(&(!len).to_le_bytes());
         z.extend_from_slice(&block);
+        // An empty stored block, as a zlib sync flush ends with: a reader returns the data
+        // above once it sees this, without waiting for the next frame's bytes.
+        z.extend_from_slice(&[0x00, 0x00, 0x00, 0xff, 0xff]);
         let mut p = id.to_be_bytes().to_vec();
         p.extend_from_slice(&0u32.to_be_bytes());
         p.extend_from_slice(&[0, 0]);
