@@ -14,6 +14,7 @@ pub mod auth;
 pub mod logs;
 pub mod pods;
 pub mod route;
+pub mod stats;
 pub mod stream;
 
 use std::net::{IpAddr, SocketAddr};
@@ -284,6 +285,13 @@ impl KubeletApi {
                 });
                 self.proxy(url, req, resp)
             }
+            Route::StatsSummary => match self.stats_summary() {
+                Ok(body) => {
+                    let _ = resp.send(Response::new(200).body("application/json", body));
+                    Ok(())
+                }
+                Err(f) => answer(resp, f),
+            },
             Route::Pods | Route::RunningPods => match self.pod_list() {
                 Ok(body) => {
                     let _ = resp.send(Response::new(200).body("application/json", body));
@@ -429,6 +437,24 @@ impl KubeletApi {
             // The head is out: the client sees a truncated body.
             Err(e) => Err(Failure(500, e.to_string())),
         }
+    }
+
+    /// `/stats/summary` from the runtime's container stats.
+    fn stats_summary(&self) -> Result<Vec<u8>, Failure> {
+        let owner = crate::pod::labels::owner_selector(&self.node);
+        let stats = self
+            .runtime
+            .list_container_stats(&owner)
+            .map_err(|e| cri_failure(&e))?;
+        let started = self
+            .runtime
+            .list_containers(&owner, None)
+            .map_err(|e| cri_failure(&e))?
+            .into_iter()
+            .map(|c| (c.id, c.created_at))
+            .collect();
+        serde_json::to_vec(&stats::summary(&self.node, &stats, &started))
+            .map_err(|e| Failure(500, e.to_string()))
     }
 
     /// The pods this node runs, from the runtime, as a v1 PodList (name, namespace, uid,

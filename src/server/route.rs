@@ -69,6 +69,9 @@ pub enum Route {
         /// `port` parameters (WebSocket clients name them in the query; SPDY clients per stream).
         ports: Vec<u16>,
     },
+    /// `/stats/summary` (`only_cpu_and_memory` changes nothing: only cpu and memory are
+    /// reported).
+    StatsSummary,
 }
 
 /// Why a request cannot be routed: the status to answer and the message for the body.
@@ -314,6 +317,7 @@ pub fn parse(
         ["healthz"] => read_only().map(|_| Route::Healthz),
         ["pods"] => read_only().map(|_| Route::Pods),
         ["runningpods"] => read_only().map(|_| Route::RunningPods),
+        ["stats", "summary"] => read_only().map(|_| Route::StatsSummary),
         ["containerLogs", ..] => {
             read_only()?;
             let [ns, pod, container] = &seg[1..] else {
@@ -637,6 +641,19 @@ mod tests {
         );
         assert_eq!(status("GET", "/portForward/ns/p", &[("port", "0")]), 400);
         assert_eq!(status("GET", "/portForward/ns/p", &[("port", "http")]), 400);
+    }
+
+    #[test]
+    fn stats_summary() {
+        assert_eq!(parse("GET", "/stats/summary", &[]), Ok(Route::StatsSummary));
+        assert_eq!(
+            parse(
+                "GET",
+                "/stats/summary",
+                &q(&[("only_cpu_and_memory", "true")])
+            ),
+            Ok(Route::StatsSummary)
+        );
     }
 
     #[test]

@@ -479,3 +479,58 @@ fn exec_attach_and_port_forward_through_spdy_and_websocket() {
     );
     assert_eq!(up.status, 404);
 }
+
+#[test]
+fn stats_summary_memory_moves_when_a_container_allocates() {
+    let k = Kubelet::standalone("kapi-stats");
+    k.d.put_manifest(
+        "mem.yaml",
+        &busybox_pod(
+            "mem",
+            &[("c", "trap 'exit 0' TERM; while true; do sleep 0.2; done")],
+        ),
+    );
+    let c = k.d.wait_running("c", Duration::from_secs(60));
+    let working_set = || -> u64 {
+        let r = k.get("/stats/summary");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let doc: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(doc["node"]["nodeName"], k.d.node.as_str());
+        let pod = doc["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["podRef"]["name"] == format!("mem-{}", k.d.node))
+            .cloned()
+            .expect("the pod in the summary");
+        assert_eq!(pod["podRef"]["namespace"], "default");
+        assert_eq!(pod["containers"][0]["name"], "c");
+        assert!(pod["containers"][0]["cpu"]["usageCoreNanoSeconds"]
+            .as_u64()
+            .is_some());
+        pod["containers"][0]["memory"]["workingSetBytes"]
+            .as_u64()
+            .expect("workingSetBytes")
+    };
+    let before = working_set();
+    runtime()
+        .exec_sync(
+            &c.id,
+            &[
+                "sh".into(),
+                "-c".into(),
+                "head -c 40000000 /dev/zero > /dev/shm/blob".into(),
+            ],
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let after = wait_for(
+        "the working set to grow by 30 MB",
+        Duration::from_secs(30),
+        || {
+            let now = working_set();
+            (now >= before + 30_000_000).then_some(now)
+        },
+    );
+    eprintln!("working set before={before} after={after}");
+}
