@@ -104,6 +104,22 @@ pub struct Flags {
     #[arg(long, value_name = "PATH", env = "APISERVER_KEY_LOCATION")]
     pub tls_private_key_file: Option<PathBuf>,
 
+    /// IP address the kubelet API listens on
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    pub address: String,
+
+    /// CA bundle (PEM) that verifies client certificates on the kubelet API (user = CN, groups = O)
+    #[arg(long, value_name = "PATH")]
+    pub client_ca_file: Option<PathBuf>,
+
+    /// Authorization of kubelet API requests: Webhook (SubjectAccessReview) or AlwaysAllow [default: Webhook with --kubeconfig, else AlwaysAllow]
+    #[arg(long, value_name = "MODE")]
+    pub authorization_mode: Option<String>,
+
+    /// Serve unauthenticated kubelet API requests as system:anonymous (else 401)
+    #[arg(long, value_name = "BOOL", default_value = "false", action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
+
     /// Extra labels of the Node (k=v,k2=v2); labels NodeRestriction forbids are refused
     #[arg(long, value_name = "K=V[,K=V]", default_value = "")]
     pub node_labels: String,
@@ -162,6 +178,10 @@ pub struct Config {
     pub node_ip: Option<IpAddr>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_private_key_file: Option<PathBuf>,
+    pub address: IpAddr,
+    pub client_ca_file: Option<PathBuf>,
+    pub authorization_mode: AuthorizationMode,
+    pub anonymous_auth: bool,
     pub pod_manifest_path: Option<PathBuf>,
     pub node_labels: Vec<(String, String)>,
     pub disable_taint: bool,
@@ -172,6 +192,15 @@ pub struct Config {
     pub runtime_request_timeout: Duration,
     pub image_pull_timeout: Duration,
     pub log_level: log::LevelFilter,
+}
+
+/// How kubelet API requests are authorized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationMode {
+    /// Ask the API server (SubjectAccessReview), as the kubelet's `Webhook` mode.
+    Webhook,
+    /// Every authenticated request is allowed.
+    AlwaysAllow,
 }
 
 /// A flag value that does not make sense; the message names the flag.
@@ -203,6 +232,12 @@ pub enum ConfigError {
     ClusterDns(String),
     #[error("--cluster-domain {0:?} is not a valid domain: {1}")]
     ClusterDomain(String, &'static str),
+    #[error("--address {0:?} is not an IP address")]
+    Address(String),
+    #[error("--authorization-mode {0:?} is not one of Webhook, AlwaysAllow")]
+    AuthorizationMode(String),
+    #[error("--authorization-mode=Webhook needs --kubeconfig: the API server answers the SubjectAccessReviews")]
+    WebhookWithoutApiServer,
 }
 
 impl Config {
@@ -267,6 +302,22 @@ impl Config {
         if f.max_pods == 0 {
             return Err(ConfigError::MaxPods);
         }
+        let kubeconfig = f.kubeconfig.filter(|p| !p.as_os_str().is_empty());
+        let address = f
+            .address
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::Address(f.address.clone()))?;
+        let authorization_mode = match f.authorization_mode.as_deref().map(str::trim) {
+            None | Some("") if kubeconfig.is_some() => AuthorizationMode::Webhook,
+            None | Some("") => AuthorizationMode::AlwaysAllow,
+            Some("Webhook") if kubeconfig.is_none() => {
+                return Err(ConfigError::WebhookWithoutApiServer)
+            }
+            Some("Webhook") => AuthorizationMode::Webhook,
+            Some("AlwaysAllow") => AuthorizationMode::AlwaysAllow,
+            Some(other) => return Err(ConfigError::AuthorizationMode(other.to_string())),
+        };
         let log_level = f
             .log_level
             .parse::<log::LevelFilter>()
@@ -277,7 +328,7 @@ impl Config {
                 &f.runtime_request_timeout,
             )?,
             image_pull_timeout: duration("image-pull-timeout", &f.image_pull_timeout)?,
-            kubeconfig: f.kubeconfig.filter(|p| !p.as_os_str().is_empty()),
+            kubeconfig,
             node_name: f.nodename,
             cri_socket: crate::cri::client::socket_path(&f.cri_socket).to_path_buf(),
             log_dir: f.log_dir,
@@ -291,6 +342,10 @@ impl Config {
             node_ip,
             tls_cert_file: f.tls_cert_file,
             tls_private_key_file: f.tls_private_key_file,
+            address,
+            client_ca_file: f.client_ca_file.filter(|p| !p.as_os_str().is_empty()),
+            authorization_mode,
+            anonymous_auth: f.anonymous_auth,
             pod_manifest_path: f.pod_manifest_path,
             node_labels,
             disable_taint: f.disable_taint,
@@ -403,6 +458,42 @@ mod tests {
         assert_eq!(c.node_name, "virtual-kubelet");
         assert_eq!(c.runtime_request_timeout, Duration::from_secs(120));
         assert_eq!(c.kubeconfig, None);
+        assert_eq!(c.address, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(c.authorization_mode, AuthorizationMode::AlwaysAllow);
+        assert!(!c.anonymous_auth);
+    }
+
+    #[test]
+    fn kubelet_api_auth_flags() {
+        let c = parse(&["--kubeconfig", "k"]).unwrap();
+        assert_eq!(c.authorization_mode, AuthorizationMode::Webhook);
+        let c = parse(&[
+            "--kubeconfig",
+            "k",
+            "--authorization-mode",
+            "AlwaysAllow",
+            "--anonymous-auth",
+            "true",
+            "--client-ca-file",
+            "/ca.pem",
+            "--address",
+            "127.0.0.1",
+        ])
+        .unwrap();
+        assert_eq!(c.authorization_mode, AuthorizationMode::AlwaysAllow);
+        assert!(c.anonymous_auth);
+        assert_eq!(c.client_ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(c.address, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(
+            parse(&["--authorization-mode", "Webhook"]).unwrap_err(),
+            "--authorization-mode=Webhook needs --kubeconfig: the API server answers the SubjectAccessReviews"
+        );
+        assert!(parse(&["--authorization-mode", "RBAC"])
+            .unwrap_err()
+            .starts_with("--authorization-mode \"RBAC\""));
+        assert!(parse(&["--address", "any"])
+            .unwrap_err()
+            .starts_with("--address"));
     }
 
     #[test]

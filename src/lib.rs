@@ -19,6 +19,7 @@
 //!   status, the workers that run it.
 //! - [`probe`]: liveness, readiness and startup probes and lifecycle hooks: the prober
 //!   thread and its workers, the handlers (exec, httpGet, tcpSocket, grpc) and their results.
+//! - [`server`]: the kubelet API on :10250 (auth, logs, exec/attach/port-forward, pods).
 //! - [`static_pods`]: pods from manifest files (`--pod-manifest-path`).
 //! - [`volume`]: pod volumes on the host and the mounts that bring them into containers.
 
@@ -31,5 +32,6 @@ pub mod kubeconfig;
 pub mod node;
 pub mod pod;
 pub mod probe;
+pub mod server;
 pub mod static_pods;
 pub mod volume;

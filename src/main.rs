@@ -86,6 +86,56 @@ fn node_ip(config: &Config) -> IpAddr {
     found.unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
+/// The kubelet API on `--address:--port`: TLS from the given pair or a generated one (logged),
+/// authentication and authorization from the flags.
+fn start_kubelet_api(
+    config: &Config,
+    runtime: Arc<GrpcRuntime>,
+    api: Option<Arc<dyn KubeApi>>,
+    ip: IpAddr,
+) -> Result<vk_cri::httpd::Server, String> {
+    use vk_cri::server::{self, auth};
+    let pair = config
+        .tls_cert_file
+        .as_deref()
+        .zip(config.tls_private_key_file.as_deref());
+    let (tls, source) = server::tls_setup(
+        pair,
+        config.client_ca_file.as_deref(),
+        &config.node_name,
+        ip,
+    )
+    .map_err(|e| e.to_string())?;
+    if let server::CertSource::SelfSigned { sans } = &source {
+        log::info!(
+            "kubelet API: no --tls-cert-file given, serving a generated self-signed certificate for {}",
+            sans.join(", ")
+        );
+    }
+    let reviews = api.map(|api| Arc::new(auth::ApiReviews { api }) as Arc<dyn auth::Reviews>);
+    let authorizer = match config.authorization_mode {
+        vk_cri::config::AuthorizationMode::Webhook => auth::Authorizer::Webhook,
+        vk_cri::config::AuthorizationMode::AlwaysAllow => auth::Authorizer::AlwaysAllow,
+    };
+    let auth = auth::Auth::new(config.anonymous_auth, authorizer, reviews);
+    let handler = server::KubeletApi::new(auth, runtime, &config.node_name);
+    let addr = std::net::SocketAddr::new(config.address, config.port);
+    let srv = server::start(addr, tls, handler).map_err(|e| {
+        let source = std::error::Error::source(&e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        format!("{e}{source}")
+    })?;
+    log::info!(
+        "kubelet API on https://{} (authorization {:?}, anonymous {}, client CA {})",
+        srv.local_addr(),
+        config.authorization_mode,
+        config.anonymous_auth,
+        config.client_ca_file.is_some()
+    );
+    Ok(srv)
+}
+
 fn run(config: &Config) -> Result<(), String> {
     if config.kubeconfig.is_none() && config.pod_manifest_path.is_none() {
         return Err(
@@ -226,6 +276,8 @@ fn run(config: &Config) -> Result<(), String> {
             (reporter, Some(api))
         }
     };
+
+    let _kubelet_api = start_kubelet_api(config, runtime.clone(), api.clone(), ip)?;
 
     let prober = Prober::start(
         Arc::new(RealHandlers::new(runtime.clone())),

@@ -324,10 +324,19 @@ impl Floor {
         }
         let spec = pod.spec.as_ref().ok_or("floor pod without spec")?;
         let c = &spec.containers[0];
-        let env = vk_cri::pod::env::resolve(&pod, c, &self.node.node_name, &[], &[])
+        let objects = vk_cri::volume::Objects::default();
+        let node = vk_cri::volume::NodeAllocatable {
+            memory: self.node.memory_capacity,
+            ..Default::default()
+        };
+        let sources = vk_cri::pod::env::EnvSources {
+            objects: &objects,
+            node: &node,
+        };
+        let env = vk_cri::pod::env::resolve(&pod, c, &self.node.node_name, &[], &[], &sources)
             .map_err(|e| e.to_string())?;
         let inputs = ContainerInputs {
-            env,
+            env: env.env,
             mounts: Vec::new(),
             etc_hosts_path: Some(hosts_path.to_string_lossy().into_owned()),
             termination_log_path: Some(term.to_string_lossy().into_owned()),
@@ -506,7 +515,7 @@ impl Daemon {
             .arg("--volumes-dir")
             .arg(self.dir.join("volumes"))
             .args(["--node-ip", "127.0.0.1", "--cgroup-root", CGROUP_ROOT])
-            .arg("--port")
+            .args(["--address", "127.0.0.1", "--port"])
             .arg(port.to_string())
             .env("RUST_LOG", "info")
             .env_remove("KUBECONFIG")

@@ -116,7 +116,8 @@ fn the_node_registers_with_its_labels_taint_capacity_addresses_and_runtime() {
         addresses.iter().any(|a| a["type"] == "Hostname"),
         "{addresses:?}"
     );
-    assert_eq!(status["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+    // The kubelet API's port (each test daemon gets a free one).
+    assert_eq!(status["daemonEndpoints"]["kubeletEndpoint"]["Port"], d.port);
     let info = &status["nodeInfo"];
     assert!(
         info["containerRuntimeVersion"]

@@ -44,6 +44,14 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// A TCP port nothing listens on right now (the kernel's pick), for the kubelet API.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("pick a free port")
+        .port()
+}
+
 /// A running daemon.
 pub struct Daemon {
     pub node: String,
@@ -52,6 +60,8 @@ pub struct Daemon {
     log: PathBuf,
     /// API server mode: the kubeconfig to pass.
     kubeconfig: Option<PathBuf>,
+    /// The kubelet API's port (on 127.0.0.1), free when the daemon was made.
+    pub port: u16,
     args: Vec<String>,
 }
 
@@ -66,6 +76,7 @@ impl Daemon {
             dir,
             child: None,
             kubeconfig: None,
+            port: free_port(),
             args: Vec::new(),
         }
     }
@@ -129,6 +140,8 @@ impl Daemon {
                     .iter()
                     .flat_map(|k| [std::ffi::OsString::from("--kubeconfig"), k.clone().into()]),
             )
+            .args(["--address", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
             .args(&self.args)
             .env("RUST_LOG", "info")
             .env_remove("KUBECONFIG")

@@ -11,6 +11,8 @@ mod cri;
 mod daemon;
 mod env;
 mod fake_apiserver;
+mod kubelet_api;
+mod kubelet_client;
 mod probes;
 mod standalone;
 mod translate;

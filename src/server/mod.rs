@@ -1,0 +1,532 @@
+//! The kubelet API on :10250, served by [`crate::httpd`] (rustls 0.23 + httparse, full-duplex
+//! upgrades; tiny_http's TLS could neither verify client certificates nor proxy an upgraded
+//! stream full duplex, see README).
+//!
+//! Every request except `/healthz` is authenticated and authorized ([`auth`]) before its path
+//! is even parsed ([`route`]); then it is answered: container logs ([`logs`]), exec, attach and
+//! port-forward proxied to the runtime's streaming server ([`stream`]), the pods the runtime
+//! runs. Pods and containers are found through the runtime's labels ([`pods`]).
+//!
+//! Owns: the handler that ties these together, and the serving TLS material (given files or a
+//! generated self-signed pair). Must not keep pod state of its own.
+
+pub mod auth;
+pub mod logs;
+pub mod pods;
+pub mod route;
+pub mod stats;
+pub mod stream;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::cri::{api, Code, CriError, Runtime};
+use crate::httpd::{
+    ChunkedWriter, ClientAuth, Handler, HttpdError, Request, Responder, Response, Server, TlsSetup,
+};
+
+use auth::{Auth, Verdict};
+use route::{LogOptions, PodRef, Route, StreamOpts};
+
+/// Why the kubelet API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("failed to read {what} {path}")]
+    Read {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to generate the self-signed serving certificate")]
+    Generate(#[from] crate::certs::CertError),
+    #[error("failed to serve the kubelet API on {addr}")]
+    Serve {
+        addr: SocketAddr,
+        #[source]
+        source: HttpdError,
+    },
+}
+
+/// Where the serving certificate came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    Files,
+    SelfSigned { sans: Vec<String> },
+}
+
+fn read(what: &'static str, path: &Path) -> Result<String, ServerError> {
+    std::fs::read_to_string(path).map_err(|source| ServerError::Read {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The TLS setup: the given certificate and key, else a self-signed pair for the node's name
+/// and addresses; client certificates are asked for (and verified) when a client CA is given.
+pub fn tls_setup(
+    cert_and_key: Option<(&Path, &Path)>,
+    client_ca: Option<&Path>,
+    node_name: &str,
+    node_ip: IpAddr,
+) -> Result<(TlsSetup, CertSource), ServerError> {
+    let client_auth = match client_ca {
+        Some(p) => ClientAuth::Optional {
+            ca_pem: read("client CA file", p)?,
+        },
+        None => ClientAuth::None,
+    };
+    if let Some((cert, key)) = cert_and_key {
+        return Ok((
+            TlsSetup {
+                cert_chain_pem: read("serving certificate", cert)?,
+                key_pem: read("serving key", key)?,
+                client_auth,
+            },
+            CertSource::Files,
+        ));
+    }
+    let mut sans = vec![node_name.to_string(), node_ip.to_string()];
+    for extra in ["localhost", "127.0.0.1"] {
+        if !sans.iter().any(|s| s == extra) {
+            sans.push(extra.to_string());
+        }
+    }
+    let refs: Vec<&str> = sans.iter().map(String::as_str).collect();
+    let pair = crate::certs::self_signed_server(node_name, &refs)?;
+    Ok((
+        TlsSetup {
+            cert_chain_pem: pair.cert_pem,
+            key_pem: pair.key_pem,
+            client_auth,
+        },
+        CertSource::SelfSigned { sans },
+    ))
+}
+
+/// Binds and starts the kubelet API.
+pub fn start(addr: SocketAddr, tls: TlsSetup, api: KubeletApi) -> Result<Server, ServerError> {
+    let serve_err = |source| ServerError::Serve { addr, source };
+    let mut server = Server::bind(addr, tls).map_err(serve_err)?;
+    server.serve(Arc::new(api)).map_err(serve_err)?;
+    Ok(server)
+}
+
+/// The request handler.
+pub struct KubeletApi {
+    auth: Auth,
+    runtime: Arc<dyn Runtime>,
+    node: String,
+    /// How often a followed log looks for new lines.
+    log_poll: Duration,
+}
+
+impl KubeletApi {
+    pub fn new(auth: Auth, runtime: Arc<dyn Runtime>, node: &str) -> KubeletApi {
+        KubeletApi {
+            auth,
+            runtime,
+            node: node.to_string(),
+            log_poll: Duration::from_millis(100),
+        }
+    }
+}
+
+/// An error answer: status and text (the kubelet answers errors as text/plain).
+#[derive(Debug)]
+struct Failure(u16, String);
+
+impl From<route::RouteError> for Failure {
+    fn from(e: route::RouteError) -> Failure {
+        Failure(e.status, e.message)
+    }
+}
+
+/// A runtime error as the kubelet's streaming handlers map it to HTTP.
+fn cri_failure(e: &CriError) -> Failure {
+    let status = match e.code() {
+        Some(Code::NotFound) => 404,
+        Some(Code::InvalidArgument) | Some(Code::FailedPrecondition) => 400,
+        Some(Code::Unavailable) => 503,
+        Some(Code::DeadlineExceeded) => 504,
+        _ => 500,
+    };
+    Failure(status, e.to_string())
+}
+
+impl Handler for KubeletApi {
+    fn handle(&self, req: Request, resp: Responder<'_>) {
+        if req.path == "/healthz" && (req.method == "GET" || req.method == "HEAD") {
+            let _ = resp.send(Response::text(200, "ok"));
+            return;
+        }
+        let verdict = self.auth.check(
+            &req.peer,
+            req.header("authorization"),
+            &req.method,
+            &req.path,
+            &self.node,
+            Instant::now(),
+        );
+        match verdict {
+            Verdict::Allowed(_) => {}
+            Verdict::Unauthenticated => {
+                let _ = resp.send(Response::text(401, "Unauthorized"));
+                return;
+            }
+            Verdict::Forbidden(m) => {
+                log::debug!("kubelet API request forbidden path={} {m}", req.path);
+                let _ = resp.send(Response::text(403, &m));
+                return;
+            }
+            Verdict::Failed(m) => {
+                let _ = resp.send(Response::text(500, &m));
+                return;
+            }
+        }
+        let route = match route::parse(&req.method, &req.path, &req.query) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = resp.send(Response::text(e.status, &e.message));
+                return;
+            }
+        };
+        if let Err(Failure(status, message)) = self.serve(route, &req, resp) {
+            log::debug!(
+                "kubelet API request failed path={} status={status}: {message}",
+                req.path
+            );
+        }
+    }
+}
+
+/// The result of serving a route: `Err` carries an error that was already answered.
+type Served = Result<(), Failure>;
+
+impl KubeletApi {
+    fn serve(&self, route: Route, req: &Request, resp: Responder<'_>) -> Served {
+        let answer = |resp: Responder<'_>, f: Failure| -> Served {
+            let _ = resp.send(Response::text(f.0, &f.1));
+            Err(f)
+        };
+        match route {
+            Route::Healthz => {
+                let _ = resp.send(Response::text(200, "ok"));
+                Ok(())
+            }
+            Route::ContainerLogs {
+                pod,
+                container,
+                options,
+            } => match self.log_target(&pod, &container, options.previous) {
+                Ok((path, id)) => self.stream_logs(&path, &id, options, resp),
+                Err(f) => answer(resp, f),
+            },
+            Route::Exec {
+                pod,
+                container,
+                command,
+                streams,
+            } => {
+                let url = self.require_upgrade(req).and_then(|_| {
+                    let id = self.container_id(&pod, &container)?;
+                    self.runtime
+                        .exec(&api::ExecRequest {
+                            container_id: id,
+                            cmd: command,
+                            tty: streams.tty,
+                            stdin: streams.stdin,
+                            stdout: streams.stdout,
+                            stderr: streams.stderr,
+                            ..Default::default()
+                        })
+                        .map_err(|e| cri_failure(&e))
+                });
+                self.proxy(url, req, resp)
+            }
+            Route::Attach {
+                pod,
+                container,
+                streams:
+                    StreamOpts {
+                        stdin,
+                        stdout,
+                        stderr,
+                        tty,
+                    },
+            } => {
+                let url = self.require_upgrade(req).and_then(|_| {
+                    let id = self.container_id(&pod, &container)?;
+                    self.runtime
+                        .attach(&api::AttachRequest {
+                            container_id: id,
+                            stdin,
+                            tty,
+                            stdout,
+                            stderr,
+                            ..Default::default()
+                        })
+                        .map_err(|e| cri_failure(&e))
+                });
+                self.proxy(url, req, resp)
+            }
+            Route::PortForward { pod, ports } => {
+                let url = self.require_upgrade(req).and_then(|_| {
+                    let found = self.pod(&pod)?;
+                    let ports: Vec<i32> = ports.iter().map(|p| i32::from(*p)).collect();
+                    self.runtime
+                        .port_forward(&found.sandbox_id, &ports)
+                        .map_err(|e| cri_failure(&e))
+                });
+                self.proxy(url, req, resp)
+            }
+            Route::StatsSummary => match self.stats_summary() {
+                Ok(body) => {
+                    let _ = resp.send(Response::new(200).body("application/json", body));
+                    Ok(())
+                }
+                Err(f) => answer(resp, f),
+            },
+            Route::Pods | Route::RunningPods => match self.pod_list() {
+                Ok(body) => {
+                    let _ = resp.send(Response::new(200).body("application/json", body));
+                    Ok(())
+                }
+                Err(f) => answer(resp, f),
+            },
+        }
+    }
+
+    fn require_upgrade(&self, req: &Request) -> Result<(), Failure> {
+        if req.connection_has("upgrade") && req.header("upgrade").is_some() {
+            Ok(())
+        } else {
+            Err(Failure(400, "Upgrade request required".into()))
+        }
+    }
+
+    fn proxy(&self, url: Result<String, Failure>, req: &Request, resp: Responder<'_>) -> Served {
+        let url = match url {
+            Ok(u) => u,
+            Err(f) => {
+                let _ = resp.send(Response::text(f.0, &f.1));
+                return Err(f);
+            }
+        };
+        stream::proxy(&url, req, resp).map_err(|e| {
+            log::warn!("failed to proxy a stream path={}: {e}", req.path);
+            Failure(502, e.to_string())
+        })
+    }
+
+    fn pod(&self, pod: &PodRef) -> Result<pods::FoundPod, Failure> {
+        match pods::find_pod(self.runtime.as_ref(), &self.node, pod) {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(Failure(404, format!("pod {:?} does not exist", pod.name))),
+            Err(e) => Err(cri_failure(&e)),
+        }
+    }
+
+    fn container_id(&self, pod: &PodRef, container: &str) -> Result<String, Failure> {
+        let found = self.pod(pod)?;
+        pods::pick_container(&found, container, false)
+            .map(|c| c.id.clone())
+            .ok_or_else(|| {
+                Failure(
+                    404,
+                    format!("container {container:?} not found in pod {:?}", pod.name),
+                )
+            })
+    }
+
+    /// The log file and container id a logs request reads.
+    fn log_target(
+        &self,
+        pod: &PodRef,
+        container: &str,
+        previous: bool,
+    ) -> Result<(String, String), Failure> {
+        let found = self.pod(pod)?;
+        if !pods::has_container(&found, container) {
+            return Err(Failure(
+                404,
+                format!("container {container:?} not found in pod {:?}", pod.name),
+            ));
+        }
+        let Some(c) = pods::pick_container(&found, container, previous) else {
+            return Err(Failure(
+                400,
+                format!(
+                    "previous terminated container {container:?} in pod {:?} not found",
+                    pod.name
+                ),
+            ));
+        };
+        let status = self
+            .runtime
+            .container_status(&c.id)
+            .map_err(|e| cri_failure(&e))?;
+        if status.log_path.is_empty() {
+            return Err(Failure(
+                400,
+                format!(
+                    "container {container:?} in pod {:?} has no log file",
+                    pod.name
+                ),
+            ));
+        }
+        Ok((status.log_path, c.id.clone()))
+    }
+
+    fn stream_logs(
+        &self,
+        path: &str,
+        container_id: &str,
+        options: LogOptions,
+        resp: Responder<'_>,
+    ) -> Served {
+        let since = match (options.since_time, options.since_seconds) {
+            (Some(t), _) => Some(t),
+            (None, Some(s)) => Timestamp::now()
+                .checked_sub(SignedDuration::from_secs(s.min(i64::MAX as u64) as i64))
+                .ok(),
+            (None, None) => None,
+        };
+        // Open before answering, so that a missing file is still an error status.
+        if let Err(e) = std::fs::metadata(path) {
+            let f = Failure(400, format!("failed to open log file {path}: {e}"));
+            let _ = resp.send(Response::text(f.0, &f.1));
+            return Err(f);
+        }
+        let headers = [(
+            "Content-Type".to_string(),
+            "text/plain; charset=utf-8".to_string(),
+        )];
+        let Ok(writer) = resp.start_chunked(200, &headers) else {
+            return Ok(());
+        };
+        let runtime = self.runtime.clone();
+        let id = container_id.to_string();
+        let still_running = move || {
+            runtime.container_status(&id).is_ok_and(|s| {
+                s.state.enum_value_or_default() == api::ContainerState::CONTAINER_RUNNING
+            })
+        };
+        let mut sink = ChunkSink(writer);
+        let result = logs::stream(
+            logs::StreamRequest {
+                path: Path::new(path),
+                tail_lines: options.tail_lines,
+                filter: logs::LogFilter::new(since, options.timestamps, options.limit_bytes),
+                follow: options.follow,
+                still_running: &still_running,
+                poll: self.log_poll,
+            },
+            &mut sink,
+        );
+        match result {
+            Ok(()) => {
+                let _ = sink.0.finish();
+                Ok(())
+            }
+            // The head is out: the client sees a truncated body.
+            Err(e) => Err(Failure(500, e.to_string())),
+        }
+    }
+
+    /// `/stats/summary` from the runtime's container stats.
+    fn stats_summary(&self) -> Result<Vec<u8>, Failure> {
+        let owner = crate::pod::labels::owner_selector(&self.node);
+        let stats = self
+            .runtime
+            .list_container_stats(&owner)
+            .map_err(|e| cri_failure(&e))?;
+        let started = self
+            .runtime
+            .list_containers(&owner, None)
+            .map_err(|e| cri_failure(&e))?
+            .into_iter()
+            .map(|c| (c.id, c.created_at))
+            .collect();
+        serde_json::to_vec(&stats::summary(&self.node, &stats, &started))
+            .map_err(|e| Failure(500, e.to_string()))
+    }
+
+    /// The pods this node runs, from the runtime, as a v1 PodList (name, namespace, uid,
+    /// and each container's name and image).
+    fn pod_list(&self) -> Result<Vec<u8>, Failure> {
+        use crate::pod::labels::{CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID};
+        let owner = crate::pod::labels::owner_selector(&self.node);
+        let sandboxes = self
+            .runtime
+            .list_pod_sandboxes(&owner)
+            .map_err(|e| cri_failure(&e))?;
+        let containers = self
+            .runtime
+            .list_containers(&owner, None)
+            .map_err(|e| cri_failure(&e))?;
+        let mut items = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for sb in sandboxes
+            .iter()
+            .filter(|s| s.state.enum_value_or_default() == api::PodSandboxState::SANDBOX_READY)
+        {
+            let Some(uid) = sb.labels.get(POD_UID) else {
+                continue;
+            };
+            if !seen.insert(uid.clone()) {
+                continue;
+            }
+            let ctrs: Vec<serde_json::Value> = containers
+                .iter()
+                .filter(|c| c.labels.get(POD_UID) == Some(uid))
+                .filter(|c| {
+                    c.state.enum_value_or_default() == api::ContainerState::CONTAINER_RUNNING
+                })
+                .map(|c| {
+                    serde_json::json!({
+                        "name": c.labels.get(CONTAINER_NAME).cloned().unwrap_or_default(),
+                        "image": c.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+                        "resources": {},
+                    })
+                })
+                .collect();
+            items.push(serde_json::json!({
+                "metadata": {
+                    "name": sb.labels.get(POD_NAME).cloned().unwrap_or_default(),
+                    "namespace": sb.labels.get(POD_NAMESPACE).cloned().unwrap_or_default(),
+                    "uid": uid,
+                    "creationTimestamp": null,
+                },
+                "spec": {"containers": ctrs},
+                "status": {},
+            }));
+        }
+        let list = serde_json::json!({
+            "kind": "PodList",
+            "apiVersion": "v1",
+            "metadata": {},
+            "items": items,
+        });
+        serde_json::to_vec(&list).map_err(|e| Failure(500, e.to_string()))
+    }
+}
+
+struct ChunkSink<'a>(ChunkedWriter<'a>);
+
+impl logs::LogSink for ChunkSink<'_> {
+    fn send(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.0
+            .write_chunk(data)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    fn done(&self) -> bool {
+        self.0.peer_closed() || self.0.server_stopping()
+    }
+}

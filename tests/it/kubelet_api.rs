@@ -1,0 +1,536 @@
+//! The kubelet API of the real binary against the real containerd: authentication and
+//! authorization (against the fake API server), container logs with every parameter and with
+//! follow, exec/attach through SPDY/3.1 and WebSocket, and port-forward to a hostNetwork pod
+//! listening on 127.0.0.1. Every connection goes to 127.0.0.1.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use vk_cri::certs::{Ca, CertKeyPem};
+use vk_cri::cri::api::ContainerState;
+use vk_cri::cri::Runtime;
+
+use crate::daemon::{free_port, runtime, wait_for, Daemon};
+use crate::env;
+use crate::kubelet_client::{self as kc, Follow};
+use crate::support::fake_apiserver::FakeApiServer;
+
+const V4: [&str; 4] = [
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+    "channel.k8s.io",
+];
+
+/// A daemon serving the kubelet API with a certificate from `ca`, and the client certificate
+/// kube-apiserver would present.
+struct Kubelet {
+    d: Daemon,
+    ca: String,
+    apiserver: CertKeyPem,
+}
+
+impl Kubelet {
+    /// Writes the serving pair and passes it (and `client_ca`) to the daemon.
+    fn new(mut d: Daemon, client_ca: &str, apiserver: CertKeyPem) -> Kubelet {
+        let ca = Ca::generate("kubelet-serving-ca").unwrap();
+        let serving = ca.issue_server("kubelet", &["127.0.0.1"]).unwrap();
+        let dir = d.dir.0.clone();
+        std::fs::write(dir.join("kubelet.crt"), &serving.cert_pem).unwrap();
+        std::fs::write(dir.join("kubelet.key"), &serving.key_pem).unwrap();
+        std::fs::write(dir.join("client-ca.crt"), client_ca).unwrap();
+        for (flag, file) in [
+            ("--tls-cert-file", "kubelet.crt"),
+            ("--tls-private-key-file", "kubelet.key"),
+            ("--client-ca-file", "client-ca.crt"),
+        ] {
+            d = d.arg(flag).arg(dir.join(file).to_str().unwrap());
+        }
+        Kubelet {
+            d,
+            ca: ca.cert_pem(),
+            apiserver,
+        }
+    }
+
+    /// Standalone: a test CA for clients, AlwaysAllow (the default without an API server).
+    fn standalone(tag: &str) -> Kubelet {
+        let client_ca = Ca::generate("client-ca").unwrap();
+        let apiserver = client_ca
+            .issue_client("kube-apiserver-kubelet-client", Some("system:masters"))
+            .unwrap();
+        let mut k = Kubelet::new(Daemon::new(tag), &client_ca.cert_pem(), apiserver);
+        k.d.start();
+        k.d.wait_log("kubelet API on https://127.0.0.1:", Duration::from_secs(30));
+        k
+    }
+
+    fn get(&self, target: &str) -> kc::Resp {
+        kc::get(self.d.port, &self.ca, Some(&self.apiserver), target)
+    }
+
+    fn pod(&self, name: &str) -> String {
+        format!("default/{name}-{}", self.d.node)
+    }
+}
+
+fn busybox_pod(name: &str, containers: &[(&str, &str)]) -> String {
+    let image = env::var("VKCRI_BUSYBOX_IMAGE");
+    let mut m = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: Never\n  hostNetwork: true\n  terminationGracePeriodSeconds: 2\n  containers:\n"
+    );
+    for (n, script) in containers {
+        m.push_str(&format!(
+            "  - name: {n}\n    image: {image}\n    command: [sh, -c, {}]\n",
+            serde_json::to_string(script).unwrap()
+        ));
+    }
+    m
+}
+
+#[test]
+fn kubelet_api_401_for_anonymous_403_when_the_subject_access_review_denies_400_for_dot_dot() {
+    let fake = FakeApiServer::start();
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen2 = seen.clone();
+    fake.set_sar_policy(move |spec: &Value| {
+        seen2.lock().unwrap().push(spec.clone());
+        let user = spec.get("user").and_then(Value::as_str).unwrap_or("");
+        (user == "kube-apiserver-kubelet-client", String::new())
+    });
+    fake.allow_token_review(
+        "good-token",
+        "kube-apiserver-kubelet-client",
+        &["system:masters"],
+    );
+    let apiserver = fake.client_cert("kube-apiserver-kubelet-client", Some("system:masters"));
+    let mut k = Kubelet::new(
+        Daemon::with_api(&fake, "kapi-auth"),
+        &fake.ca_pem(),
+        apiserver,
+    );
+    k.d.start();
+    k.d.wait_log("kubelet API on https://127.0.0.1:", Duration::from_secs(30));
+    let port = k.d.port;
+
+    // /healthz is open; everything else needs credentials.
+    let r = kc::get(port, &k.ca, None, "/healthz");
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    let r = kc::get(port, &k.ca, None, "/pods");
+    assert_eq!((r.status, r.text().as_str()), (401, "Unauthorized"));
+    let r = kc::get(port, &k.ca, None, "/exec/default/p/c?command=id&output=1");
+    assert_eq!(r.status, 401);
+
+    // A verified certificate whose user the SubjectAccessReview denies.
+    let mallory = fake.client_cert("mallory", Some("devs"));
+    let r = kc::get(port, &k.ca, Some(&mallory), "/pods");
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.text(),
+        "Forbidden (user=mallory, verb=get, resource=nodes, subresource=proxy)"
+    );
+    let r = kc::get(port, &k.ca, Some(&mallory), "/stats/summary");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("subresource=stats"), "{}", r.text());
+
+    // kube-apiserver's client certificate is allowed.
+    let r = k.get("/pods");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let list: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(list["kind"], "PodList");
+
+    // The SubjectAccessReview asked what the kubelet asks.
+    let spec = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s["user"] == "kube-apiserver-kubelet-client")
+        .cloned()
+        .expect("a review for the apiserver's user");
+    assert_eq!(
+        spec["resourceAttributes"],
+        serde_json::json!({"verb": "get", "group": "", "version": "v1", "resource": "nodes", "subresource": "proxy", "name": k.d.node})
+    );
+    let groups = spec["groups"].as_array().unwrap();
+    assert!(groups.contains(&Value::from("system:masters")));
+    assert!(groups.contains(&Value::from("system:authenticated")));
+
+    // Bearer tokens go through TokenReview.
+    let mut s = kc::connect(port, &k.ca, None);
+    let r = kc::request(
+        &mut s,
+        "GET",
+        "/pods",
+        &[("Authorization", "Bearer good-token")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut s = kc::connect(port, &k.ca, None);
+    let r = kc::request(&mut s, "GET", "/pods", &[("Authorization", "Bearer wrong")]);
+    assert_eq!(r.status, 401);
+
+    // Bad paths are refused before anything runs.
+    let r = k.get("/containerLogs/default/../c");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("\"..\" segments are not allowed"),
+        "{}",
+        r.text()
+    );
+    let r = k.get("/containerLogs/default/%2e%2e/c");
+    assert_eq!(r.status, 400);
+    let r = k.get("/containerLogs/default/p/c?tailLines=many");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.text(),
+        "invalid query parameter tailLines=\"many\": not an integer"
+    );
+    let r = k.get("/nothing-here");
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn kubelet_api_generates_and_logs_a_self_signed_certificate_without_one() {
+    let mut d = Daemon::new("kapi-selfsigned");
+    d.start();
+    d.wait_log(
+        "serving a generated self-signed certificate for",
+        Duration::from_secs(30),
+    );
+    d.wait_log("kubelet API on https://127.0.0.1:", Duration::from_secs(10));
+}
+
+#[test]
+fn container_logs_with_each_parameter_partial_lines_and_follow_until_the_container_exits() {
+    let k = Kubelet::standalone("kapi-logs");
+    let script = "echo one; echo two >&2; sleep 0.2; echo three; head -c 40000 /dev/zero | tr '\\0' x; echo; \
+                  while [ ! -f /tmp/go ]; do sleep 0.1; done; echo late; sleep 1; exit 0";
+    k.d.put_manifest("logs.yaml", &busybox_pod("logs", &[("c", script)]));
+    let c = k.d.wait_running("c", Duration::from_secs(60));
+    let long = "x".repeat(40_000);
+    let pod = k.pod("logs");
+    let base = format!("/containerLogs/{pod}/c");
+
+    let all = wait_for("the long line in the logs", Duration::from_secs(20), || {
+        let r = k.get(&base);
+        (r.status == 200 && r.text().ends_with(&format!("{long}\n"))).then(|| r.text())
+    });
+    assert_eq!(
+        k.get(&base).header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 4, "{:?}", &all[..60.min(all.len())]);
+    assert!(
+        lines[..2].contains(&"one") && lines[..2].contains(&"two"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[2], "three");
+    assert_eq!(lines[3], long);
+    // containerd split the long line into partial (P) entries; we joined them back.
+    let file = std::fs::read_to_string(&c.log_path).unwrap();
+    assert!(
+        file.lines().filter(|l| l.contains(" stdout P ")).count() >= 2,
+        "no partial entries in {}",
+        c.log_path
+    );
+
+    assert_eq!(
+        k.get(&format!("{base}?tailLines=1")).text(),
+        format!("{long}\n")
+    );
+    assert_eq!(
+        k.get(&format!("{base}?tailLines=2")).text(),
+        format!("three\n{long}\n")
+    );
+    assert_eq!(k.get(&format!("{base}?tailLines=0")).text(), "");
+    let ts = k.get(&format!("{base}?tailLines=1&timestamps=true")).text();
+    let (stamp, rest) = ts.split_once(' ').unwrap();
+    assert!(
+        stamp.parse::<k8s_openapi::jiff::Timestamp>().is_ok(),
+        "{stamp}"
+    );
+    assert_eq!(rest, format!("{long}\n"));
+    let limited = k.get(&format!("{base}?limitBytes=6")).text();
+    assert_eq!(limited.len(), 6, "{limited:?}");
+    assert_eq!(k.get(&format!("{base}?sinceSeconds=3600")).text(), all);
+    assert_eq!(
+        k.get(&format!("{base}?sinceTime=2100-01-01T00%3A00%3A00Z"))
+            .text(),
+        ""
+    );
+    let r = k.get(&format!("{base}?previous=true"));
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("previous terminated container \"c\""),
+        "{}",
+        r.text()
+    );
+    let r = k.get(&format!(
+        "{base}?sinceSeconds=1&sinceTime=2100-01-01T00%3A00%3A00Z"
+    ));
+    assert_eq!(r.status, 422);
+    let r = k.get(&format!("/containerLogs/{pod}/nope"));
+    assert_eq!(r.status, 404);
+    assert!(
+        r.text().contains("container \"nope\" not found"),
+        "{}",
+        r.text()
+    );
+    let r = k.get("/containerLogs/default/no-such-pod/c");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (404, "pod \"no-such-pod\" does not exist")
+    );
+
+    // Follow: sees a line written after the request, ends when the container exits.
+    let mut f = Follow::start(
+        k.d.port,
+        &k.ca,
+        &k.apiserver,
+        &format!("{base}?follow=true&tailLines=1"),
+    );
+    assert_eq!(f.status, 200);
+    f.wait_for(&long, Duration::from_secs(10));
+    runtime()
+        .exec_sync(
+            &c.id,
+            &["touch".into(), "/tmp/go".into()],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    f.wait_for("late\n", Duration::from_secs(10));
+    let body = f.finish();
+    assert_eq!(body, format!("{long}\nlate\n"));
+    let exited = runtime().container_status(&c.id).unwrap();
+    assert_eq!(
+        exited.state.enum_value_or_default(),
+        ContainerState::CONTAINER_EXITED
+    );
+}
+
+fn spdy_exec(k: &Kubelet, query: &str, streams: &[&str], stdin: Option<&[u8]>) -> kc::Spdy {
+    let pod = k.pod("sh");
+    let (up, session) = kc::spdy_upgrade(
+        k.d.port,
+        &k.ca,
+        &k.apiserver,
+        &format!("/exec/{pod}/c?{query}"),
+        &V4,
+    );
+    assert_eq!(up.status, 101, "{}", String::from_utf8_lossy(&up.body));
+    assert!(up
+        .headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("x-stream-protocol-version")
+            && v == "v4.channel.k8s.io"));
+    let mut s = session.unwrap();
+    for (i, t) in streams.iter().enumerate() {
+        s.open(2 * i as u32 + 1, &[("streamtype", t)]);
+    }
+    if let Some(data) = stdin {
+        let id = 2 * streams.iter().position(|t| *t == "stdin").unwrap() as u32 + 1;
+        s.send(id, data, false);
+        s.send(id, b"", true);
+    }
+    s.run_until(Duration::from_secs(30), |s| s.closed);
+    s
+}
+
+#[test]
+fn exec_attach_and_port_forward_through_spdy_and_websocket() {
+    let k = Kubelet::standalone("kapi-exec");
+    let port = free_port();
+    let shell = format!(
+        "mkdir -p /w && echo hello-pf > /w/index.html && httpd -p 127.0.0.1:{port} -h /w; \
+         trap 'exit 0' TERM; while true; do sleep 0.2; done"
+    );
+    k.d.put_manifest(
+        "sh.yaml",
+        &busybox_pod(
+            "sh",
+            &[
+                ("c", &shell),
+                (
+                    "talker",
+                    "trap 'exit 0' TERM; while true; do echo tick; sleep 0.3; done",
+                ),
+            ],
+        ),
+    );
+    k.d.wait_running("c", Duration::from_secs(60));
+    k.d.wait_running("talker", Duration::from_secs(30));
+    let pod = k.pod("sh");
+
+    // exec echo hi (fixture 12g): stdout and a Success status on the error stream.
+    let s = spdy_exec(
+        &k,
+        "command=echo&command=hi&error=1&output=1",
+        &["error", "stdout", "stderr"],
+        None,
+    );
+    assert_eq!(s.text(3), "hi\n", "streams: {:?}", s.data);
+    assert!(
+        s.text(1).contains("\"status\":\"Success\""),
+        "{}",
+        s.text(1)
+    );
+
+    // A non-zero exit code (fixture 12i) reaches the client intact.
+    let s = spdy_exec(
+        &k,
+        "command=sh&command=-c&command=echo+oops+%3E%262%3B+exit+3&error=1&output=1",
+        &["error", "stdout", "stderr"],
+        None,
+    );
+    assert_eq!(s.text(5), "oops\n");
+    let status: Value = serde_json::from_str(&s.text(1)).unwrap();
+    assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+    assert_eq!(
+        status["details"]["causes"][0],
+        serde_json::json!({"reason": "ExitCode", "message": "3"})
+    );
+
+    // stdin (fixture 12h): the data and its FIN reach cat.
+    let s = spdy_exec(
+        &k,
+        "command=cat&error=1&input=1&output=1",
+        &["error", "stdin", "stdout", "stderr"],
+        Some(b"hello stdin\n"),
+    );
+    assert_eq!(s.text(5), "hello stdin\n");
+
+    // WebSocket, v4.channel.k8s.io, with stdin.
+    let (status, ws) = kc::ws_upgrade(
+        k.d.port,
+        &k.ca,
+        &k.apiserver,
+        &format!("/exec/{pod}/c?command=sh&command=-c&command=read+x%3B+echo+got+%24x%3B+exit+4&input=1&output=1&error=1"),
+    );
+    assert_eq!(status, 101);
+    let mut ws = ws.unwrap();
+    ws.send(0, b"ws-in\n");
+    ws.run_to_close(Duration::from_secs(30));
+    assert_eq!(ws.text(1), "got ws-in\n");
+    assert!(ws.text(3).contains("NonZeroExitCode"), "{}", ws.text(3));
+
+    // attach (fixture 12j) to the main process of the talker.
+    let (up, session) = kc::spdy_upgrade(
+        k.d.port,
+        &k.ca,
+        &k.apiserver,
+        &format!("/attach/{pod}/talker?error=1&output=1"),
+        &V4,
+    );
+    assert_eq!(up.status, 101);
+    let mut s = session.unwrap();
+    s.open(1, &[("streamtype", "error")]);
+    s.open(3, &[("streamtype", "stdout")]);
+    s.open(5, &[("streamtype", "stderr")]);
+    s.run_until(Duration::from_secs(30), |s| s.text(3).contains("tick\n"));
+    drop(s);
+
+    // port-forward (fixture 12k) to the pod's httpd on 127.0.0.1.
+    let (up, session) = kc::spdy_upgrade(
+        k.d.port,
+        &k.ca,
+        &k.apiserver,
+        &format!("/portForward/{pod}"),
+        &["portforward.k8s.io"],
+    );
+    assert_eq!(up.status, 101);
+    let mut s = session.unwrap();
+    let p = port.to_string();
+    s.open(
+        1,
+        &[("streamtype", "error"), ("port", &p), ("requestid", "0")],
+    );
+    s.open(
+        3,
+        &[("streamtype", "data"), ("port", &p), ("requestid", "0")],
+    );
+    s.send(
+        3,
+        b"GET /index.html HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+        false,
+    );
+    s.run_until(Duration::from_secs(30), |s| s.text(3).contains("hello-pf"));
+    assert!(s.text(3).starts_with("HTTP/1.1 200"), "{}", s.text(3));
+    drop(s);
+
+    // No fake success: a request without an upgrade, a missing container.
+    let mut c = kc::connect(k.d.port, &k.ca, Some(&k.apiserver));
+    let r = kc::request(
+        &mut c,
+        "POST",
+        &format!("/exec/{pod}/c?command=id&output=1"),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (400, "Upgrade request required")
+    );
+    let (up, _) = kc::spdy_upgrade(
+        k.d.port,
+        &k.ca,
+        &k.apiserver,
+        &format!("/exec/{pod}/nope?command=id&output=1"),
+        &V4,
+    );
+    assert_eq!(up.status, 404);
+}
+
+#[test]
+fn stats_summary_memory_moves_when_a_container_allocates() {
+    let k = Kubelet::standalone("kapi-stats");
+    k.d.put_manifest(
+        "mem.yaml",
+        &busybox_pod(
+            "mem",
+            &[("c", "trap 'exit 0' TERM; while true; do sleep 0.2; done")],
+        ),
+    );
+    let c = k.d.wait_running("c", Duration::from_secs(60));
+    let working_set = || -> u64 {
+        let r = k.get("/stats/summary");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let doc: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(doc["node"]["nodeName"], k.d.node.as_str());
+        let pod = doc["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["podRef"]["name"] == format!("mem-{}", k.d.node))
+            .cloned()
+            .expect("the pod in the summary");
+        assert_eq!(pod["podRef"]["namespace"], "default");
+        assert_eq!(pod["containers"][0]["name"], "c");
+        assert!(pod["containers"][0]["cpu"]["usageCoreNanoSeconds"]
+            .as_u64()
+            .is_some());
+        pod["containers"][0]["memory"]["workingSetBytes"]
+            .as_u64()
+            .expect("workingSetBytes")
+    };
+    let before = working_set();
+    runtime()
+        .exec_sync(
+            &c.id,
+            &[
+                "sh".into(),
+                "-c".into(),
+                "head -c 40000000 /dev/zero > /dev/shm/blob".into(),
+            ],
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let after = wait_for(
+        "the working set to grow by 30 MB",
+        Duration::from_secs(30),
+        || {
+            let now = working_set();
+            (now >= before + 30_000_000).then_some(now)
+        },
+    );
+    eprintln!("working set before={before} after={after}");
+}
