@@ -9,10 +9,13 @@ CARGO ?= cargo
 MUSL_TARGET := x86_64-unknown-linux-musl
 STATIC_BIN := $(CARGO_TARGET_DIR)/$(MUSL_TARGET)/release/virtual-kubelet
 ZIG_VENV := $(HOME)/.cache/vk-cri/zig-venv
+# The C++ compiler wrapper is copied to a fixed path: its path is part of gRPC core's build
+# fingerprint, so a path inside the work tree would rebuild it (~15 min) for every checkout.
+ZIG_CXX := $(HOME)/.cache/vk-cri/zig-cxx-musl
 # The static musl release build (zig as the C/C++ compiler for gRPC core), shared by `static`
 # and `bench`; append cargo arguments (e.g. `--example bench`).
 ZIGBUILD = PATH="$(ZIG_VENV)/bin:$$PATH" \
-	CXX_$(subst -,_,$(MUSL_TARGET))="$(CURDIR)/contrib/static/zig-cxx-musl" \
+	CXX_$(subst -,_,$(MUSL_TARGET))="$(ZIG_CXX)" \
 	CFLAGS_$(subst -,_,$(MUSL_TARGET))="-D_LARGEFILE64_SOURCE" \
 	CXXFLAGS_$(subst -,_,$(MUSL_TARGET))="-D_LARGEFILE64_SOURCE -Wno-missing-template-arg-list-after-template-kw" \
 	  cargo-zigbuild zigbuild --locked --release --target $(MUSL_TARGET)
@@ -59,6 +62,7 @@ static: build-deps ## fully static x86_64 musl release binary (zig as the C/C++ 
 	@rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
 	@[ -x "$(ZIG_VENV)/bin/cargo-zigbuild" ] || { python3 -m venv "$(ZIG_VENV)" && \
 	  "$(ZIG_VENV)/bin/pip" install -q --disable-pip-version-check ziglang cargo-zigbuild; }
+	@cmp -s contrib/static/zig-cxx-musl "$(ZIG_CXX)" || install -D -m 755 contrib/static/zig-cxx-musl "$(ZIG_CXX)"
 	$(ZIGBUILD)
 	$(MAKE) --no-print-directory check-static
 
