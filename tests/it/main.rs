@@ -7,6 +7,7 @@
 mod support;
 
 mod api;
+mod contrib;
 mod cri;
 mod daemon;
 mod env;

@@ -1,0 +1,210 @@
+//! The example workloads of contrib/cluster/examples/, read from their files and run as the
+//! DaemonSet and Deployment controllers would create their pods, against the fake API server
+//! and the real containerd. Only what a test machine cannot have is substituted: the image (the
+//! local busybox), the command (a script that checks what the real binary would need, then
+//! sleeps), host paths (moved under the test's directory, so the host's /run and /lib stay
+//! untouched) and, for the web example, host networking on a free port (tests never connect to
+//! the pod network).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::daemon::{free_port, wait_for, Daemon};
+use crate::env;
+use crate::support::fake_apiserver::{FakeApiServer, FakeConfig, Res};
+
+/// The YAML documents of a file under contrib/cluster/examples/.
+fn example(file: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("contrib/cluster/examples")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    text.split("\n---\n")
+        .map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap_or_else(|e| panic!("{file}: {e}")))
+        .collect()
+}
+
+fn of_kind(docs: &[Value], kind: &str) -> Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {kind} in the example"))
+}
+
+/// The pod a controller makes from `template`, bound to `node`.
+fn pod_from_template(template: &Value, name: &str, ns: &str, node: &str) -> Value {
+    let mut pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": template["metadata"].clone(),
+        "spec": template["spec"].clone(),
+    });
+    pod["metadata"]["name"] = json!(name);
+    pod["metadata"]["namespace"] = json!(ns);
+    pod["spec"]["nodeName"] = json!(node);
+    pod
+}
+
+fn ready(f: &FakeApiServer, ns: &str, name: &str) -> bool {
+    f.get_pod(ns, name)
+        .and_then(|p| p.pointer("/status/conditions").cloned())
+        .and_then(|c| {
+            c.as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .map(|c| c["status"] == "True")
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn the_kube_proxy_daemonset_example_runs_privileged_on_the_host_network_with_its_volumes() {
+    let f = FakeApiServer::start_with(FakeConfig {
+        node_name: env::unique("contrib-node"),
+        inject_service_account_volume: true,
+        ..FakeConfig::default()
+    });
+    let mut d = Daemon::with_api(&f, "contrib-kp");
+    d.start();
+    let node = f.node_name().to_string();
+
+    let ds = of_kind(&example("kube-proxy-daemonset.yaml"), "DaemonSet");
+    let ns = ds["metadata"]["namespace"].as_str().unwrap().to_string();
+    let template = &ds["spec"]["template"];
+    let sa = template["spec"]["serviceAccountName"].as_str().unwrap();
+    f.create(
+        Res::ServiceAccounts,
+        &ns,
+        json!({"metadata": {"name": sa, "namespace": ns}}),
+    );
+    f.put_configmap(&ns, "kube-proxy", &[("config.conf", "mode: iptables\n")]);
+
+    let mut pod = pod_from_template(template, "kube-proxy-x7k2p", &ns, &node);
+    let spec = &mut pod["spec"];
+    assert_eq!(spec["hostNetwork"], true);
+    assert_eq!(
+        spec["tolerations"][0]["operator"], "Exists",
+        "the example tolerates vk-cri's taint"
+    );
+    // Host paths move under the test's directory; their types stay.
+    for v in spec["volumes"].as_array_mut().unwrap() {
+        if let Some(p) = v["hostPath"]["path"].as_str() {
+            let moved = d.dir.0.join(format!("host{p}"));
+            // What the host has: /lib/modules, and /run (FileOrCreate does not create the
+            // parent directory, as with the kubelet).
+            match v["hostPath"]["type"].as_str() {
+                None => std::fs::create_dir_all(&moved).unwrap(),
+                Some(_) => std::fs::create_dir_all(moved.parent().unwrap()).unwrap(),
+            }
+            v["hostPath"]["path"] = json!(moved.to_string_lossy());
+        }
+    }
+    let c = &mut spec["containers"][0];
+    assert_eq!(c["securityContext"]["privileged"], true);
+    // The real command line stays as the script's arguments, so $(NODE_NAME) is expanded as
+    // kube-proxy would see it.
+    let mut args = vec![
+        json!("sh"),
+        json!("-c"),
+        json!(
+            "test -f /var/lib/kube-proxy/config.conf && test -f /run/xtables.lock && \
+             test -d /lib/modules && ! touch /lib/modules/w 2>/dev/null && \
+             test -s /var/run/secrets/kubernetes.io/serviceaccount/token && \
+             echo \"ok $NODE_NAME $0 $*\" || echo failed; \
+             awk '/^CapEff/{print \"caps\", $2}' /proc/self/status; \
+             trap 'exit 0' TERM; while true; do sleep 0.2; done"
+        ),
+    ];
+    args.extend(c["command"].as_array().unwrap().iter().cloned());
+    c["command"] = json!(args);
+    c["image"] = json!(env::var("VKCRI_BUSYBOX_IMAGE"));
+    f.create_pod(pod);
+
+    d.wait_running("kube-proxy", Duration::from_secs(60));
+    wait_for("kube-proxy Ready", Duration::from_secs(30), || {
+        ready(&f, &ns, "kube-proxy-x7k2p").then_some(())
+    });
+    let log = wait_for("the check's output", Duration::from_secs(20), || {
+        let logs = d.log_root();
+        let text = std::fs::read_dir(&logs)
+            .ok()?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("kube-proxy-x7k2p"))
+            .map(|e| e.path().join("kube-proxy/0.log"))
+            .find_map(|p| std::fs::read_to_string(p).ok())?;
+        (!text.is_empty()).then_some(text)
+    });
+    assert!(
+        log.contains(&format!(
+            "ok {node} /usr/local/bin/kube-proxy --config=/var/lib/kube-proxy/config.conf --hostname-override={node}"
+        )),
+        "{log}"
+    );
+    // Privileged: every capability, CAP_SYS_ADMIN (21) among them, where a default
+    // container has no CAP_SYS_ADMIN.
+    let caps = log
+        .lines()
+        .find_map(|l| l.split("caps ").nth(1))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no CapEff in {log}"));
+    assert_ne!(caps & (1 << 21), 0, "CapEff {caps:x}");
+    // On the host's network: the pod's IP is the host's.
+    let pod = f.get_pod(&ns, "kube-proxy-x7k2p").unwrap();
+    assert_eq!(pod["status"]["podIP"], pod["status"]["hostIP"], "{pod}");
+    f.delete_pod(&ns, "kube-proxy-x7k2p", Some(1));
+    d.wait_no_sandboxes(Duration::from_secs(30));
+}
+
+#[test]
+fn the_web_example_becomes_ready_through_its_readiness_probe() {
+    let f = FakeApiServer::start_with(FakeConfig {
+        node_name: env::unique("contrib-web"),
+        ..FakeConfig::default()
+    });
+    let mut d = Daemon::with_api(&f, "contrib-web");
+    d.start();
+    let node = f.node_name().to_string();
+
+    let docs = example("web-with-readiness.yaml");
+    let deploy = of_kind(&docs, "Deployment");
+    let service = of_kind(&docs, "Service");
+    let template = &deploy["spec"]["template"];
+    let labels = &template["metadata"]["labels"];
+    for (k, v) in service["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(&labels[k], v, "the Service selects the Deployment's pods");
+    }
+    assert_eq!(
+        template["spec"]["tolerations"][0]["key"],
+        "virtual-kubelet.io/provider"
+    );
+
+    let port = free_port();
+    let mut pod = pod_from_template(template, "web-5d9c8-abcde", "default", &node);
+    let c = &mut pod["spec"]["containers"][0];
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "http");
+    let script = c["command"][2]
+        .as_str()
+        .unwrap()
+        .replace("8080", &port.to_string());
+    assert_ne!(script, c["command"][2].as_str().unwrap());
+    c["command"][2] = json!(script);
+    c["ports"][0]["containerPort"] = json!(port);
+    c["image"] = json!(env::var("VKCRI_BUSYBOX_IMAGE"));
+    pod["spec"]["hostNetwork"] = json!(true);
+    f.create_pod(pod);
+
+    wait_for("web Ready", Duration::from_secs(40), || {
+        ready(&f, "default", "web-5d9c8-abcde").then_some(())
+    });
+    let body = ureq::get(&format!("http://127.0.0.1:{port}/"))
+        .call()
+        .expect("the web pod answers")
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(body, "hello\n");
+    f.delete_pod("default", "web-5d9c8-abcde", Some(1));
+    d.wait_no_sandboxes(Duration::from_secs(30));
+}
