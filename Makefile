@@ -39,7 +39,8 @@ build: build-deps ## debug build of the daemon
 run: build env-up ## the main job: vk-cri in standalone mode running contrib/examples on the project's containerd
 	$(CARGO_TARGET_DIR)/debug/virtual-kubelet --provider cri \
 	  --pod-manifest-path contrib/examples \
-	  --cri-socket "$(VKCRI_DEV_BASE)/run/containerd.sock"
+	  --cri-socket "$(VKCRI_DEV_BASE)/run/containerd.sock" \
+	  --address 127.0.0.1 --anonymous-auth=true
 
 env-up: ## start (or reuse) the test environment: containerd, runc, CNI, registries, egress guard
 	contrib/dev-env/up.sh "$(VKCRI_DEV_BASE)"
