@@ -23,6 +23,7 @@ use vk_cri::node::host::{go_arch, HostFacts, ProcHost};
 use vk_cri::node::labels::node_labels;
 use vk_cri::node::spec::NodeParams;
 use vk_cri::pod::api_report::ApiReporter;
+use vk_cri::pod::index::PodIndex;
 use vk_cri::pod::pleg::{self, SourcesReady};
 use vk_cri::pod::report::{LogReporter, PodReporter};
 use vk_cri::pod::sync::{Paths, RuntimeSyncer};
@@ -38,6 +39,7 @@ use vk_cri::pod::worker::PodWorkers;
 use vk_cri::pod::PodEvent;
 use vk_cri::probe::run::RealHandlers;
 use vk_cri::probe::Prober;
+use vk_cri::server::{self, auth};
 use vk_cri::static_pods::{self, CONFIG_MIRROR};
 
 fn main() -> ExitCode {
@@ -92,9 +94,9 @@ fn start_kubelet_api(
     config: &Config,
     runtime: Arc<GrpcRuntime>,
     api: Option<Arc<dyn KubeApi>>,
+    pods: server::PodLister,
     ip: IpAddr,
 ) -> Result<vk_cri::httpd::Server, String> {
-    use vk_cri::server::{self, auth};
     let pair = config
         .tls_cert_file
         .as_deref()
@@ -118,7 +120,7 @@ fn start_kubelet_api(
         vk_cri::config::AuthorizationMode::AlwaysAllow => auth::Authorizer::AlwaysAllow,
     };
     let auth = auth::Auth::new(config.anonymous_auth, authorizer, reviews);
-    let handler = server::KubeletApi::new(auth, runtime, &config.node_name);
+    let handler = server::KubeletApi::new(auth, runtime, pods, &config.node_name);
     let addr = std::net::SocketAddr::new(config.address, config.port);
     let srv = server::start(addr, tls, handler).map_err(|e| {
         let source = std::error::Error::source(&e)
@@ -277,7 +279,12 @@ fn run(config: &Config) -> Result<(), String> {
         }
     };
 
-    let _kubelet_api = start_kubelet_api(config, runtime.clone(), api.clone(), ip)?;
+    let index = Arc::new(PodIndex::new());
+    let lister: server::PodLister = {
+        let (index, reporter) = (index.clone(), reporter.clone());
+        Arc::new(move || index.list(|uid| reporter.last_status(uid)))
+    };
+    let _kubelet_api = start_kubelet_api(config, runtime.clone(), api.clone(), lister, ip)?;
 
     let prober = Prober::start(
         Arc::new(RealHandlers::new(runtime.clone())),
@@ -354,6 +361,7 @@ fn run(config: &Config) -> Result<(), String> {
                 continue;
             }
         }
+        index.apply(&event);
         workers.dispatch(event);
     }
     Err("every pod source stopped".into())

@@ -16,6 +16,7 @@ pub mod defaults;
 pub mod dns;
 pub mod env;
 pub mod expand;
+pub mod index;
 pub mod labels;
 pub mod observed;
 pub mod plan;

@@ -4,8 +4,9 @@
 //!
 //! Every request except `/healthz` is authenticated and authorized ([`auth`]) before its path
 //! is even parsed ([`route`]); then it is answered: container logs ([`logs`]), exec, attach and
-//! port-forward proxied to the runtime's streaming server ([`stream`]), the pods the runtime
-//! runs. Pods and containers are found through the runtime's labels ([`pods`]).
+//! port-forward proxied to the runtime's streaming server ([`stream`]), the pods this node was
+//! given (`/pods`, from the pod index the caller passes in) and the pods the runtime runs
+//! (`/runningpods/`). Pods and containers are found through the runtime's labels ([`pods`]).
 //!
 //! Owns: the handler that ties these together, and the serving TLS material (given files or a
 //! generated self-signed pair). Must not keep pod state of its own.
@@ -118,19 +119,24 @@ pub fn start(addr: SocketAddr, tls: TlsSetup, api: KubeletApi) -> Result<Server,
 }
 
 /// The request handler.
+/// The pods this node has been given, with their latest statuses (for `/pods`).
+pub type PodLister = Arc<dyn Fn() -> Vec<k8s_openapi::api::core::v1::Pod> + Send + Sync>;
+
 pub struct KubeletApi {
     auth: Auth,
     runtime: Arc<dyn Runtime>,
+    pods: PodLister,
     node: String,
     /// How often a followed log looks for new lines.
     log_poll: Duration,
 }
 
 impl KubeletApi {
-    pub fn new(auth: Auth, runtime: Arc<dyn Runtime>, node: &str) -> KubeletApi {
+    pub fn new(auth: Auth, runtime: Arc<dyn Runtime>, pods: PodLister, node: &str) -> KubeletApi {
         KubeletApi {
             auth,
             runtime,
+            pods,
             node: node.to_string(),
             log_poll: Duration::from_millis(100),
         }
@@ -292,7 +298,14 @@ impl KubeletApi {
                 }
                 Err(f) => answer(resp, f),
             },
-            Route::Pods | Route::RunningPods => match self.pod_list() {
+            Route::Pods => match self.pod_list() {
+                Ok(body) => {
+                    let _ = resp.send(Response::new(200).body("application/json", body));
+                    Ok(())
+                }
+                Err(f) => answer(resp, f),
+            },
+            Route::RunningPods => match self.running_pods() {
                 Ok(body) => {
                     let _ = resp.send(Response::new(200).body("application/json", body));
                     Ok(())
@@ -459,7 +472,20 @@ impl KubeletApi {
 
     /// The pods this node runs, from the runtime, as a v1 PodList (name, namespace, uid,
     /// and each container's name and image).
+    /// `/pods`: the pods this node has been given, as the kubelet's pod manager lists them.
     fn pod_list(&self) -> Result<Vec<u8>, Failure> {
+        let list = serde_json::json!({
+            "kind": "PodList",
+            "apiVersion": "v1",
+            "metadata": {},
+            "items": (self.pods)(),
+        });
+        serde_json::to_vec(&list).map_err(|e| Failure(500, e.to_string()))
+    }
+
+    /// `/runningpods/`: the pods with a ready sandbox in the runtime, and their running
+    /// containers, as the kubelet's runtime cache shows them.
+    fn running_pods(&self) -> Result<Vec<u8>, Failure> {
         use crate::pod::labels::{CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID};
         let owner = crate::pod::labels::owner_selector(&self.node);
         let sandboxes = self

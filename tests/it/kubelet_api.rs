@@ -534,3 +534,81 @@ fn stats_summary_memory_moves_when_a_container_allocates() {
     );
     eprintln!("working set before={before} after={after}");
 }
+
+#[test]
+fn pods_lists_the_given_pods_with_their_status_and_runningpods_what_the_runtime_runs() {
+    let k = Kubelet::standalone("kapi-pods");
+    k.d.put_manifest(
+        "two.yaml",
+        &busybox_pod(
+            "two",
+            &[
+                ("done", "exit 0"),
+                ("up", "trap 'exit 0' TERM; while true; do sleep 0.2; done"),
+            ],
+        ),
+    );
+    let name = format!("two-{}", k.d.node);
+    let list = |path: &str| -> Vec<Value> {
+        let r = k.get(path);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let doc: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            (&doc["kind"], &doc["apiVersion"]),
+            (&"PodList".into(), &"v1".into())
+        );
+        doc["items"].as_array().unwrap().clone()
+    };
+    // /pods: the pod as given (both containers, the manifest's image) with the status vk-cri
+    // reported, once the first container has finished.
+    let pod = wait_for(
+        "/pods to show done terminated",
+        Duration::from_secs(60),
+        || {
+            let items = list("/pods");
+            let pod = items
+                .into_iter()
+                .find(|p| p["metadata"]["name"] == name.as_str())?;
+            let statuses = pod["status"]["containerStatuses"].as_array()?.clone();
+            statuses
+                .iter()
+                .any(|s| s["name"] == "done" && s["state"]["terminated"]["reason"] == "Completed")
+                .then_some(pod)
+        },
+    );
+    assert_eq!(pod["metadata"]["namespace"], "default");
+    assert_eq!(pod["spec"]["containers"][0]["name"], "done");
+    assert_eq!(
+        pod["spec"]["containers"][1]["image"],
+        env::var("VKCRI_BUSYBOX_IMAGE").as_str()
+    );
+    assert_eq!(pod["status"]["phase"], "Running", "{pod}");
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubernetes.io/config.source"],
+        "file"
+    );
+
+    // /runningpods/: only the running container, as the runtime names its image.
+    let running = list("/runningpods/");
+    let rp = running
+        .iter()
+        .find(|p| p["metadata"]["name"] == name.as_str())
+        .expect("the pod in /runningpods/");
+    let names: Vec<&str> = rp["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["up"]);
+    assert_eq!(rp["metadata"]["uid"], pod["metadata"]["uid"]);
+
+    // Gone from its source: gone from /pods.
+    k.d.remove_manifest("two.yaml");
+    wait_for("/pods without the pod", Duration::from_secs(30), || {
+        (!list("/pods")
+            .iter()
+            .any(|p| p["metadata"]["name"] == name.as_str()))
+        .then_some(())
+    });
+}
