@@ -14,7 +14,7 @@ use vk_cri::config::{Config, Flags};
 use vk_cri::cri::client::Deadlines;
 use vk_cri::cri::{GrpcRuntime, Runtime};
 use vk_cri::kube::client::{ApiClient, ClientOptions};
-use vk_cri::kube::reflector::run_pod_reflector;
+use vk_cri::kube::reflector::{run_pod_reflector, run_service_reflector, ServiceCache};
 use vk_cri::kube::watch::WatchConfig;
 use vk_cri::kube::KubeApi;
 use vk_cri::kubeconfig;
@@ -213,6 +213,7 @@ fn run(config: &Config) -> Result<(), String> {
     let ready = SourcesReady::new(sources);
     let (tx, rx) = crossbeam_channel::unbounded();
 
+    let services = ServiceCache::new();
     let (reporter, api): (Arc<dyn PodReporter>, Option<Arc<dyn KubeApi>>) = match &config.kubeconfig
     {
         None => {
@@ -271,6 +272,11 @@ fn run(config: &Config) -> Result<(), String> {
                     run_pod_reflector(api2, &node, WatchConfig::default(), &tx2, &ready2)
                 })
                 .map_err(|e| format!("failed to start the pod reflector: {e}"))?;
+            let (api3, services2) = (api.clone(), services.clone());
+            std::thread::Builder::new()
+                .name("services".into())
+                .spawn(move || run_service_reflector(api3, WatchConfig::default(), &services2))
+                .map_err(|e| format!("failed to start the service reflector: {e}"))?;
             let reporter = ApiReporter::start(api.clone(), &config.node_name)
                 .map_err(|e| format!("failed to start the status writer: {e}"))?;
             (reporter, Some(api))
@@ -313,7 +319,7 @@ fn run(config: &Config) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(pods_dir.join(uid));
     });
     if let Some(api) = api {
-        syncer = syncer.with_api(api);
+        syncer = syncer.with_api(api).with_services(services);
     }
     let syncer = Arc::new(syncer.with_prober(prober.clone()));
     let workers = PodWorkers::new(syncer);

@@ -28,6 +28,7 @@ use super::translate::{self, ContainerInputs, ImageUser, NodeContext};
 use super::worker::{PodSyncer, SyncResult, Termination};
 use super::{env, key, uid};
 use crate::cri::{api, CriError, Runtime};
+use crate::kube::reflector::ServiceCache;
 use crate::kube::KubeApi;
 use crate::static_pods::CONFIG_SOURCE;
 use crate::volume::manager::VolumeManager;
@@ -78,6 +79,8 @@ pub struct RuntimeSyncer {
     volumes: Option<Arc<VolumeManager>>,
     /// Probes and lifecycle hooks (None: neither runs).
     prober: Option<crate::probe::Prober>,
+    /// The cluster's services, for the service environment variables (None: no API server).
+    services: Option<ServiceCache>,
 }
 
 /// A container start that did not happen, as the kubelet reports it.
@@ -197,7 +200,15 @@ impl RuntimeSyncer {
             api: None,
             volumes: None,
             prober: None,
+            services: None,
         }
+    }
+
+    /// Gives containers the service environment variables of these services (the cache must be
+    /// filled by a service reflector; until its first list, API pods' containers do not start).
+    pub fn with_services(mut self, services: ServiceCache) -> RuntimeSyncer {
+        self.services = Some(services);
+        self
     }
 
     /// Sets up pods' volumes with this manager before their containers start, and removes
@@ -235,6 +246,12 @@ impl RuntimeSyncer {
             },
             |v| v.node(),
         );
+        let snapshot = self.services.as_ref().map(ServiceCache::snapshot);
+        let services = match &snapshot {
+            None => env::Services::NoApiServer,
+            Some(None) => env::Services::NotSynced,
+            Some(Some(list)) => env::Services::Synced(list),
+        };
         let resolved = env::resolve(
             pod,
             c,
@@ -244,6 +261,7 @@ impl RuntimeSyncer {
             &env::EnvSources {
                 objects: &objects,
                 node: &node,
+                services,
             },
         )
         .map_err(|e| config_error(e.to_string()))?;

@@ -708,3 +708,101 @@ fn an_fs_group_owns_the_pods_volumes_with_the_kubelets_group_bits() {
         "640 2345\n644 2345\n"
     );
 }
+
+#[test]
+fn service_links_reach_the_container_after_the_first_service_list_with_the_kubelets_precedence() {
+    let f = fake();
+    // The services informer cannot list yet: API pods' containers wait for it, as the kubelet's.
+    f.fail_path_prefix("/api/v1/services", 500);
+    let mut d = Daemon::with_api(&f, "vol-svc");
+    d.start();
+    let node = f.node_name().to_string();
+    f.create_service(
+        "default",
+        "my-db",
+        json!({"ports": [{"name": "sql", "port": 5432}, {"name": "stats", "port": 9125, "protocol": "UDP"}]}),
+    );
+    f.create_service("default", "headless", json!({"clusterIP": "None"}));
+    f.create_service(
+        "default",
+        "ext",
+        json!({"type": "ExternalName", "externalName": "example.invalid"}),
+    );
+    f.create_service("elsewhere", "far", json!({"ports": [{"port": 80}]}));
+    let db_ip = f
+        .get(Res::Services, "default", "my-db")
+        .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_string))
+        .expect("my-db's cluster IP");
+    f.create_pod(pod(
+        "svc-env",
+        &node,
+        json!({
+            "name": "svc-env",
+            "env": [
+                {"name": "API", "value": "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"},
+                {"name": "MY_DB_SERVICE_PORT", "value": "mine"}
+            ]
+        }),
+        json!([]),
+    ));
+    let w = wait_waiting(&f, "svc-env", "CreateContainerConfigError");
+    assert_eq!(
+        w["message"],
+        "services have not yet been read at least once, cannot construct envvars"
+    );
+    f.clear_faults();
+    let env = sh(&d, "svc-env", "env");
+    for want in [
+        "KUBERNETES_SERVICE_HOST=10.96.0.1",
+        "KUBERNETES_SERVICE_PORT=443",
+        "KUBERNETES_SERVICE_PORT_HTTPS=443",
+        "KUBERNETES_PORT=tcp://10.96.0.1:443",
+        "KUBERNETES_PORT_443_TCP=tcp://10.96.0.1:443",
+        "KUBERNETES_PORT_443_TCP_PROTO=tcp",
+        "KUBERNETES_PORT_443_TCP_PORT=443",
+        "KUBERNETES_PORT_443_TCP_ADDR=10.96.0.1",
+        "API=https://10.96.0.1:443",
+        &format!("MY_DB_SERVICE_HOST={db_ip}"),
+        "MY_DB_SERVICE_PORT=mine",
+        "MY_DB_SERVICE_PORT_SQL=5432",
+        "MY_DB_SERVICE_PORT_STATS=9125",
+        &format!("MY_DB_PORT=tcp://{db_ip}:5432"),
+        &format!("MY_DB_PORT_9125_UDP=udp://{db_ip}:9125"),
+        "MY_DB_PORT_9125_UDP_PROTO=udp",
+        &format!("MY_DB_PORT_5432_TCP_ADDR={db_ip}"),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in:\n{env}");
+    }
+    for absent in ["HEADLESS_", "EXT_", "FAR_"] {
+        assert!(!env.contains(absent), "{absent} in:\n{env}");
+    }
+    assert_eq!(
+        env.lines()
+            .filter(|l| l.starts_with("MY_DB_SERVICE_PORT="))
+            .count(),
+        1
+    );
+
+    // A service created while the daemon runs is seen by the next container (the watch), and
+    // enableServiceLinks: false leaves only the master service.
+    f.create_service("default", "late", json!({"ports": [{"port": 8080}]}));
+    let mut later = pod("svc-late", &node, json!({"name": "svc-late"}), json!([]));
+    f.create_pod(later.clone());
+    wait_for("LATE_SERVICE_HOST", Duration::from_secs(30), || {
+        sh(&d, "svc-late", "env")
+            .lines()
+            .any(|l| l.starts_with("LATE_SERVICE_HOST=10.96."))
+            .then_some(())
+    });
+    later["metadata"]["name"] = json!("svc-nolinks");
+    later["spec"]["containers"][0]["name"] = json!("svc-nolinks");
+    later["spec"]["enableServiceLinks"] = json!(false);
+    f.create_pod(later);
+    let env = sh(&d, "svc-nolinks", "env");
+    assert!(
+        env.lines()
+            .any(|l| l == "KUBERNETES_SERVICE_HOST=10.96.0.1"),
+        "{env}"
+    );
+    assert!(!env.contains("MY_DB_") && !env.contains("LATE_"), "{env}");
+}
