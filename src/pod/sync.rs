@@ -40,6 +40,9 @@ const MIN_GRACE: Duration = Duration::from_secs(2);
 const RESYNC: Duration = Duration::from_secs(60);
 /// How soon to retry after the runtime failed us.
 const RETRY: Duration = Duration::from_secs(2);
+/// While a pod's containers are being stopped, how often its readiness is looked at (a change
+/// is reported at once, as the kubelet's readiness results reach the status manager).
+const READINESS_POLL: Duration = Duration::from_millis(100);
 
 /// Where the syncer keeps what it writes on the host.
 #[derive(Clone, Debug)]
@@ -227,8 +230,13 @@ impl RuntimeSyncer {
         pod_ips: &[String],
     ) -> Result<(Env, Vec<api::Mount>), StartFailure> {
         let config_error = |msg: String| {
-            self.reporter
-                .event(pod, EventType::Warning, "Failed", &format!("Error: {msg}"));
+            self.reporter.container_event(
+                pod,
+                &c.name,
+                EventType::Warning,
+                "Failed",
+                &format!("Error: {msg}"),
+            );
             failure("CreateContainerConfigError", msg)
         };
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -515,8 +523,9 @@ impl RuntimeSyncer {
             let handles: Vec<_> = running
                 .iter()
                 .map(|c| {
-                    self.reporter.event(
+                    self.reporter.container_event(
                         pod,
+                        &c.name,
                         EventType::Normal,
                         "Killing",
                         &format!("Stopping container {}", c.name),
@@ -568,8 +577,13 @@ impl RuntimeSyncer {
             ("Never", None) => {
                 let msg =
                     format!("Container image \"{image}\" is not present with pull policy of Never");
-                self.reporter
-                    .event(pod, EventType::Warning, "ErrImageNeverPull", &msg);
+                self.reporter.container_event(
+                    pod,
+                    &c.name,
+                    EventType::Warning,
+                    "ErrImageNeverPull",
+                    &msg,
+                );
                 return Err(failure("ErrImageNeverPull", msg));
             }
             ("Never" | "IfNotPresent", Some(img)) => {
@@ -585,12 +599,14 @@ impl RuntimeSyncer {
                 .is_some()
             {
                 let msg = format!("Back-off pulling image \"{image}\"");
-                self.reporter.event(pod, EventType::Normal, "BackOff", &msg);
+                self.reporter
+                    .container_event(pod, &c.name, EventType::Normal, "BackOff", &msg);
                 return Err(failure("ImagePullBackOff", msg));
             }
         }
-        self.reporter.event(
+        self.reporter.container_event(
             pod,
+            &c.name,
             EventType::Normal,
             "Pulling",
             &format!("Pulling image \"{image}\""),
@@ -614,8 +630,9 @@ impl RuntimeSyncer {
         match pulled {
             Ok(image_ref) => {
                 st.image_failures.remove(&image);
-                self.reporter.event(
+                self.reporter.container_event(
                     pod,
+                    &c.name,
                     EventType::Normal,
                     "Pulled",
                     &format!(
@@ -630,7 +647,8 @@ impl RuntimeSyncer {
                 st.image_backoff.next(&image, now);
                 st.image_failures.insert(image.clone(), now);
                 let msg = format!("Failed to pull image \"{image}\": {}", e.message());
-                self.reporter.event(pod, EventType::Warning, "Failed", &msg);
+                self.reporter
+                    .container_event(pod, &c.name, EventType::Warning, "Failed", &msg);
                 Err(failure("ErrImagePull", msg))
             }
         }
@@ -690,24 +708,36 @@ impl RuntimeSyncer {
             .create_container(sandbox_id, &config, sandbox_config)
             .map_err(|e| {
                 let msg = e.message().to_string();
-                self.reporter
-                    .event(pod, EventType::Warning, "Failed", &format!("Error: {msg}"));
+                self.reporter.container_event(
+                    pod,
+                    &c.name,
+                    EventType::Warning,
+                    "Failed",
+                    &format!("Error: {msg}"),
+                );
                 failure("CreateContainerError", msg)
             })?;
-        self.reporter.event(
+        self.reporter.container_event(
             pod,
+            &c.name,
             EventType::Normal,
             "Created",
             &format!("Created container {}", c.name),
         );
         self.runtime.start_container(&id).map_err(|e| {
             let msg = e.message().to_string();
-            self.reporter
-                .event(pod, EventType::Warning, "Failed", &format!("Error: {msg}"));
+            self.reporter.container_event(
+                pod,
+                &c.name,
+                EventType::Warning,
+                "Failed",
+                &format!("Error: {msg}"),
+            );
             failure("RunContainerError", msg)
         })?;
-        self.reporter.event(
+        self.reporter.container_event(
             pod,
+            &c.name,
             EventType::Normal,
             "Started",
             &format!("Started container {}", c.name),
@@ -723,8 +753,13 @@ impl RuntimeSyncer {
                 pod_ip,
             );
             if let Err(msg) = hook {
-                self.reporter
-                    .event(pod, EventType::Normal, "Killing", "FailedPostStartHook");
+                self.reporter.container_event(
+                    pod,
+                    &c.name,
+                    EventType::Normal,
+                    "Killing",
+                    "FailedPostStartHook",
+                );
                 let grace = crate::probe::hooks::pre_stop(
                     p.handlers(),
                     self.reporter.as_ref(),
@@ -848,7 +883,7 @@ impl RuntimeSyncer {
                 }
             };
             self.reporter
-                .event(pod, EventType::Normal, "Killing", &message);
+                .container_event(pod, &k.name, EventType::Normal, "Killing", &message);
             // A probe's own terminationGracePeriodSeconds applies to the kills it causes.
             let grace = unhealthy
                 .get(&k.id)
@@ -970,8 +1005,9 @@ impl RuntimeSyncer {
                 pod.metadata.namespace.as_deref().unwrap_or("default"),
                 uid(pod)
             );
-            self.reporter.event(
+            self.reporter.container_event(
                 pod,
+                &b.name,
                 EventType::Warning,
                 "BackOff",
                 &format!(
@@ -1148,19 +1184,40 @@ impl PodSyncer for RuntimeSyncer {
 
     fn sync_terminating_pod(&self, pod: &Arc<Pod>, why: &Termination) -> Result<(), Duration> {
         let pod_key = key(pod);
-        // Probes stop when the pod terminates.
+        // Liveness and startup probes stop as the pod terminates; readiness is probed until
+        // the containers are stopped, and its changes are reported meanwhile.
         if let Some(p) = &self.prober {
-            p.forget(uid(pod));
+            p.stop_liveness_and_startup(uid(pod));
         }
         let observed = self.observe(uid(pod)).map_err(|e| {
             log::warn!("pod {pod_key}: {e}");
             RETRY
         })?;
-        if let Err(e) = self.kill_pod(pod, &observed, grace_period(pod)) {
+        let state = self.state(uid(pod));
+        let killed = std::thread::scope(|s| {
+            let kill = s.spawn(|| self.kill_pod(pod, &observed, grace_period(pod)));
+            if let Some(p) = &self.prober {
+                let mut last = p.readiness(uid(pod));
+                while !kill.is_finished() {
+                    std::thread::sleep(READINESS_POLL);
+                    let now = p.readiness(uid(pod));
+                    if now != last {
+                        last = now;
+                        if let Ok(o) = self.observe(uid(pod)) {
+                            self.report_status(pod, &o, &lock(&state), false);
+                        }
+                    }
+                }
+            }
+            kill.join().unwrap_or(Ok(()))
+        });
+        if let Some(p) = &self.prober {
+            p.forget(uid(pod));
+        }
+        if let Err(e) = killed {
             log::warn!("pod {pod_key}: failed to stop: {e}");
             return Err(RETRY);
         }
-        let state = self.state(uid(pod));
         let st = lock(&state);
         let after = self.observe(uid(pod)).unwrap_or(observed);
         self.report_status(pod, &after, &st, *why != Termination::Finished);
