@@ -309,7 +309,9 @@ fn run(config: &Config) -> Result<(), String> {
     volumes
         .spawn_refresher(VOLUME_REFRESH)
         .map_err(|e| format!("failed to start the volume refresher: {e}"))?;
-    syncer = syncer.with_volumes(volumes.clone());
+    syncer = syncer
+        .with_volumes(volumes.clone())
+        .keep_terminated_pod_volumes(config.keep_terminated_pod_volumes);
     let pods_dir = config.pods_dir.clone();
     let orphan_volumes = volumes.clone();
     let on_orphan: pleg::OrphanCleanup = Arc::new(move |uid: &str| {

@@ -84,6 +84,8 @@ pub struct RuntimeSyncer {
     prober: Option<crate::probe::Prober>,
     /// The cluster's services, for the service environment variables (None: no API server).
     services: Option<ServiceCache>,
+    /// Keep a finished pod's volumes until it is deleted (--keep-terminated-pod-volumes).
+    keep_terminated_volumes: bool,
 }
 
 /// A container start that did not happen, as the kubelet reports it.
@@ -204,7 +206,14 @@ impl RuntimeSyncer {
             volumes: None,
             prober: None,
             services: None,
+            keep_terminated_volumes: false,
         }
+    }
+
+    /// Keeps the volumes of pods that finished until they are deleted.
+    pub fn keep_terminated_pod_volumes(mut self, keep: bool) -> RuntimeSyncer {
+        self.keep_terminated_volumes = keep;
+        self
     }
 
     /// Gives containers the service environment variables of these services (the cache must be
@@ -911,8 +920,13 @@ impl RuntimeSyncer {
             self.setup_volumes(pod, &observed, &mut st, &mut retry)
         } else {
             // A running pod the volume manager does not know yet (adopted after a restart):
-            // take it over so its volumes are kept current; its containers already run.
-            if let Some(v) = self.volumes.as_ref().filter(|v| !v.tracks(uid(pod))) {
+            // take it over so its volumes are kept current; its containers already run. (A pod
+            // whose containers all ended gets none: it is finished, or about to restart them.)
+            if let Some(v) = self
+                .volumes
+                .as_ref()
+                .filter(|v| observed.any_running() && !v.tracks(uid(pod)))
+            {
                 if let Err(e) = v.setup(pod) {
                     log::debug!("pod {pod_key}: {e}");
                 }
@@ -1226,6 +1240,23 @@ impl PodSyncer for RuntimeSyncer {
 
     fn sync_terminated_pod(&self, pod: &Arc<Pod>, why: &Termination) -> Result<(), Duration> {
         let pod_key = key(pod);
+        if *why == Termination::Finished {
+            // The kubelet's SyncTerminatedPod for a pod that finished but still exists: its
+            // volumes are unmounted and removed (unless --keep-terminated-pod-volumes); its
+            // sandbox, containers and logs stay until the pod is deleted, for `kubectl logs`.
+            if let Some(v) = self
+                .volumes
+                .as_ref()
+                .filter(|_| !self.keep_terminated_volumes)
+            {
+                if let Err(e) = v.cleanup(uid(pod)) {
+                    log::warn!("pod {pod_key}: {e}");
+                    return Err(RETRY);
+                }
+                log::debug!("pod {pod_key}: finished, its volumes are torn down");
+            }
+            return Ok(());
+        }
         let observed = self.observe(uid(pod)).map_err(|e| {
             log::warn!("pod {pod_key}: {e}");
             RETRY

@@ -806,3 +806,83 @@ fn service_links_reach_the_container_after_the_first_service_list_with_the_kubel
     );
     assert!(!env.contains("MY_DB_") && !env.contains("LATE_"), "{env}");
 }
+
+/// A pod that runs once and exits 0, with a secret (tmpfs) and an emptyDir.
+fn one_shot(name: &str, node: &str) -> Value {
+    let mut p = pod(
+        name,
+        node,
+        json!({"name": name, "volumeMounts": [
+            {"name": "sec", "mountPath": "/sec"}, {"name": "scratch", "mountPath": "/scratch"}
+        ]}),
+        json!([{"name": "sec", "secret": {"secretName": "once"}}, {"name": "scratch", "emptyDir": {}}]),
+    );
+    p["spec"]["restartPolicy"] = json!("Never");
+    p["spec"]["containers"][0]["command"] =
+        json!(["sh", "-c", "cat /sec/token; echo done > /scratch/f"]);
+    p
+}
+
+#[test]
+fn a_finished_pods_volumes_are_torn_down_while_its_container_and_logs_stay_until_deletion() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-done");
+    d.start();
+    let node = f.node_name().to_string();
+    f.put_secret("default", "once", &[("token", "t0k3n")]);
+    let created = f.create_pod(one_shot("once", &node));
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let vol_dir = d.dir.0.join("volumes").join(&uid);
+    wait_for("the pod to succeed", Duration::from_secs(60), || {
+        (pod_field(&f, "once", "/status/phase") == "Succeeded").then_some(())
+    });
+    // Terminated: the volumes (the secret's tmpfs with them) are gone at once...
+    wait_for(
+        "the finished pod's volumes torn down",
+        Duration::from_secs(30),
+        || (!vol_dir.exists()).then_some(()),
+    );
+    assert!(host_tmpfs_under(&vol_dir).is_empty());
+    // ...while the pod, its exited container and its log stay until it is deleted.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(f.get_pod("default", "once").is_some());
+    let exited = d.containers("once");
+    assert_eq!(exited.len(), 1, "{exited:?}");
+    assert_eq!(
+        exited[0].state.enum_value_or_default(),
+        vk_cri::cri::api::ContainerState::CONTAINER_EXITED
+    );
+    let log = std::fs::read_to_string(&exited[0].log_path).expect("the container's log");
+    assert!(log.contains("t0k3n"), "{log}");
+    f.delete_pod("default", "once", Some(0));
+    wait_for(
+        "the deleted pod's container removed",
+        Duration::from_secs(30),
+        || d.containers("once").is_empty().then_some(()),
+    );
+
+    // With --keep-terminated-pod-volumes they stay until the pod is deleted.
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-keep").arg("--keep-terminated-pod-volumes");
+    d.start();
+    let node = f.node_name().to_string();
+    f.put_secret("default", "once", &[("token", "t0k3n")]);
+    let created = f.create_pod(one_shot("kept", &node));
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let vol_dir = d.dir.0.join("volumes").join(&uid);
+    wait_for("the pod to succeed", Duration::from_secs(60), || {
+        (pod_field(&f, "kept", "/status/phase") == "Succeeded").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(vol_dir.join("sec").is_dir(), "kept: {}", vol_dir.display());
+    assert!(
+        !host_tmpfs_under(&vol_dir).is_empty(),
+        "the secret's tmpfs is kept"
+    );
+    f.delete_pod("default", "kept", Some(0));
+    wait_for(
+        "the kept volumes removed on deletion",
+        Duration::from_secs(30),
+        || (!vol_dir.exists()).then_some(()),
+    );
+}
