@@ -21,7 +21,7 @@ use vk_cri::kubeconfig;
 use vk_cri::node::agent::{self as node_agent, NodeAgent};
 use vk_cri::node::host::{go_arch, HostFacts, ProcHost};
 use vk_cri::node::labels::node_labels;
-use vk_cri::node::spec::NodeParams;
+use vk_cri::node::spec::{node_allocatable, EvictionThresholds, NodeParams, SetAside};
 use vk_cri::pod::api_report::ApiReporter;
 use vk_cri::pod::pleg::{self, SourcesReady};
 use vk_cri::pod::report::{LogReporter, PodReporter};
@@ -191,15 +191,21 @@ fn run(config: &Config) -> Result<(), String> {
     node.cgroup_root = config.cgroup_root.clone();
     node.host_resolv_conf = host_resolv_conf;
     let host = ProcHost::new(config.log_dir.clone());
+    let eviction = EvictionThresholds::default();
     let mut allocatable = NodeAllocatable::default();
     if let Ok(facts) = HostFacts::gather(&host) {
         node.memory_capacity =
             i64::try_from(facts.usage.memory_total).unwrap_or(node.memory_capacity);
-        allocatable = NodeAllocatable {
-            milli_cpu: i64::from(facts.identity.cpu_count) * 1000,
-            memory: node.memory_capacity,
-            ephemeral_storage: i64::try_from(facts.usage.fs_capacity).unwrap_or(0),
-        };
+        // The same numbers as the Node's status.allocatable (reserved and eviction thresholds
+        // held back), in standalone mode too, as the kubelet's initial node has them.
+        allocatable = node_allocatable(
+            SetAside {
+                kube_reserved: &config.kube_reserved,
+                system_reserved: &config.system_reserved,
+                eviction: &eviction,
+            },
+            &facts,
+        );
     }
     node.cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let ip = node_ip(config);
@@ -252,6 +258,7 @@ fn run(config: &Config) -> Result<(), String> {
             params.max_pods = config.max_pods;
             params.kube_reserved = config.kube_reserved;
             params.system_reserved = config.system_reserved;
+            params.eviction = eviction;
             let agent = NodeAgent::new(
                 api.clone(),
                 runtime.clone(),

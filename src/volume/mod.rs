@@ -100,13 +100,9 @@ impl VolumeError {
     }
 }
 
-/// What the node's capacity is, for `resourceFieldRef` limits a container does not set.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NodeAllocatable {
-    pub milli_cpu: i64,
-    pub memory: i64,
-    pub ephemeral_storage: i64,
-}
+/// The node's allocatable resources, for `resourceFieldRef` limits a container does not set
+/// (computed with the Node's `status.allocatable`, in `node::spec`).
+pub use crate::node::spec::NodeAllocatable;
 
 /// An object read from the API server for a pod.
 #[derive(Clone, Debug)]

@@ -886,3 +886,65 @@ fn a_finished_pods_volumes_are_torn_down_while_its_container_and_logs_stay_until
         || (!vol_dir.exists()).then_some(()),
     );
 }
+
+/// A quantity as the Node's status prints it (`7500m`, `8`, `16318412Ki`, `89Gi`), in milli-units.
+fn milli_of(q: &str) -> i128 {
+    let (num, mul): (&str, i128) = if let Some(n) = q.strip_suffix('m') {
+        (n, 1)
+    } else if let Some(n) = q.strip_suffix("Ki") {
+        (n, 1000 << 10)
+    } else if let Some(n) = q.strip_suffix("Mi") {
+        (n, 1000 << 20)
+    } else if let Some(n) = q.strip_suffix("Gi") {
+        (n, 1000 << 30)
+    } else {
+        (q, 1000)
+    };
+    num.parse::<i128>()
+        .unwrap_or_else(|_| panic!("quantity {q:?}"))
+        * mul
+}
+
+#[test]
+fn resource_field_refs_without_limits_read_the_nodes_allocatable_with_reservations_held_back() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-alloc")
+        .arg("--kube-reserved")
+        .arg("cpu=100m,memory=128Mi")
+        .arg("--system-reserved")
+        .arg("cpu=150m,memory=64Mi,ephemeral-storage=1Gi");
+    d.start();
+    let node = f.node_name().to_string();
+    f.create_pod(pod(
+        "alloc",
+        &node,
+        json!({"name": "alloc", "env": [
+            {"name": "CPU_M", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+            {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}},
+            {"name": "DISK", "valueFrom": {"resourceFieldRef": {"resource": "limits.ephemeral-storage"}}}
+        ]}),
+        json!([]),
+    ));
+    let env = sh(&d, "alloc", "env");
+    let get = |k: &str| -> i128 {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} not in:\n{env}"))
+            .parse()
+            .unwrap()
+    };
+    let n = f.get_node(&node).expect("the node");
+    let alloc = &n["status"]["allocatable"];
+    let cap = &n["status"]["capacity"];
+    let q = |v: &Value| milli_of(v.as_str().unwrap());
+    assert_eq!(get("CPU_M"), q(&alloc["cpu"]), "{alloc}");
+    assert_eq!(get("MEM") * 1000, q(&alloc["memory"]), "{alloc}");
+    assert_eq!(
+        get("DISK") * 1000,
+        q(&alloc["ephemeral-storage"]),
+        "{alloc}"
+    );
+    // And that is capacity with the reservations held back, not capacity.
+    assert_eq!(q(&cap["cpu"]) - q(&alloc["cpu"]), 250);
+    assert!(q(&cap["memory"]) - q(&alloc["memory"]) >= (192i128 << 20) * 1000);
+}
