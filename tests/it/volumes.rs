@@ -355,15 +355,12 @@ fn subpath_escapes_and_unsupported_volumes_fail_only_their_pod() {
     let w = wait_waiting(&f, "dotdot", "CreateContainerConfigError");
     assert_eq!(
         w["message"],
-        "error SubPath `../../etc` must not contain back steps"
+        "unable to provision SubPath `../../etc`: must not contain '..'"
     );
     let w = wait_waiting(&f, "symlink", "CreateContainerConfigError");
-    assert!(
-        w["message"]
-            .as_str()
-            .unwrap()
-            .contains("escapes the volume"),
-        "{w}"
+    assert_eq!(
+        w["message"],
+        "failed to prepare subPath for volumeMount \"h\" of container \"symlink\""
     );
     let w = wait_waiting(&f, "pvc", "UnsupportedVolume");
     assert_eq!(
@@ -947,4 +944,87 @@ fn resource_field_refs_without_limits_read_the_nodes_allocatable_with_reservatio
     // And that is capacity with the reservations held back, not capacity.
     assert_eq!(q(&cap["cpu"]) - q(&alloc["cpu"]), 250);
     assert!(q(&cap["memory"]) - q(&alloc["memory"]) >= (192i128 << 20) * 1000);
+}
+
+#[test]
+fn a_subpath_is_bound_from_a_safe_open_and_a_symlink_out_of_the_volume_is_refused() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-subpath");
+    d.start();
+    let node = f.node_name().to_string();
+    let image = env::var("VKCRI_BUSYBOX_IMAGE");
+    let make = |name: &str, sub: &str| {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "nodeName": node,
+                "hostNetwork": true,
+                "terminationGracePeriodSeconds": 2,
+                "tolerations": [{"operator": "Exists"}],
+                "initContainers": [{
+                    "name": "mk", "image": image,
+                    "command": ["sh", "-c", "mkdir -p /data/real && echo inside > /data/real/f && ln -s real /data/in && ln -s /etc /data/out"],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]
+                }],
+                "containers": [{
+                    "name": "reader", "image": image, "command": ["sh", "-c", SLEEP],
+                    "volumeMounts": [{"name": "data", "mountPath": "/sub", "subPath": sub}]
+                }],
+                "volumes": [{"name": "data", "emptyDir": {}}]
+            }
+        })
+    };
+    let inside = f.create_pod(make("sp-in", "in"));
+    f.create_pod(make("sp-out", "out"));
+
+    // A symlink that stays inside the volume is followed once, then bound.
+    assert_eq!(sh(&d, "reader", "cat /sub/f"), "inside\n");
+    let uid = inside["metadata"]["uid"].as_str().unwrap().to_string();
+    let pod_dir = d.dir.0.join("volumes").join(&uid);
+    let target = pod_dir.join(".volume-subpaths/data/reader/0");
+    let reader = d
+        .containers("reader")
+        .into_iter()
+        .find(|c| c.labels.get("io.kubernetes.pod.uid") == Some(&uid))
+        .expect("the reader of sp-in");
+    let sources: Vec<&str> = reader.mounts.iter().map(|m| m.host_path.as_str()).collect();
+    assert!(
+        sources.contains(&&*target.to_string_lossy()),
+        "the runtime mounts the bind target, not a path it would look up again: {sources:?}"
+    );
+    assert!(
+        host_tmpfs_under(&pod_dir).contains(&target.to_string_lossy().into_owned()),
+        "the target is a mount"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (
+        std::fs::metadata(&target).unwrap(),
+        std::fs::metadata(pod_dir.join("data/real")).unwrap(),
+    );
+    assert_eq!(
+        (a.dev(), a.ino()),
+        (b.dev(), b.ino()),
+        "bound to the checked directory"
+    );
+
+    // A symlink out of the volume: the kubelet's error, nothing of /etc exposed.
+    let w = wait_waiting(&f, "sp-out", "CreateContainerConfigError");
+    assert_eq!(
+        w["message"],
+        "failed to prepare subPath for volumeMount \"data\" of container \"reader\""
+    );
+    assert!(
+        d.log().contains("not within volume path"),
+        "the detail is logged"
+    );
+
+    // Deleted: the bind is unmounted and the target removed with the volumes.
+    f.delete_pod("default", "sp-in", Some(0));
+    wait_for("the pod's volumes removed", Duration::from_secs(60), || {
+        (!pod_dir.exists()).then_some(())
+    });
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounted.contains(&*pod_dir.to_string_lossy()));
 }
