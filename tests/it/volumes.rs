@@ -1028,3 +1028,35 @@ fn a_subpath_is_bound_from_a_safe_open_and_a_symlink_out_of_the_volume_is_refuse
     let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounted.contains(&*pod_dir.to_string_lossy()));
 }
+
+#[test]
+fn static_pods_never_wait_for_services_and_standalone_pods_have_no_service_variables() {
+    let image = env::var("VKCRI_BUSYBOX_IMAGE");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: stat\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: stat\n    image: {image}\n    command: [sh, -c, {SLEEP:?}]\n"
+    );
+    // With an API server whose services cannot be listed: a static pod starts anyway (the
+    // kubelet waits only for API pods), with what is known: no service yet.
+    let f = fake();
+    f.fail_path_prefix("/api/v1/services", 500);
+    let mut d = Daemon::with_api(&f, "vol-svc-static");
+    d.start();
+    d.put_manifest("stat.yaml", &manifest);
+    let env = sh(&d, "stat", "env");
+    assert!(!env.contains("KUBERNETES_SERVICE_HOST"), "{env}");
+    assert!(
+        f.requests()
+            .iter()
+            .any(|r| r.path == "/api/v1/services" && r.status == 500),
+        "the services were asked for"
+    );
+    drop(d);
+
+    // Standalone: no API server, no service variables, as a kubelet without one.
+    let mut d = Daemon::new("vol-svc-standalone");
+    d.start();
+    d.put_manifest("stat.yaml", &manifest);
+    let env = sh(&d, "stat", "env");
+    assert!(!env.contains("_SERVICE_HOST"), "{env}");
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+}
