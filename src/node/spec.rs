@@ -8,7 +8,9 @@
 //! - every sync: [`node_status`] from the previous status, then [`status_report`] (or its parts
 //!   [`status_changed`], [`should_report`], [`node_status_patch`]) decides whether to PATCH
 //!   `/status` and with what strategic-merge body;
-//! - liveness: [`lease_object`] once, then [`renew`] every [`LEASE_RENEW_INTERVAL`].
+//! - liveness: [`lease_object`] once, then [`renew`] every [`LEASE_RENEW_INTERVAL`];
+//! - allocatable: one computation ([`SetAside`] from capacity) for the Node's status and for the
+//!   downward API's defaults ([`node_allocatable`]).
 //!
 //! Must not send requests, read the clock or the host, or log: the heartbeat loop does those and
 //! logs once, where it decides.

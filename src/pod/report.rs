@@ -5,6 +5,7 @@
 //! standalone implementation (no API server: status changes and events are logged, and the
 //! latest status of every pod is kept for the local kubelet API). The API server implementation
 //! lives with the API edge. Reporters decide whether a status is new; callers report every time.
+//! Container events ([`PodReporter::container_event`]) name the container by its field path.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -4,9 +4,12 @@
 //! back from the runtime (its labels are the truth, also after a restart of the daemon), running
 //! the plan (kill, create sandbox, pull, create and start containers, with the kubelet's reasons
 //! and events for every failure), reporting the status right after acting, stopping a pod within
-//! its grace period, and cleaning up after it. With a prober it also runs the containers'
+//! its grace period (readiness still probed and written meanwhile), tearing a finished pod's
+//! volumes down, and cleaning up after it. With a prober it also runs the containers'
 //! postStart and preStop hooks around start and stop (`probe::hooks`), tells the prober which
-//! containers run, and feeds its results (readiness, started, unhealthy) to the plan and status. The decisions are made by the pure modules
+//! containers run, and feeds its results (readiness, started, unhealthy) to the plan and
+//! status. Containers get the service environment variables from a [`ServiceCache`] when there
+//! is an API server. The decisions are made by the pure modules
 //! (`plan`, `status`, `translate`); this file sequences the calls and is where their failures are
 //! logged, once, with the pod key.
 

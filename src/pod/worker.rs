@@ -6,6 +6,8 @@
 //! the runtime changed ([`PodWorkers::poke`]) or when its syncer asked to be called again, and the
 //! phase transitions. What a sync *does* is behind the [`PodSyncer`] trait (the runtime one is in
 //! `pod::sync`), so this file has no CRI and no API calls and is tested with a fake syncer.
+//! A pod that finished (Succeeded/Failed) is terminating then terminated once (its volumes go)
+//! and then kept, containers and logs included, until its source deletes or removes it.
 //!
 //! ```text
 //!            Upsert (no deletionTimestamp)            deletionTimestamp / Remove / terminal

@@ -8,7 +8,10 @@
 //! until the startup probe succeeded; the events (`Unhealthy` "Liveness probe failed: ...",
 //! `ProbeWarning`); and a call to the notifier (the pod workers' `poke`) whenever a result that
 //! the pod's status or plan depends on changed, so that readiness is written at once and an
-//! unhealthy container is restarted at once. The decisions per probe are `probe::state`'s.
+//! unhealthy container is restarted at once. Also the prober's start-up jitter
+//! ([`startup_jitter`]), the retries of a run that errors, container events on the container's
+//! field path, and a terminating pod's probes ([`Prober::stop_liveness_and_startup`]: readiness
+//! only). The decisions per probe are `probe::state`'s.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};

@@ -8,8 +8,10 @@
 //! returned as a success with a warning, 2xx and 3xx as success, at most 10 KiB of body read,
 //! TLS not verified, no proxy; tcpSocket as a connect within the timeout; grpc as the standard
 //! health check. Messages follow the Go kubelet's (`dial tcp 127.0.0.1:80: connect: connection
-//! refused`, `HTTP probe failed with statuscode: 500`). [`RealHandlers`] is the real edge;
-//! tests use a fake [`Handlers`].
+//! refused`, `HTTP probe failed with statuscode: 500`). A probe that errors is run again up to
+//! [`MAX_PROBE_RETRIES`] times ([`with_retries`]); an HTTPS hook answered in plain HTTP is
+//! retried over HTTP ([`hook`]). [`RealHandlers`] is the real edge; tests use a fake
+//! [`Handlers`].
 
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};

@@ -1,10 +1,11 @@
 //! The filesystem edge of the volume manager: the [`Fs`] trait, its real implementation on the
 //! host ([`HostFs`], std + nix) and a recording fake ([`RecordingFs`]) for unit tests.
 //!
-//! Owns every syscall volumes make (files, symlinks, renames, tmpfs mounts and unmounts, reading
-//! the mount table) and nothing else: no decisions, no logging. The fake does the file
-//! operations in a real scratch directory, so tests can look at what was written, but only
-//! records mounts and unmounts (mounting tmpfs needs root); it logs every operation in order.
+//! Owns every syscall volumes make (files, symlinks, renames, tmpfs mounts and unmounts, the
+//! safe open and bind mount of a subPath, reading the mount table) and nothing else: no
+//! decisions, no logging. The fake does the file operations (and the safe open) in a real
+//! scratch directory, so tests can look at what was written, but only records mounts and
+//! unmounts (mounting needs root); it logs every operation in order.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
