@@ -132,6 +132,11 @@ pub struct Flags {
     #[arg(long, value_name = "N", default_value_t = 110)]
     pub max_pods: u32,
 
+    /// Keep the volumes of pods that finished (Succeeded/Failed) until the pods are deleted,
+    /// instead of tearing them down at once (the kubelet's deprecated flag, for debugging)
+    #[arg(long)]
+    pub keep_terminated_pod_volumes: bool,
+
     /// Resources reserved for Kubernetes components (cpu=100m,memory=256Mi,ephemeral-storage=1Gi)
     #[arg(long, value_name = "RESOURCES", default_value = "")]
     pub kube_reserved: String,
@@ -186,6 +191,7 @@ pub struct Config {
     pub node_labels: Vec<(String, String)>,
     pub disable_taint: bool,
     pub max_pods: u32,
+    pub keep_terminated_pod_volumes: bool,
     pub kube_reserved: crate::node::spec::Reserved,
     pub system_reserved: crate::node::spec::Reserved,
     pub node_status_report_frequency: Duration,
@@ -350,6 +356,7 @@ impl Config {
             node_labels,
             disable_taint: f.disable_taint,
             max_pods: f.max_pods,
+            keep_terminated_pod_volumes: f.keep_terminated_pod_volumes,
             kube_reserved,
             system_reserved,
             node_status_report_frequency: duration(
@@ -623,6 +630,7 @@ mod tests {
             "--disable-taint",
             "--max-pods",
             "[default: 110]",
+            "--keep-terminated-pod-volumes",
             "--kube-reserved",
             "--system-reserved",
             "--node-status-report-frequency",

@@ -14,14 +14,14 @@ use vk_cri::config::{Config, Flags};
 use vk_cri::cri::client::Deadlines;
 use vk_cri::cri::{GrpcRuntime, Runtime};
 use vk_cri::kube::client::{ApiClient, ClientOptions};
-use vk_cri::kube::reflector::run_pod_reflector;
+use vk_cri::kube::reflector::{run_pod_reflector, run_service_reflector, ServiceCache};
 use vk_cri::kube::watch::WatchConfig;
 use vk_cri::kube::KubeApi;
 use vk_cri::kubeconfig;
 use vk_cri::node::agent::{self as node_agent, NodeAgent};
 use vk_cri::node::host::{go_arch, HostFacts, ProcHost};
 use vk_cri::node::labels::node_labels;
-use vk_cri::node::spec::NodeParams;
+use vk_cri::node::spec::{node_allocatable, EvictionThresholds, NodeParams, SetAside};
 use vk_cri::pod::api_report::ApiReporter;
 use vk_cri::pod::index::PodIndex;
 use vk_cri::pod::pleg::{self, SourcesReady};
@@ -193,15 +193,21 @@ fn run(config: &Config) -> Result<(), String> {
     node.cgroup_root = config.cgroup_root.clone();
     node.host_resolv_conf = host_resolv_conf;
     let host = ProcHost::new(config.log_dir.clone());
+    let eviction = EvictionThresholds::default();
     let mut allocatable = NodeAllocatable::default();
     if let Ok(facts) = HostFacts::gather(&host) {
         node.memory_capacity =
             i64::try_from(facts.usage.memory_total).unwrap_or(node.memory_capacity);
-        allocatable = NodeAllocatable {
-            milli_cpu: i64::from(facts.identity.cpu_count) * 1000,
-            memory: node.memory_capacity,
-            ephemeral_storage: i64::try_from(facts.usage.fs_capacity).unwrap_or(0),
-        };
+        // The same numbers as the Node's status.allocatable (reserved and eviction thresholds
+        // held back), in standalone mode too, as the kubelet's initial node has them.
+        allocatable = node_allocatable(
+            SetAside {
+                kube_reserved: &config.kube_reserved,
+                system_reserved: &config.system_reserved,
+                eviction: &eviction,
+            },
+            &facts,
+        );
     }
     node.cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let ip = node_ip(config);
@@ -215,6 +221,7 @@ fn run(config: &Config) -> Result<(), String> {
     let ready = SourcesReady::new(sources);
     let (tx, rx) = crossbeam_channel::unbounded();
 
+    let services = ServiceCache::new();
     let (reporter, api): (Arc<dyn PodReporter>, Option<Arc<dyn KubeApi>>) = match &config.kubeconfig
     {
         None => {
@@ -253,6 +260,7 @@ fn run(config: &Config) -> Result<(), String> {
             params.max_pods = config.max_pods;
             params.kube_reserved = config.kube_reserved;
             params.system_reserved = config.system_reserved;
+            params.eviction = eviction;
             let agent = NodeAgent::new(
                 api.clone(),
                 runtime.clone(),
@@ -273,6 +281,11 @@ fn run(config: &Config) -> Result<(), String> {
                     run_pod_reflector(api2, &node, WatchConfig::default(), &tx2, &ready2)
                 })
                 .map_err(|e| format!("failed to start the pod reflector: {e}"))?;
+            let (api3, services2) = (api.clone(), services.clone());
+            std::thread::Builder::new()
+                .name("services".into())
+                .spawn(move || run_service_reflector(api3, WatchConfig::default(), &services2))
+                .map_err(|e| format!("failed to start the service reflector: {e}"))?;
             let reporter = ApiReporter::start(api.clone(), &config.node_name)
                 .map_err(|e| format!("failed to start the status writer: {e}"))?;
             (reporter, Some(api))
@@ -310,7 +323,9 @@ fn run(config: &Config) -> Result<(), String> {
     volumes
         .spawn_refresher(VOLUME_REFRESH)
         .map_err(|e| format!("failed to start the volume refresher: {e}"))?;
-    syncer = syncer.with_volumes(volumes.clone());
+    syncer = syncer
+        .with_volumes(volumes.clone())
+        .keep_terminated_pod_volumes(config.keep_terminated_pod_volumes);
     let pods_dir = config.pods_dir.clone();
     let orphan_volumes = volumes.clone();
     let on_orphan: pleg::OrphanCleanup = Arc::new(move |uid: &str| {
@@ -320,7 +335,7 @@ fn run(config: &Config) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(pods_dir.join(uid));
     });
     if let Some(api) = api {
-        syncer = syncer.with_api(api);
+        syncer = syncer.with_api(api).with_services(services);
     }
     let syncer = Arc::new(syncer.with_prober(prober.clone()));
     let workers = PodWorkers::new(syncer);

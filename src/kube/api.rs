@@ -8,7 +8,7 @@
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, Secret, Service};
 use serde::de::DeserializeOwned;
 
 use super::client::ApiClient;
@@ -38,6 +38,10 @@ pub trait KubeApi: Send + Sync {
     fn list_secrets_page(&self, request: &Request) -> Result<Page<Secret>, ApiError>;
     /// A single-Secret watch (`request::watch_secret_by_name`).
     fn watch_secrets(&self, request: &Request) -> Result<EventStream<Secret>, ApiError>;
+    /// One page of every Service (`request::list_services`).
+    fn list_services_page(&self, request: &Request) -> Result<Page<Service>, ApiError>;
+    /// A watch of every Service (`request::watch_services`).
+    fn watch_services(&self, request: &Request) -> Result<EventStream<Service>, ApiError>;
 
     fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError>;
     /// Creates a mirror pod.
@@ -168,6 +172,14 @@ impl KubeApi for ApiClient {
     }
 
     fn watch_secrets(&self, request: &Request) -> Result<EventStream<Secret>, ApiError> {
+        self.stream(request)
+    }
+
+    fn list_services_page(&self, request: &Request) -> Result<Page<Service>, ApiError> {
+        self.list(request)
+    }
+
+    fn watch_services(&self, request: &Request) -> Result<EventStream<Service>, ApiError> {
         self.stream(request)
     }
 

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, Secret, Service};
 use serde::de::DeserializeOwned;
 
 use super::api::{decode_list, EventStream, KubeApi};
@@ -219,6 +219,14 @@ impl KubeApi for FakeApi {
     }
 
     fn watch_secrets(&self, request: &Request) -> Result<EventStream<Secret>, ApiError> {
+        self.stream(request)
+    }
+
+    fn list_services_page(&self, request: &Request) -> Result<Page<Service>, ApiError> {
+        self.list(request)
+    }
+
+    fn watch_services(&self, request: &Request) -> Result<EventStream<Service>, ApiError> {
         self.stream(request)
     }
 

@@ -1,20 +1,24 @@
-//! The pod reflector: keeps a cache of the pods bound to this node and tells the pod workers
-//! what changed.
+//! The reflectors: the pods bound to this node (told to the pod workers as they change) and
+//! every Service of the cluster (kept in a [`ServiceCache`] for the containers' service
+//! environment variables).
 //!
-//! Owns the loop that drives the pure [`Watcher`] state machine with a [`KubeApi`] — sleeping as
-//! it says, sending its requests, feeding the answers back — and applies its output to the
-//! [`Store`], turning deltas into [`PodEvent`]s on a channel. This is the only place the watch
-//! decisions are logged. It never decides anything about pods.
+//! Owns [`run_reflector`], the one loop that drives the pure [`Watcher`] state machine with a
+//! pair of [`KubeApi`] calls — sleeping as it says, sending its requests, feeding the answers
+//! back — and applies its output to a [`Store`]; the pod and service reflectors only say what
+//! to do with the result (pod events on a channel; a new snapshot of the services). This is the
+//! only place the watch decisions are logged. It never decides anything about pods.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 
 use super::backoff::BackoffPolicy;
-use super::watch::{Delta, Input, Next, Step, Store, Target, Wait, WatchConfig, Watcher};
-use super::KubeApi;
+use super::watch::{
+    CacheEvent, Delta, Input, Next, Object, Page, Step, Store, Target, Wait, WatchConfig, Watcher,
+};
+use super::{ApiError, EventStream, KubeApi, Request};
 use crate::pod::pleg::SourcesReady;
 use crate::pod::PodEvent;
 
@@ -37,36 +41,62 @@ fn wait(policy: &BackoffPolicy, w: Wait) {
     }
 }
 
-/// Lists and watches the pods bound to `node` until the receiver of `tx` is gone, sending a
-/// [`PodEvent`] for every pod added, changed or deleted. Never returns early on API errors: it
-/// backs off and relists as the watcher decides. `ready` is told once the first full list has
-/// been delivered.
-pub fn run_pod_reflector(
-    api: Arc<dyn KubeApi>,
-    node: &str,
-    config: WatchConfig,
-    tx: &Sender<PodEvent>,
-    ready: &SourcesReady,
+/// The list and watch calls of one kind of object (a [`KubeApi`] method pair).
+pub struct ListWatch<'a, K> {
+    /// What is watched, for the log (`pod`, `service`).
+    pub what: &'static str,
+    pub list: &'a dyn Fn(&Request) -> Result<Page<K>, ApiError>,
+    pub watch: &'a dyn Fn(&Request) -> Result<EventStream<K>, ApiError>,
+}
+
+/// What the store learned from one step: the deltas in order, and whether they come from a
+/// (re)list (the store now holds the complete set).
+pub struct Applied<'s, K> {
+    pub store: &'s Store<K>,
+    pub deltas: Vec<Delta<K>>,
+    pub relisted: bool,
+}
+
+/// Drives a [`Watcher`] with these calls until `sink` returns `false`: sleeps as the watcher
+/// says, sends its requests, feeds the answers back, applies each step to the [`Store`] and
+/// hands the result to `sink`. Never returns early on API errors: it backs off and relists as
+/// the watcher decides, and logs each error once, here.
+pub fn run_reflector<K: Object>(
+    calls: &ListWatch<'_, K>,
+    mut watcher: Watcher<K>,
+    mut sink: impl FnMut(Applied<'_, K>) -> bool,
 ) {
-    let mut listed = false;
     let policy = BackoffPolicy::default();
-    let mut watcher: Watcher<Pod> = Watcher::new(
-        Target::PodsOnNode {
-            node: node.to_string(),
-        },
-        config,
-    );
-    let mut store: Store<Pod> = Store::new();
+    let mut store: Store<K> = Store::new();
+    let mut apply = |step: Step<K>| -> bool {
+        report(calls.what, &step.error, &step.undecodable);
+        let relisted = step
+            .events
+            .iter()
+            .any(|e| matches!(e, CacheEvent::Relisted { .. }));
+        let mut deltas = Vec::new();
+        for ev in step.events {
+            deltas.extend(store.apply(ev));
+        }
+        if deltas.is_empty() && !relisted {
+            return true;
+        }
+        sink(Applied {
+            store: &store,
+            deltas,
+            relisted,
+        })
+    };
     let mut next = watcher.resume();
     loop {
         let step = match next {
             Next::List { request, wait: w } => {
                 wait(&policy, w);
-                watcher.step(Input::Page(api.list_pods_page(&request)))
+                watcher.step(Input::Page((calls.list)(&request)))
             }
             Next::Watch { request, wait: w } => {
                 wait(&policy, w);
-                match api.watch_pods(&request) {
+                match (calls.watch)(&request) {
                     Err(e) => watcher.step(Input::StreamError(e)),
                     Ok(stream) => {
                         let mut ended = None;
@@ -76,7 +106,7 @@ pub fn run_pod_reflector(
                                 Err(e) => Input::StreamError(e),
                             });
                             let after = step.next.clone();
-                            if !apply(&mut store, step, tx, ready, &mut listed) {
+                            if !apply(step) {
                                 return;
                             }
                             if after != Next::KeepReading {
@@ -100,28 +130,38 @@ pub fn run_pod_reflector(
             }
         };
         next = step.next.clone();
-        if !apply(&mut store, step, tx, ready, &mut listed) {
+        if !apply(step) {
             return;
         }
     }
 }
 
-/// Applies a step's cache events to the store, sends the resulting pod events and reports the
-/// step's problems. `false` when nobody listens any more.
-fn apply(
-    store: &mut Store<Pod>,
-    step: Step<Pod>,
+/// Lists and watches the pods bound to `node` until the receiver of `tx` is gone, sending a
+/// [`PodEvent`] for every pod added, changed or deleted. `ready` is told once the first full
+/// list has been delivered.
+pub fn run_pod_reflector(
+    api: Arc<dyn KubeApi>,
+    node: &str,
+    config: WatchConfig,
     tx: &Sender<PodEvent>,
     ready: &SourcesReady,
-    listed: &mut bool,
-) -> bool {
-    report(&step.error, &step.undecodable);
-    let relisted = step
-        .events
-        .iter()
-        .any(|e| matches!(e, super::watch::CacheEvent::Relisted { .. }));
-    for ev in step.events {
-        for delta in store.apply(ev) {
+) {
+    let mut listed = false;
+    let watcher: Watcher<Pod> = Watcher::new(
+        Target::PodsOnNode {
+            node: node.to_string(),
+        },
+        config,
+    );
+    let list = |r: &Request| api.list_pods_page(r);
+    let watch = |r: &Request| api.watch_pods(r);
+    let calls = ListWatch {
+        what: "pod",
+        list: &list,
+        watch: &watch,
+    };
+    run_reflector(&calls, watcher, |applied| {
+        for delta in applied.deltas {
             let event = match delta {
                 Delta::Added(p) | Delta::Updated(p) => PodEvent::Upsert(Arc::new(p)),
                 Delta::Deleted(p) => PodEvent::Remove {
@@ -132,23 +172,61 @@ fn apply(
                 return false;
             }
         }
-    }
-    if relisted && !std::mem::replace(listed, true) {
-        ready.done();
-    }
-    true
+        if applied.relisted && !std::mem::replace(&mut listed, true) {
+            ready.done();
+        }
+        true
+    });
 }
 
-fn report(error: &Option<super::ApiError>, undecodable: &[super::watch::Undecodable]) {
+/// Lists and watches every Service of the cluster into `cache`, as the kubelet's services
+/// informer does for the service environment variables. Runs for as long as the process.
+pub fn run_service_reflector(api: Arc<dyn KubeApi>, config: WatchConfig, cache: &ServiceCache) {
+    let watcher: Watcher<Service> = Watcher::new(Target::Services, config);
+    let list = |r: &Request| api.list_services_page(r);
+    let watch = |r: &Request| api.watch_services(r);
+    let calls = ListWatch {
+        what: "service",
+        list: &list,
+        watch: &watch,
+    };
+    run_reflector(&calls, watcher, |applied| {
+        cache.replace(applied.store.iter().cloned().collect());
+        true
+    });
+}
+
+/// The services the service reflector has seen, shared with the pod workers. `None` until the
+/// first complete list arrived (the kubelet's `serviceHasSynced`).
+#[derive(Clone, Default)]
+pub struct ServiceCache(Arc<Mutex<Option<Arc<Vec<Service>>>>>);
+
+impl ServiceCache {
+    pub fn new() -> ServiceCache {
+        ServiceCache::default()
+    }
+
+    /// Replaces the set; the cache counts as synced from the first call on.
+    pub fn replace(&self, services: Vec<Service>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(services));
+    }
+
+    /// Every service known, or `None` before the first complete list.
+    pub fn snapshot(&self) -> Option<Arc<Vec<Service>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+fn report(what: &str, error: &Option<ApiError>, undecodable: &[super::watch::Undecodable]) {
     if let Some(e) = error {
         if e.is_retryable() {
-            log::debug!("pod watch: {e}; retrying");
+            log::debug!("{what} watch: {e}; retrying");
         } else {
-            log::warn!("pod watch: {e}");
+            log::warn!("{what} watch: {e}");
         }
     }
     for u in undecodable {
-        log::warn!("pod watch: {u:?}");
+        log::warn!("{what} watch: {u:?}");
     }
 }
 
@@ -230,5 +308,73 @@ mod tests {
         // The reflector keeps retrying (with backoff) after the fake runs dry; it stops as soon
         // as it has something to send and nobody listens. Detach it.
         drop(handle);
+    }
+
+    /// The service reflector uses the same machine: the cache stays unsynced until the first
+    /// complete list (cluster-wide, from the watch cache), then follows the watch.
+    #[test]
+    fn services_are_listed_cluster_wide_then_watched_into_the_cache() {
+        let api = Arc::new(FakeApi::new());
+        api.push_error(
+            RequestKind::ListServices,
+            crate::kube::ApiError::Transport {
+                request: request_ref(),
+                phase: crate::kube::error::TransportPhase::Connect,
+                message: "refused".into(),
+            },
+        );
+        api.push_json(
+            RequestKind::ListServices,
+            serde_json::json!({"kind": "ServiceList", "apiVersion": "v1",
+                "metadata": {"resourceVersion": "50"},
+                "items": [{"metadata": {"name": "kubernetes", "namespace": "default", "uid": "u1", "resourceVersion": "10"},
+                           "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443}]}}]}),
+        );
+        api.push_stream(
+            RequestKind::WatchServices,
+            concat!(
+                r#"{"type":"ADDED","object":{"kind":"Service","apiVersion":"v1","metadata":{"name":"db","namespace":"app","uid":"u2","resourceVersion":"51"},"spec":{"clusterIP":"10.96.0.9","ports":[{"port":5432}]}}}"#,
+                "\n",
+                r#"{"type":"BOOKMARK","object":{"kind":"Service","apiVersion":"v1","metadata":{"resourceVersion":"60","creationTimestamp":null},"spec":{},"status":{"loadBalancer":{}}}}"#,
+                "\n"
+            )
+            .as_bytes(),
+        );
+        let cache = ServiceCache::new();
+        assert!(cache.snapshot().is_none());
+        let (api2, cache2): (Arc<dyn KubeApi>, _) = (api.clone(), cache.clone());
+        let handle = std::thread::spawn(move || {
+            run_service_reflector(api2, WatchConfig::default(), &cache2);
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let names: Vec<String> = cache
+                .snapshot()
+                .map(|s| s.iter().filter_map(|s| s.metadata.name.clone()).collect())
+                .unwrap_or_default();
+            if names.len() == 2 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{names:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let lists = api.calls_of(RequestKind::ListServices);
+        assert_eq!(
+            lists[0].url("https://x"),
+            "https://x/api/v1/services?limit=500&resourceVersion=0"
+        );
+        let url = api.calls_of(RequestKind::WatchServices)[0].url("https://x");
+        assert!(
+            url.starts_with(
+                "https://x/api/v1/services?watch=true&resourceVersion=50&allowWatchBookmarks=true"
+            ),
+            "{url}"
+        );
+        // It runs for the life of the process (retrying with backoff once the fake runs dry).
+        drop(handle);
+    }
+
+    fn request_ref() -> crate::kube::error::RequestRef {
+        crate::kube::request::list_services(&Default::default()).describe()
     }
 }

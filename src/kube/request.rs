@@ -77,6 +77,8 @@ pub enum RequestKind {
     GetSecret,
     ListSecrets,
     WatchSecrets,
+    ListServices,
+    WatchServices,
     CreateToken,
     CreateTokenReview,
     CreateSubjectAccessReview,
@@ -105,6 +107,8 @@ impl RequestKind {
             RequestKind::GetSecret => "get_secret",
             RequestKind::ListSecrets => "list_secrets",
             RequestKind::WatchSecrets => "watch_secrets",
+            RequestKind::ListServices => "list_services",
+            RequestKind::WatchServices => "watch_services",
             RequestKind::CreateToken => "create_token",
             RequestKind::CreatePod => "create_pod",
             RequestKind::CreateTokenReview => "create_token_review",
@@ -546,6 +550,30 @@ pub fn watch_secret_by_name(namespace: &str, name: &str, opts: &WatchOptions) ->
         RequestKind::WatchSecrets,
     )
     .param("fieldSelector", format!("metadata.name={name}"));
+    with_watch_options(req, opts)
+}
+
+// ---- services ----
+
+/// `GET /api/v1/services`: one page of every Service in the cluster, as the kubelet's services
+/// informer lists them for the containers' service environment variables (the Node authorizer's
+/// `system:node` role may get, list and watch services in any namespace; 08z).
+pub fn list_services(opts: &ListOptions) -> Request {
+    let req = Request::new(
+        Method::Get,
+        "/api/v1/services".into(),
+        RequestKind::ListServices,
+    );
+    with_list_options(req, opts)
+}
+
+/// `GET /api/v1/services?watch=true&…`: every Service's changes.
+pub fn watch_services(opts: &WatchOptions) -> Request {
+    let req = Request::new(
+        Method::Get,
+        "/api/v1/services".into(),
+        RequestKind::WatchServices,
+    );
     with_watch_options(req, opts)
 }
 

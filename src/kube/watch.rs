@@ -50,7 +50,7 @@ use serde::Deserialize;
 use super::error::{ApiError, RequestRef};
 use super::request::{self, ListOptions, Request, WatchOptions};
 
-/// The k8s objects the watcher and store handle (Pod, ConfigMap, Secret).
+/// The k8s objects the watcher and store handle (Pod, ConfigMap, Secret, Service).
 pub trait Object: k8s_openapi::Metadata<Ty = ObjectMeta> + DeserializeOwned + Clone {}
 impl<T> Object for T where T: k8s_openapi::Metadata<Ty = ObjectMeta> + DeserializeOwned + Clone {}
 
@@ -208,6 +208,8 @@ pub enum Target {
     ConfigMap { namespace: String, name: String },
     /// One Secret, by `fieldSelector=metadata.name=NAME` (07h, 07j).
     Secret { namespace: String, name: String },
+    /// Every Service in the cluster (the service environment variables).
+    Services,
 }
 
 impl Target {
@@ -220,6 +222,7 @@ impl Target {
             Target::Secret { namespace, name } => {
                 request::list_secret_by_name(namespace, name, opts)
             }
+            Target::Services => request::list_services(opts),
         }
     }
 
@@ -232,6 +235,7 @@ impl Target {
             Target::Secret { namespace, name } => {
                 request::watch_secret_by_name(namespace, name, opts)
             }
+            Target::Services => request::watch_services(opts),
         }
     }
 }

@@ -94,6 +94,21 @@ pub fn init_container_field_path(container: &str) -> String {
     format!("spec.initContainers{{{container}}}")
 }
 
+/// The field path of the pod's container named `container` (`GenerateContainerRef`):
+/// `spec.initContainers{NAME}` for an init container, else `spec.containers{NAME}`.
+pub fn container_ref_path(pod: &Pod, container: &str) -> String {
+    let init = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.name == container));
+    if init {
+        init_container_field_path(container)
+    } else {
+        container_field_path(container)
+    }
+}
+
 /// The kubelet's `nodeRef`: kind Node, the node name as name *and* uid, no namespace.
 pub fn node_ref(node_name: &str) -> ObjectReference {
     ObjectReference {

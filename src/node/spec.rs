@@ -8,7 +8,9 @@
 //! - every sync: [`node_status`] from the previous status, then [`status_report`] (or its parts
 //!   [`status_changed`], [`should_report`], [`node_status_patch`]) decides whether to PATCH
 //!   `/status` and with what strategic-merge body;
-//! - liveness: [`lease_object`] once, then [`renew`] every [`LEASE_RENEW_INTERVAL`].
+//! - liveness: [`lease_object`] once, then [`renew`] every [`LEASE_RENEW_INTERVAL`];
+//! - allocatable: one computation ([`SetAside`] from capacity) for the Node's status and for the
+//!   downward API's defaults ([`node_allocatable`]).
 //!
 //! Must not send requests, read the clock or the host, or log: the heartbeat loop does those and
 //! logs once, where it decides.
@@ -378,32 +380,62 @@ pub fn node_status(
     status
 }
 
+/// What is held back from the node's capacity: `--kube-reserved`, `--system-reserved` and the
+/// hard eviction thresholds.
+#[derive(Clone, Copy, Debug)]
+pub struct SetAside<'a> {
+    pub kube_reserved: &'a Reserved,
+    pub system_reserved: &'a Reserved,
+    pub eviction: &'a EvictionThresholds,
+}
+
+impl<'a> SetAside<'a> {
+    pub fn of(params: &'a NodeParams) -> SetAside<'a> {
+        SetAside {
+            kube_reserved: &params.kube_reserved,
+            system_reserved: &params.system_reserved,
+            eviction: &params.eviction,
+        }
+    }
+}
+
+/// The node's allocatable cpu (millicores), memory and ephemeral storage (bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeAllocatable {
+    pub milli_cpu: i64,
+    pub memory: i64,
+    pub ephemeral_storage: i64,
+}
+
+/// One resource: its name, capacity, allocatable and print format.
+type Row = (&'static str, Amount, Amount, Format);
+
 /// Capacity from the host; allocatable = capacity − kube-reserved − system-reserved − the hard
 /// eviction thresholds (memory, ephemeral-storage), never below zero: the kubelet's
-/// `GetNodeAllocatableReservation`. Memory and storage print in BinarySI, cpu and pods in
-/// DecimalSI, as the kubelet's do (`16318412Ki`, `8`, `110`).
-fn capacity_and_allocatable(
-    params: &NodeParams,
-    facts: &HostFacts,
-) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>) {
+/// `GetNodeAllocatableReservation`. The one computation behind the Node's `status.allocatable`
+/// and the downward API's defaults ([`node_allocatable`]).
+fn resource_rows(aside: SetAside<'_>, max_pods: u32, facts: &HostFacts) -> [Row; 4] {
     let usage = &facts.usage;
-    let eviction_memory = params
+    let eviction_memory = aside
         .eviction
         .memory_available
         .map_or(0, |t| t.of(usage.memory_total));
-    let eviction_storage = params
+    let eviction_storage = aside
         .eviction
         .nodefs_available
         .map_or(0, |t| t.of(usage.fs_capacity));
-    let (kr, sr) = (&params.kube_reserved, &params.system_reserved);
-    let rows = [
-        (
+    let (kr, sr) = (aside.kube_reserved, aside.system_reserved);
+    let row = |name, cap: Amount, reserved: Amount, format| {
+        (name, cap, cap.saturating_sub(reserved), format)
+    };
+    [
+        row(
             "cpu",
             Amount::from_units(u64::from(facts.identity.cpu_count)),
             kr.cpu.saturating_add(sr.cpu),
             Format::DecimalSi,
         ),
-        (
+        row(
             "memory",
             Amount::from_units(usage.memory_total),
             kr.memory
@@ -411,7 +443,7 @@ fn capacity_and_allocatable(
                 .saturating_add(Amount::from_units(eviction_memory)),
             Format::BinarySi,
         ),
-        (
+        row(
             "ephemeral-storage",
             Amount::from_units(usage.fs_capacity),
             kr.ephemeral_storage
@@ -419,23 +451,46 @@ fn capacity_and_allocatable(
                 .saturating_add(Amount::from_units(eviction_storage)),
             Format::BinarySi,
         ),
-        (
+        row(
             "pods",
-            Amount::from_units(u64::from(params.max_pods)),
+            Amount::from_units(u64::from(max_pods)),
             Amount::ZERO,
             Format::DecimalSi,
         ),
-    ];
+    ]
+}
+
+/// Capacity and allocatable as the Node's status carries them. Memory and storage print in
+/// BinarySI, cpu and pods in DecimalSI, as the kubelet's do (`16318412Ki`, `8`, `110`).
+fn capacity_and_allocatable(
+    params: &NodeParams,
+    facts: &HostFacts,
+) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>) {
     let mut capacity = BTreeMap::new();
     let mut allocatable = BTreeMap::new();
-    for (name, cap, reserved, format) in rows {
+    for (name, cap, alloc, format) in resource_rows(SetAside::of(params), params.max_pods, facts) {
         capacity.insert(name.to_string(), cap.to_quantity(format));
-        allocatable.insert(
-            name.to_string(),
-            cap.saturating_sub(reserved).to_quantity(format),
-        );
+        allocatable.insert(name.to_string(), alloc.to_quantity(format));
     }
     (capacity, allocatable)
+}
+
+/// The node's allocatable cpu, memory and ephemeral storage: what a container's
+/// `resourceFieldRef` to a limit it does not set reads (the kubelet merges `node.status.
+/// allocatable` into the limits), the same numbers as the Node's `status.allocatable`.
+pub fn node_allocatable(aside: SetAside<'_>, facts: &HostFacts) -> NodeAllocatable {
+    let mut out = NodeAllocatable::default();
+    for (name, _, alloc, _) in resource_rows(aside, 0, facts) {
+        let milli = alloc.milli();
+        let units = i64::try_from(alloc.units_floor()).unwrap_or(i64::MAX);
+        match name {
+            "cpu" => out.milli_cpu = i64::try_from(milli).unwrap_or(i64::MAX),
+            "memory" => out.memory = units,
+            "ephemeral-storage" => out.ephemeral_storage = units,
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A `metav1.Time` of `now`, truncated to the second as it travels on the wire.
@@ -996,10 +1051,22 @@ mod tests {
         assert_eq!(alloc["ephemeral-storage"], q("89Gi"));
         assert_eq!(alloc["pods"], q("30"));
 
+        // The downward API's defaults are the very same numbers.
+        assert_eq!(
+            node_allocatable(SetAside::of(&p), &facts()),
+            NodeAllocatable {
+                milli_cpu: 7500,
+                memory: 15772 << 20,
+                ephemeral_storage: 89 << 30,
+            }
+        );
+
         p.kube_reserved = parse_reserved("cpu=9,memory=32Gi").unwrap();
         let (_, alloc) = capacity_and_allocatable(&p, &facts());
         assert_eq!(alloc["cpu"], q("0"));
         assert_eq!(alloc["memory"], q("0"));
+        let n = node_allocatable(SetAside::of(&p), &facts());
+        assert_eq!((n.milli_cpu, n.memory), (0, 0));
     }
 
     #[test]

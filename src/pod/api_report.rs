@@ -18,7 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::report::{EventType, PodReporter};
 use super::{key, uid};
 use crate::kube::{ApiError, KubeApi, PatchType};
-use crate::node::events::{pod_ref, EventDecision, EventRecorder};
+use crate::node::events::{container_ref_path, pod_ref, EventDecision, EventRecorder};
 use crate::static_pods::{CONFIG_HASH, CONFIG_MIRROR, CONFIG_SOURCE};
 
 #[derive(Default)]
@@ -297,6 +297,25 @@ impl PodReporter for ApiReporter {
         let _ = self.events.try_send(item);
     }
 
+    fn container_event(
+        &self,
+        pod: &Pod,
+        container: &str,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        let path = container_ref_path(pod, container);
+        let item = (
+            pod_ref(pod, Some(&path)),
+            kind,
+            reason.to_string(),
+            message.to_string(),
+            Timestamp::now(),
+        );
+        let _ = self.events.try_send(item);
+    }
+
     fn deleted(&self, pod: &Pod) -> Result<(), String> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
@@ -416,5 +435,55 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(call.body.as_ref().unwrap()).unwrap();
         assert_eq!(body["gracePeriodSeconds"], 0);
         assert_eq!(body["preconditions"]["uid"], "u-1");
+    }
+
+    #[test]
+    fn container_events_name_the_container_by_field_path_pod_events_do_not() {
+        let api = Arc::new(FakeApi::new());
+        let mut p = pod();
+        p.spec = Some(
+            serde_json::from_value(serde_json::json!({
+                "initContainers": [{"name": "setup"}],
+                "containers": [{"name": "web"}]
+            }))
+            .unwrap(),
+        );
+        for _ in 0..3 {
+            api.push_json(RequestKind::CreateEvent, serde_json::json!({}));
+        }
+        let r = ApiReporter::start(api.clone(), "vk-node").unwrap();
+        r.container_event(
+            &p,
+            "web",
+            EventType::Warning,
+            "Unhealthy",
+            "Readiness probe failed: x",
+        );
+        r.container_event(
+            &p,
+            "setup",
+            EventType::Normal,
+            "Started",
+            "Started container setup",
+        );
+        r.event(&p, EventType::Warning, "LifecycleHTTPFallback", "fallback");
+        wait_for(&api, RequestKind::CreateEvent, 3);
+        let paths: Vec<serde_json::Value> = api
+            .calls_of(RequestKind::CreateEvent)
+            .iter()
+            .map(|c| {
+                let body: serde_json::Value =
+                    serde_json::from_slice(c.body.as_ref().unwrap()).unwrap();
+                body["involvedObject"]["fieldPath"].clone()
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                serde_json::json!("spec.containers{web}"),
+                serde_json::json!("spec.initContainers{setup}"),
+                serde_json::Value::Null
+            ]
+        );
     }
 }

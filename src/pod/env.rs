@@ -7,13 +7,17 @@
 //! labels/annotations, node name, service account, pod and host IPs), `resourceFieldRef` with
 //! its divisor, and `configMapKeyRef`/`secretKeyRef` from the objects the caller read
 //! ([`references`] lists them). A missing required reference fails with the kubelet's message
-//! (the container's CreateContainerConfigError); an optional one is skipped. Pure.
+//! (the container's CreateContainerConfigError); an optional one is skipped. Then the service
+//! environment variables (`getServiceEnvVarMap` + `envvars.FromServices`): the `kubernetes`
+//! service of `default` always, and with `enableServiceLinks` (the default) every service of the
+//! pod's namespace that has a cluster IP, docker-links style; `$(VAR)` in `env` values can refer
+//! to them, and a variable the container defines itself wins. Pure.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Container, ObjectFieldSelector, Pod};
+use k8s_openapi::api::core::v1::{Container, ObjectFieldSelector, Pod, Service};
 
-use super::expand::expand_env;
+use super::expand::expand;
 use crate::volume::{downward, NodeAllocatable, Objects, VolumeError};
 
 /// An environment variable that cannot be resolved; the message is the pod's waiting message.
@@ -42,6 +46,135 @@ pub enum EnvError {
     FieldPath { name: String, path: String },
     #[error("env {name}: {message}")]
     ResourceField { name: String, message: String },
+    /// The kubelet's error for a pod from the API server while its services informer has not
+    /// completed a list: no container starts without `KUBERNETES_SERVICE_HOST`.
+    #[error("services have not yet been read at least once, cannot construct envvars")]
+    ServicesNotSynced,
+}
+
+/// What the daemon knows about the cluster's services.
+#[derive(Clone, Copy, Debug)]
+pub enum Services<'a> {
+    /// No API server (standalone mode): no service variables, like a kubelet without one.
+    NoApiServer,
+    /// The first complete list has not arrived yet.
+    NotSynced,
+    /// Every service of the cluster.
+    Synced(&'a [Service]),
+}
+
+/// The kubelet's "master services": always injected from the `default` namespace.
+const MASTER_SERVICES: &[&str] = &["kubernetes"];
+
+/// `v1helper.IsServiceIPSet`: a cluster IP other than `None` and "".
+fn has_cluster_ip(s: &Service) -> bool {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.as_deref())
+        .is_some_and(|ip| !ip.is_empty() && ip != "None")
+}
+
+/// `makeEnvVariableName`: upper case, `-` to `_`.
+fn env_name(s: &str) -> String {
+    s.replace('-', "_").to_uppercase()
+}
+
+/// `net.JoinHostPort`: IPv6 addresses in brackets.
+fn host_port(ip: &str, port: i32) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// The variables of one service (`envvars.FromServices` for one service): `NAME_SERVICE_HOST`,
+/// `NAME_SERVICE_PORT` (the first port) and `NAME_SERVICE_PORT_PORTNAME` for named ports, then
+/// the docker links: `NAME_PORT` (the first port) and for every port
+/// `NAME_PORT_PORT_PROTO{,_PROTO,_PORT,_ADDR}`. A service without ports (which validation
+/// forbids for a cluster IP) gives only its host.
+fn service_vars(s: &Service, out: &mut BTreeMap<String, String>) {
+    let Some(spec) = s.spec.as_ref() else { return };
+    let ip = spec.cluster_ip.as_deref().unwrap_or_default();
+    let prefix = env_name(s.metadata.name.as_deref().unwrap_or_default());
+    out.insert(format!("{prefix}_SERVICE_HOST"), ip.to_string());
+    let ports = spec.ports.as_deref().unwrap_or_default();
+    let Some(first) = ports.first() else { return };
+    let port_var = format!("{prefix}_SERVICE_PORT");
+    out.insert(port_var.clone(), first.port.to_string());
+    for p in ports {
+        if let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) {
+            out.insert(format!("{port_var}_{}", env_name(name)), p.port.to_string());
+        }
+    }
+    for (i, p) in ports.iter().enumerate() {
+        let protocol = p
+            .protocol
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or("TCP");
+        let lower = protocol.to_lowercase();
+        let url = format!("{lower}://{}", host_port(ip, p.port));
+        if i == 0 {
+            out.insert(format!("{prefix}_PORT"), url.clone());
+        }
+        let pp = format!("{prefix}_PORT_{}_{}", p.port, protocol.to_uppercase());
+        out.insert(format!("{pp}_PROTO"), lower);
+        out.insert(format!("{pp}_PORT"), p.port.to_string());
+        out.insert(format!("{pp}_ADDR"), ip.to_string());
+        out.insert(pp, url);
+    }
+}
+
+/// The service environment of a pod in `namespace` (`getServiceEnvVarMap`): the master services
+/// of `default`, and with `enable_service_links` every service of `namespace` with a cluster
+/// IP; a service of the pod's own namespace wins over a master service of the same name.
+pub fn service_env(
+    services: &[Service],
+    namespace: &str,
+    enable_service_links: bool,
+) -> BTreeMap<String, String> {
+    let mut chosen: BTreeMap<&str, &Service> = BTreeMap::new();
+    for s in services.iter().filter(|s| has_cluster_ip(s)) {
+        let name = s.metadata.name.as_deref().unwrap_or_default();
+        let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+        if ns == "default" && MASTER_SERVICES.contains(&name) {
+            chosen.entry(name).or_insert(s);
+        } else if ns == namespace && enable_service_links {
+            chosen.insert(name, s);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for s in chosen.values() {
+        service_vars(s, &mut out);
+    }
+    out
+}
+
+/// Whether the pod came from a file rather than the API server (the kubelet's `IsStaticPod`).
+fn is_static(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::static_pods::CONFIG_SOURCE))
+        .is_some_and(|s| s != "api")
+}
+
+/// The service variables for this pod, or the kubelet's error for an API pod before the
+/// services were listed once (a static pod gets what is known).
+fn services_for(pod: &Pod, services: Services<'_>) -> Result<BTreeMap<String, String>, EnvError> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    match services {
+        Services::NoApiServer => Ok(BTreeMap::new()),
+        Services::NotSynced if is_static(pod) => Ok(BTreeMap::new()),
+        Services::NotSynced => Err(EnvError::ServicesNotSynced),
+        Services::Synced(list) => Ok(service_env(list, ns, links)),
+    }
 }
 
 /// What the environment needs besides the pod: the API objects it references and the node's
@@ -50,6 +183,7 @@ pub enum EnvError {
 pub struct EnvSources<'a> {
     pub objects: &'a Objects,
     pub node: &'a NodeAllocatable,
+    pub services: Services<'a>,
 }
 
 /// A resolved environment, and the kubelet's InvalidEnvironmentVariableNames warnings.
@@ -164,6 +298,7 @@ pub fn resolve(
     sources: &EnvSources<'_>,
 ) -> Result<Resolved, EnvError> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let service_env = services_for(pod, sources.services)?;
     let objects = sources.objects;
     let mut out = Resolved::default();
     for from in container.env_from.iter().flatten() {
@@ -218,7 +353,15 @@ pub fn resolve(
     }
     for e in container.env.iter().flatten() {
         let value = match &e.value_from {
-            None => expand_env(e.value.as_deref().unwrap_or(""), &out.env),
+            // `MappingFuncFor(tmpEnv, serviceEnv)`: the container's own variables first.
+            None => expand(e.value.as_deref().unwrap_or(""), |name| {
+                out.env
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str())
+                    .or_else(|| service_env.get(name).map(String::as_str))
+            }),
             Some(src) => {
                 if let Some(f) = &src.field_ref {
                     field_value(pod, f, &e.name, node_name, pod_ips, host_ips)?
@@ -291,6 +434,11 @@ pub fn resolve(
         out.env.retain(|(k, _)| *k != e.name);
         out.env.push((e.name.clone(), value));
     }
+    for (k, v) in service_env {
+        if !out.env.iter().any(|(n, _)| *n == k) {
+            out.env.push((k, v));
+        }
+    }
     Ok(out)
 }
 
@@ -310,6 +458,7 @@ mod tests {
         EnvSources {
             objects: &NO_OBJECTS,
             node: &NODE,
+            services: Services::NoApiServer,
         }
     }
 
@@ -436,6 +585,7 @@ mod tests {
             &EnvSources {
                 objects: &objects,
                 node: &NODE,
+                services: Services::NoApiServer,
             },
         )
         .unwrap();
@@ -471,6 +621,7 @@ mod tests {
             &EnvSources {
                 objects: &objects,
                 node: &NODE,
+                services: Services::NoApiServer,
             },
         )
         .unwrap();
@@ -486,6 +637,7 @@ mod tests {
         let src = EnvSources {
             objects: &objects,
             node: &NODE,
+            services: Services::NoApiServer,
         };
         let msg = |env: serde_json::Value| {
             let (p, c) = pod(env);
@@ -511,5 +663,172 @@ mod tests {
             ),
             "secret \"other\" not found"
         );
+    }
+
+    fn service(ns: &str, name: &str, ip: &str, ports: serde_json::Value) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"clusterIP": ip, "ports": ports}
+        }))
+        .unwrap()
+    }
+
+    fn cluster() -> Vec<Service> {
+        vec![
+            service(
+                "default",
+                "kubernetes",
+                "10.96.0.1",
+                serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]),
+            ),
+            service(
+                "default",
+                "other",
+                "10.96.0.7",
+                serde_json::json!([{"port": 80}]),
+            ),
+            service(
+                "ns",
+                "my-db",
+                "10.96.3.4",
+                serde_json::json!([
+                    {"name": "sql", "port": 5432},
+                    {"name": "metrics-udp", "port": 9125, "protocol": "UDP"}
+                ]),
+            ),
+            service("ns", "headless", "None", serde_json::json!([{"port": 80}])),
+            service("ns", "external", "", serde_json::json!([])),
+            service("ns", "v6", "fd00::10", serde_json::json!([{"port": 8080}])),
+            service(
+                "elsewhere",
+                "far",
+                "10.96.9.9",
+                serde_json::json!([{"port": 1}]),
+            ),
+        ]
+    }
+
+    #[test]
+    fn service_env_is_the_kubelets_docker_links_for_the_namespace_and_the_master_service() {
+        let env = service_env(&cluster(), "ns", true);
+        let want: BTreeMap<String, String> = [
+            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+            ("KUBERNETES_SERVICE_PORT_HTTPS", "443"),
+            ("KUBERNETES_PORT", "tcp://10.96.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP", "tcp://10.96.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP_PROTO", "tcp"),
+            ("KUBERNETES_PORT_443_TCP_PORT", "443"),
+            ("KUBERNETES_PORT_443_TCP_ADDR", "10.96.0.1"),
+            ("MY_DB_SERVICE_HOST", "10.96.3.4"),
+            ("MY_DB_SERVICE_PORT", "5432"),
+            ("MY_DB_SERVICE_PORT_SQL", "5432"),
+            ("MY_DB_SERVICE_PORT_METRICS_UDP", "9125"),
+            ("MY_DB_PORT", "tcp://10.96.3.4:5432"),
+            ("MY_DB_PORT_5432_TCP", "tcp://10.96.3.4:5432"),
+            ("MY_DB_PORT_5432_TCP_PROTO", "tcp"),
+            ("MY_DB_PORT_5432_TCP_PORT", "5432"),
+            ("MY_DB_PORT_5432_TCP_ADDR", "10.96.3.4"),
+            ("MY_DB_PORT_9125_UDP", "udp://10.96.3.4:9125"),
+            ("MY_DB_PORT_9125_UDP_PROTO", "udp"),
+            ("MY_DB_PORT_9125_UDP_PORT", "9125"),
+            ("MY_DB_PORT_9125_UDP_ADDR", "10.96.3.4"),
+            ("V6_SERVICE_HOST", "fd00::10"),
+            ("V6_SERVICE_PORT", "8080"),
+            ("V6_PORT", "tcp://[fd00::10]:8080"),
+            ("V6_PORT_8080_TCP", "tcp://[fd00::10]:8080"),
+            ("V6_PORT_8080_TCP_PROTO", "tcp"),
+            ("V6_PORT_8080_TCP_PORT", "8080"),
+            ("V6_PORT_8080_TCP_ADDR", "fd00::10"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(env, want);
+        // Without service links only the master service; `default` is a namespace like any
+        // other when the pod is in it.
+        let env = service_env(&cluster(), "ns", false);
+        assert!(env.keys().all(|k| k.starts_with("KUBERNETES_")), "{env:?}");
+        assert_eq!(env.len(), 8);
+        let env = service_env(&cluster(), "default", true);
+        assert_eq!(
+            env.get("OTHER_SERVICE_HOST").map(String::as_str),
+            Some("10.96.0.7")
+        );
+        assert!(!env.contains_key("FAR_SERVICE_HOST"));
+        // A `kubernetes` service of the pod's own namespace wins over the master one.
+        let mut list = cluster();
+        list.push(service(
+            "ns",
+            "kubernetes",
+            "10.96.5.5",
+            serde_json::json!([{"port": 8443}]),
+        ));
+        let env = service_env(&list, "ns", true);
+        assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.96.5.5");
+        assert_eq!(env["KUBERNETES_PORT"], "tcp://10.96.5.5:8443");
+        assert!(!env.contains_key("KUBERNETES_SERVICE_PORT_HTTPS"));
+    }
+
+    #[test]
+    fn service_variables_come_last_lose_to_the_containers_own_and_expand_in_values() {
+        let (p, c) = pod(serde_json::json!([
+            {"name": "API", "value": "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"},
+            {"name": "MY_DB_SERVICE_HOST", "value": "mine"},
+            {"name": "DB", "value": "$(MY_DB_SERVICE_HOST)"},
+        ]));
+        let list = cluster();
+        let src = EnvSources {
+            objects: &NO_OBJECTS,
+            node: &NODE,
+            services: Services::Synced(&list),
+        };
+        let env = resolve(&p, &c, "n", &[], &[], &src).unwrap().env;
+        assert_eq!(
+            &env[0],
+            &("API".to_string(), "https://10.96.0.1:443".to_string())
+        );
+        assert_eq!(
+            &env[1],
+            &("MY_DB_SERVICE_HOST".to_string(), "mine".to_string())
+        );
+        assert_eq!(&env[2], &("DB".to_string(), "mine".to_string()));
+        assert_eq!(
+            env.iter()
+                .filter(|(k, _)| k == "MY_DB_SERVICE_HOST")
+                .count(),
+            1
+        );
+        assert!(env
+            .iter()
+            .any(|(k, v)| k == "MY_DB_PORT" && v == "tcp://10.96.3.4:5432"));
+        assert_eq!(env.len(), 3 + 28 - 1);
+    }
+
+    #[test]
+    fn an_api_pod_waits_for_the_first_service_list_a_static_pod_does_not() {
+        let (mut p, c) = pod(serde_json::json!([]));
+        let src = EnvSources {
+            objects: &NO_OBJECTS,
+            node: &NODE,
+            services: Services::NotSynced,
+        };
+        assert_eq!(
+            resolve(&p, &c, "n", &[], &[], &src)
+                .unwrap_err()
+                .to_string(),
+            "services have not yet been read at least once, cannot construct envvars"
+        );
+        p.metadata.annotations = Some(
+            [(
+                crate::static_pods::CONFIG_SOURCE.to_string(),
+                "file".to_string(),
+            )]
+            .into(),
+        );
+        assert_eq!(resolve(&p, &c, "n", &[], &[], &src).unwrap().env, vec![]);
+        // Without an API server there are no service variables at all.
+        let (p, c) = pod(serde_json::json!([]));
+        assert_eq!(resolve(&p, &c, "n", &[], &[], &none()).unwrap().env, vec![]);
     }
 }

@@ -5,6 +5,7 @@
 //! standalone implementation (no API server: status changes and events are logged, and the
 //! latest status of every pod is kept for the local kubelet API). The API server implementation
 //! lives with the API edge. Reporters decide whether a status is new; callers report every time.
+//! Container events ([`PodReporter::container_event`]) name the container by its field path.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,6 +22,20 @@ pub trait PodReporter: Send + Sync {
     fn status(&self, pod: &Pod, status: &PodStatus);
     /// An event about the pod (`reason` as the kubelet names it: Pulling, Created, BackOff, …).
     fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: &str);
+    /// An event about one of the pod's containers: the kubelet's `recordContainerEvent`, whose
+    /// involvedObject carries `fieldPath: spec.containers{NAME}` (or `spec.initContainers{NAME}`).
+    /// Without a reference to put it in, it is a pod event.
+    fn container_event(
+        &self,
+        pod: &Pod,
+        container: &str,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        let _ = container;
+        self.event(pod, kind, reason, message);
+    }
     /// The pod is stopped and cleaned up: finish its deletion at its source.
     fn deleted(&self, pod: &Pod) -> Result<(), String>;
     /// The last status reported for the pod with this UID.
@@ -93,6 +108,25 @@ impl PodReporter for LogReporter {
         match kind {
             EventType::Normal => log::info!("pod {} event {reason}: {message}", key(pod)),
             EventType::Warning => log::warn!("pod {} event {reason}: {message}", key(pod)),
+        }
+    }
+
+    fn container_event(
+        &self,
+        pod: &Pod,
+        container: &str,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        let pod_key = key(pod);
+        match kind {
+            EventType::Normal => {
+                log::info!("pod {pod_key} container {container} event {reason}: {message}")
+            }
+            EventType::Warning => {
+                log::warn!("pod {pod_key} container {container} event {reason}: {message}")
+            }
         }
     }
 

@@ -4,9 +4,12 @@
 //! back from the runtime (its labels are the truth, also after a restart of the daemon), running
 //! the plan (kill, create sandbox, pull, create and start containers, with the kubelet's reasons
 //! and events for every failure), reporting the status right after acting, stopping a pod within
-//! its grace period, and cleaning up after it. With a prober it also runs the containers'
+//! its grace period (readiness still probed and written meanwhile), tearing a finished pod's
+//! volumes down, and cleaning up after it. With a prober it also runs the containers'
 //! postStart and preStop hooks around start and stop (`probe::hooks`), tells the prober which
-//! containers run, and feeds its results (readiness, started, unhealthy) to the plan and status. The decisions are made by the pure modules
+//! containers run, and feeds its results (readiness, started, unhealthy) to the plan and
+//! status. Containers get the service environment variables from a [`ServiceCache`] when there
+//! is an API server. The decisions are made by the pure modules
 //! (`plan`, `status`, `translate`); this file sequences the calls and is where their failures are
 //! logged, once, with the pod key.
 
@@ -28,6 +31,7 @@ use super::translate::{self, ContainerInputs, ImageUser, NodeContext};
 use super::worker::{PodSyncer, SyncResult, Termination};
 use super::{env, key, uid};
 use crate::cri::{api, CriError, Runtime};
+use crate::kube::reflector::ServiceCache;
 use crate::kube::KubeApi;
 use crate::static_pods::CONFIG_SOURCE;
 use crate::volume::manager::VolumeManager;
@@ -39,6 +43,9 @@ const MIN_GRACE: Duration = Duration::from_secs(2);
 const RESYNC: Duration = Duration::from_secs(60);
 /// How soon to retry after the runtime failed us.
 const RETRY: Duration = Duration::from_secs(2);
+/// While a pod's containers are being stopped, how often its readiness is looked at (a change
+/// is reported at once, as the kubelet's readiness results reach the status manager).
+const READINESS_POLL: Duration = Duration::from_millis(100);
 
 /// Where the syncer keeps what it writes on the host.
 #[derive(Clone, Debug)]
@@ -78,6 +85,10 @@ pub struct RuntimeSyncer {
     volumes: Option<Arc<VolumeManager>>,
     /// Probes and lifecycle hooks (None: neither runs).
     prober: Option<crate::probe::Prober>,
+    /// The cluster's services, for the service environment variables (None: no API server).
+    services: Option<ServiceCache>,
+    /// Keep a finished pod's volumes until it is deleted (--keep-terminated-pod-volumes).
+    keep_terminated_volumes: bool,
 }
 
 /// A container start that did not happen, as the kubelet reports it.
@@ -197,7 +208,22 @@ impl RuntimeSyncer {
             api: None,
             volumes: None,
             prober: None,
+            services: None,
+            keep_terminated_volumes: false,
         }
+    }
+
+    /// Keeps the volumes of pods that finished until they are deleted.
+    pub fn keep_terminated_pod_volumes(mut self, keep: bool) -> RuntimeSyncer {
+        self.keep_terminated_volumes = keep;
+        self
+    }
+
+    /// Gives containers the service environment variables of these services (the cache must be
+    /// filled by a service reflector; until its first list, API pods' containers do not start).
+    pub fn with_services(mut self, services: ServiceCache) -> RuntimeSyncer {
+        self.services = Some(services);
+        self
     }
 
     /// Sets up pods' volumes with this manager before their containers start, and removes
@@ -216,8 +242,13 @@ impl RuntimeSyncer {
         pod_ips: &[String],
     ) -> Result<(Env, Vec<api::Mount>), StartFailure> {
         let config_error = |msg: String| {
-            self.reporter
-                .event(pod, EventType::Warning, "Failed", &format!("Error: {msg}"));
+            self.reporter.container_event(
+                pod,
+                &c.name,
+                EventType::Warning,
+                "Failed",
+                &format!("Error: {msg}"),
+            );
             failure("CreateContainerConfigError", msg)
         };
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -235,6 +266,12 @@ impl RuntimeSyncer {
             },
             |v| v.node(),
         );
+        let snapshot = self.services.as_ref().map(ServiceCache::snapshot);
+        let services = match &snapshot {
+            None => env::Services::NoApiServer,
+            Some(None) => env::Services::NotSynced,
+            Some(Some(list)) => env::Services::Synced(list),
+        };
         let resolved = env::resolve(
             pod,
             c,
@@ -244,6 +281,7 @@ impl RuntimeSyncer {
             &env::EnvSources {
                 objects: &objects,
                 node: &node,
+                services,
             },
         )
         .map_err(|e| config_error(e.to_string()))?;
@@ -497,8 +535,9 @@ impl RuntimeSyncer {
             let handles: Vec<_> = running
                 .iter()
                 .map(|c| {
-                    self.reporter.event(
+                    self.reporter.container_event(
                         pod,
+                        &c.name,
                         EventType::Normal,
                         "Killing",
                         &format!("Stopping container {}", c.name),
@@ -550,8 +589,13 @@ impl RuntimeSyncer {
             ("Never", None) => {
                 let msg =
                     format!("Container image \"{image}\" is not present with pull policy of Never");
-                self.reporter
-                    .event(pod, EventType::Warning, "ErrImageNeverPull", &msg);
+                self.reporter.container_event(
+                    pod,
+                    &c.name,
+                    EventType::Warning,
+                    "ErrImageNeverPull",
+                    &msg,
+                );
                 return Err(failure("ErrImageNeverPull", msg));
             }
             ("Never" | "IfNotPresent", Some(img)) => {
@@ -567,12 +611,14 @@ impl RuntimeSyncer {
                 .is_some()
             {
                 let msg = format!("Back-off pulling image \"{image}\"");
-                self.reporter.event(pod, EventType::Normal, "BackOff", &msg);
+                self.reporter
+                    .container_event(pod, &c.name, EventType::Normal, "BackOff", &msg);
                 return Err(failure("ImagePullBackOff", msg));
             }
         }
-        self.reporter.event(
+        self.reporter.container_event(
             pod,
+            &c.name,
             EventType::Normal,
             "Pulling",
             &format!("Pulling image \"{image}\""),
@@ -596,8 +642,9 @@ impl RuntimeSyncer {
         match pulled {
             Ok(image_ref) => {
                 st.image_failures.remove(&image);
-                self.reporter.event(
+                self.reporter.container_event(
                     pod,
+                    &c.name,
                     EventType::Normal,
                     "Pulled",
                     &format!(
@@ -612,7 +659,8 @@ impl RuntimeSyncer {
                 st.image_backoff.next(&image, now);
                 st.image_failures.insert(image.clone(), now);
                 let msg = format!("Failed to pull image \"{image}\": {}", e.message());
-                self.reporter.event(pod, EventType::Warning, "Failed", &msg);
+                self.reporter
+                    .container_event(pod, &c.name, EventType::Warning, "Failed", &msg);
                 Err(failure("ErrImagePull", msg))
             }
         }
@@ -672,24 +720,36 @@ impl RuntimeSyncer {
             .create_container(sandbox_id, &config, sandbox_config)
             .map_err(|e| {
                 let msg = e.message().to_string();
-                self.reporter
-                    .event(pod, EventType::Warning, "Failed", &format!("Error: {msg}"));
+                self.reporter.container_event(
+                    pod,
+                    &c.name,
+                    EventType::Warning,
+                    "Failed",
+                    &format!("Error: {msg}"),
+                );
                 failure("CreateContainerError", msg)
             })?;
-        self.reporter.event(
+        self.reporter.container_event(
             pod,
+            &c.name,
             EventType::Normal,
             "Created",
             &format!("Created container {}", c.name),
         );
         self.runtime.start_container(&id).map_err(|e| {
             let msg = e.message().to_string();
-            self.reporter
-                .event(pod, EventType::Warning, "Failed", &format!("Error: {msg}"));
+            self.reporter.container_event(
+                pod,
+                &c.name,
+                EventType::Warning,
+                "Failed",
+                &format!("Error: {msg}"),
+            );
             failure("RunContainerError", msg)
         })?;
-        self.reporter.event(
+        self.reporter.container_event(
             pod,
+            &c.name,
             EventType::Normal,
             "Started",
             &format!("Started container {}", c.name),
@@ -705,8 +765,13 @@ impl RuntimeSyncer {
                 pod_ip,
             );
             if let Err(msg) = hook {
-                self.reporter
-                    .event(pod, EventType::Normal, "Killing", "FailedPostStartHook");
+                self.reporter.container_event(
+                    pod,
+                    &c.name,
+                    EventType::Normal,
+                    "Killing",
+                    "FailedPostStartHook",
+                );
                 let grace = crate::probe::hooks::pre_stop(
                     p.handlers(),
                     self.reporter.as_ref(),
@@ -830,7 +895,7 @@ impl RuntimeSyncer {
                 }
             };
             self.reporter
-                .event(pod, EventType::Normal, "Killing", &message);
+                .container_event(pod, &k.name, EventType::Normal, "Killing", &message);
             // A probe's own terminationGracePeriodSeconds applies to the kills it causes.
             let grace = unhealthy
                 .get(&k.id)
@@ -858,8 +923,13 @@ impl RuntimeSyncer {
             self.setup_volumes(pod, &observed, &mut st, &mut retry)
         } else {
             // A running pod the volume manager does not know yet (adopted after a restart):
-            // take it over so its volumes are kept current; its containers already run.
-            if let Some(v) = self.volumes.as_ref().filter(|v| !v.tracks(uid(pod))) {
+            // take it over so its volumes are kept current; its containers already run. (A pod
+            // whose containers all ended gets none: it is finished, or about to restart them.)
+            if let Some(v) = self
+                .volumes
+                .as_ref()
+                .filter(|v| observed.any_running() && !v.tracks(uid(pod)))
+            {
                 if let Err(e) = v.setup(pod) {
                     log::debug!("pod {pod_key}: {e}");
                 }
@@ -952,8 +1022,9 @@ impl RuntimeSyncer {
                 pod.metadata.namespace.as_deref().unwrap_or("default"),
                 uid(pod)
             );
-            self.reporter.event(
+            self.reporter.container_event(
                 pod,
+                &b.name,
                 EventType::Warning,
                 "BackOff",
                 &format!(
@@ -1130,19 +1201,40 @@ impl PodSyncer for RuntimeSyncer {
 
     fn sync_terminating_pod(&self, pod: &Arc<Pod>, why: &Termination) -> Result<(), Duration> {
         let pod_key = key(pod);
-        // Probes stop when the pod terminates.
+        // Liveness and startup probes stop as the pod terminates; readiness is probed until
+        // the containers are stopped, and its changes are reported meanwhile.
         if let Some(p) = &self.prober {
-            p.forget(uid(pod));
+            p.stop_liveness_and_startup(uid(pod));
         }
         let observed = self.observe(uid(pod)).map_err(|e| {
             log::warn!("pod {pod_key}: {e}");
             RETRY
         })?;
-        if let Err(e) = self.kill_pod(pod, &observed, grace_period(pod)) {
+        let state = self.state(uid(pod));
+        let killed = std::thread::scope(|s| {
+            let kill = s.spawn(|| self.kill_pod(pod, &observed, grace_period(pod)));
+            if let Some(p) = &self.prober {
+                let mut last = p.readiness(uid(pod));
+                while !kill.is_finished() {
+                    std::thread::sleep(READINESS_POLL);
+                    let now = p.readiness(uid(pod));
+                    if now != last {
+                        last = now;
+                        if let Ok(o) = self.observe(uid(pod)) {
+                            self.report_status(pod, &o, &lock(&state), false);
+                        }
+                    }
+                }
+            }
+            kill.join().unwrap_or(Ok(()))
+        });
+        if let Some(p) = &self.prober {
+            p.forget(uid(pod));
+        }
+        if let Err(e) = killed {
             log::warn!("pod {pod_key}: failed to stop: {e}");
             return Err(RETRY);
         }
-        let state = self.state(uid(pod));
         let st = lock(&state);
         let after = self.observe(uid(pod)).unwrap_or(observed);
         self.report_status(pod, &after, &st, *why != Termination::Finished);
@@ -1151,6 +1243,23 @@ impl PodSyncer for RuntimeSyncer {
 
     fn sync_terminated_pod(&self, pod: &Arc<Pod>, why: &Termination) -> Result<(), Duration> {
         let pod_key = key(pod);
+        if *why == Termination::Finished {
+            // The kubelet's SyncTerminatedPod for a pod that finished but still exists: its
+            // volumes are unmounted and removed (unless --keep-terminated-pod-volumes); its
+            // sandbox, containers and logs stay until the pod is deleted, for `kubectl logs`.
+            if let Some(v) = self
+                .volumes
+                .as_ref()
+                .filter(|_| !self.keep_terminated_volumes)
+            {
+                if let Err(e) = v.cleanup(uid(pod)) {
+                    log::warn!("pod {pod_key}: {e}");
+                    return Err(RETRY);
+                }
+                log::debug!("pod {pod_key}: finished, its volumes are torn down");
+            }
+            return Ok(());
+        }
         let observed = self.observe(uid(pod)).map_err(|e| {
             log::warn!("pod {pod_key}: {e}");
             RETRY

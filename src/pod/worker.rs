@@ -6,6 +6,8 @@
 //! the runtime changed ([`PodWorkers::poke`]) or when its syncer asked to be called again, and the
 //! phase transitions. What a sync *does* is behind the [`PodSyncer`] trait (the runtime one is in
 //! `pod::sync`), so this file has no CRI and no API calls and is tested with a fake syncer.
+//! A pod that finished (Succeeded/Failed) is terminating then terminated once (its volumes go)
+//! and then kept, containers and logs included, until its source deletes or removes it.
 //!
 //! ```text
 //!            Upsert (no deletionTimestamp)            deletionTimestamp / Remove / terminal
@@ -187,6 +189,8 @@ impl PodWorkers {
         let mut pod: Option<Arc<Pod>> = None;
         let mut termination: Option<Termination> = None;
         let mut stopped = false;
+        // A finished pod went through its terminated phase (volumes torn down).
+        let mut finished_done = false;
         let mut deadline = Instant::now();
         loop {
             // Wait for news or the deadline, then take the newest state.
@@ -246,7 +250,15 @@ impl PodWorkers {
                 stopped = true;
             }
             if why == Termination::Finished {
-                // Stopped, with its containers kept for their logs, until its source lets go.
+                // Terminated (its volumes go), with its containers kept for their logs until
+                // its source lets go.
+                if !finished_done {
+                    if let Err(after) = self.syncer.sync_terminated_pod(&current, &why) {
+                        deadline = Instant::now() + after;
+                        continue;
+                    }
+                    finished_done = true;
+                }
                 deadline = Instant::now() + IDLE;
                 continue;
             }
@@ -428,13 +440,15 @@ mod tests {
         *rec.terminal_after.lock().unwrap() = Some("1".into());
         let workers = PodWorkers::new(rec.clone());
         workers.dispatch(PodEvent::Upsert(pod("u1", "1", false)));
-        rec.wait_for("stopped", |c| {
-            c.contains(&Call::Terminating("1".into(), Termination::Finished))
-        });
+        rec.wait_for("terminated", |c| c.contains(&Call::Terminated("1".into())));
         std::thread::sleep(Duration::from_millis(50));
-        assert!(
-            !rec.calls().contains(&Call::Terminated("1".into())),
-            "its containers are kept for their logs"
+        assert_eq!(
+            rec.calls()
+                .iter()
+                .filter(|c| **c == Call::Terminated("1".into()))
+                .count(),
+            1,
+            "the terminated phase of a finished pod runs once"
         );
         assert_eq!(workers.active(), ["u1"]);
         workers.dispatch(PodEvent::Upsert(pod("u1", "1b", false)));
@@ -450,11 +464,12 @@ mod tests {
             [
                 Call::Sync("1".into()),
                 Call::Terminating("1".into(), Termination::Finished),
+                Call::Terminated("1".into()),
                 Call::Terminating("1b".into(), Termination::Removed),
                 Call::Terminated("1b".into()),
                 Call::Forget("u1".into()),
             ],
-            "stopped when finished, cleaned up once its source removed it"
+            "stopped and terminated when finished, cleaned up once its source removed it"
         );
     }
 

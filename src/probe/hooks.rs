@@ -6,6 +6,10 @@
 //! and the caller kills the container); preStop runs before the stop signal, bounded by the grace
 //! period, which the stop then gets what is left of (the kubelet's whole seconds, at least 2 s);
 //! a failure is a FailedPreStopHook event and the stop goes ahead. The caller does the killing.
+//! As the kubelet, the events say only `PostStartHook failed` / `PreStopHook failed` (a hook's
+//! output may hold secrets); the full message is the container's waiting message and the log's.
+//! An HTTPS hook answered in plain HTTP that succeeded over HTTP is a `LifecycleHTTPFallback`
+//! warning on the pod.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,10 +47,56 @@ pub fn post_start(
         };
         run::hook(h, pod, c, container_id, &action, timeout)
     });
-    if let Err(msg) = &result {
-        reporter.event(pod, EventType::Warning, "FailedPostStartHook", msg);
+    match result {
+        Ok(done) => {
+            fallback_event(reporter, pod, &done);
+            Ok(())
+        }
+        Err(msg) => {
+            log::info!(
+                "pod {}: postStart hook of container {} failed: {msg}",
+                crate::pod::key(pod),
+                c.name
+            );
+            reporter.container_event(
+                pod,
+                &c.name,
+                EventType::Warning,
+                "FailedPostStartHook",
+                "PostStartHook failed",
+            );
+            Err(msg)
+        }
     }
-    result
+}
+
+fn fallback_event(reporter: &dyn PodReporter, pod: &Pod, done: &run::HookDone) {
+    if let Some(host) = &done.http_fallback {
+        reporter.event(
+            pod,
+            EventType::Warning,
+            "LifecycleHTTPFallback",
+            &format!(
+                "request to HTTPS lifecycle hook {host} got HTTP response, retry with HTTP succeeded"
+            ),
+        );
+    }
+}
+
+/// The FailedPreStopHook event, and the full message in the log.
+fn pre_stop_failed(reporter: &dyn PodReporter, pod: &Pod, c: &Container, msg: &str) {
+    log::info!(
+        "pod {}: preStop hook of container {} failed: {msg}",
+        crate::pod::key(pod),
+        c.name
+    );
+    reporter.container_event(
+        pod,
+        &c.name,
+        EventType::Warning,
+        "FailedPreStopHook",
+        "PreStopHook failed",
+    );
 }
 
 /// Runs the container's preStop hook, if it has one, for at most `grace`; the grace period left
@@ -70,7 +120,7 @@ pub fn pre_stop(
     let action = match spec::hook_action(handler, c, pod_ip) {
         Ok(a) => a,
         Err(msg) => {
-            reporter.event(pod, EventType::Warning, "FailedPreStopHook", &msg);
+            pre_stop_failed(reporter, pod, c, &msg);
             return grace;
         }
     };
@@ -84,8 +134,8 @@ pub fn pre_stop(
             let _ = tx.send(run::hook(h.as_ref(), &pod2, &c2, &id, &action, grace));
         });
     match spawned.map(|_| rx.recv_timeout(grace)) {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(msg))) => reporter.event(pod, EventType::Warning, "FailedPreStopHook", &msg),
+        Ok(Ok(Ok(done))) => fallback_event(reporter, pod, &done),
+        Ok(Ok(Err(msg))) => pre_stop_failed(reporter, pod, c, &msg),
         Ok(Err(_)) => log::info!(
             "pod {}: preStop hook of container {} did not complete within the grace period of {}s",
             crate::pod::key(pod),
@@ -149,7 +199,11 @@ mod tests {
             err.starts_with("Exec lifecycle hook ([false]) for Container \"c\""),
             "{err}"
         );
-        assert_eq!(ev.0.lock().unwrap()[0].0, "FailedPostStartHook");
+        assert_eq!(
+            ev.0.lock().unwrap()[0],
+            ("FailedPostStartHook".into(), "PostStartHook failed".into()),
+            "the event never carries the hook's output"
+        );
         assert_eq!(h.calls.lock().unwrap()[0], "exec id1 false 0s");
         // No hook: nothing runs.
         assert_eq!(

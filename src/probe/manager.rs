@@ -8,7 +8,10 @@
 //! until the startup probe succeeded; the events (`Unhealthy` "Liveness probe failed: ...",
 //! `ProbeWarning`); and a call to the notifier (the pod workers' `poke`) whenever a result that
 //! the pod's status or plan depends on changed, so that readiness is written at once and an
-//! unhealthy container is restarted at once. The decisions per probe are `probe::state`'s.
+//! unhealthy container is restarted at once. Also the prober's start-up jitter
+//! ([`startup_jitter`]), the retries of a run that errors, container events on the container's
+//! field path, and a terminating pod's probes ([`Prober::stop_liveness_and_startup`]: readiness
+//! only). The decisions per probe are `probe::state`'s.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -116,6 +119,8 @@ struct Job {
 }
 
 struct Inner {
+    /// When the prober started: probes created within one period of it are spread out.
+    started: Instant,
     table: Mutex<Table>,
     wake: Condvar,
     handlers: Arc<dyn Handlers>,
@@ -148,6 +153,7 @@ impl Prober {
         reporter: Arc<dyn PodReporter>,
     ) -> std::io::Result<Prober> {
         let inner = Arc::new(Inner {
+            started: Instant::now(),
             table: Mutex::new(Table::default()),
             wake: Condvar::new(),
             handlers,
@@ -211,8 +217,12 @@ impl Prober {
                 .into_iter()
                 .filter_map(|kind| {
                     let p = spec::probe_of(c, kind)?;
+                    let timing = Timing::of(p);
+                    let mut state = ProbeState::new(kind, timing, started, now);
+                    let uptime = now.saturating_duration_since(self.inner.started);
+                    state.not_before(now + startup_jitter(uptime, timing.period, fraction()));
                     Some(OneProbe {
-                        state: ProbeState::new(kind, Timing::of(p), started, now),
+                        state,
                         action: spec::probe_action(p, c, pod_ip),
                         busy: false,
                         seq: 0,
@@ -247,6 +257,19 @@ impl Prober {
         drop(t);
         if woke {
             self.inner.wake.notify_all();
+        }
+    }
+
+    /// The pod is terminating: its liveness and startup probes stop and their results go (so no
+    /// container is restarted or held unstarted any more), while readiness goes on being probed
+    /// until the containers are stopped (the kubelet's `StopLivenessAndStartup`).
+    pub fn stop_liveness_and_startup(&self, uid: &str) {
+        let mut t = self.inner.lock();
+        if let Some(pp) = t.pods.get_mut(uid) {
+            for c in pp.containers.values_mut() {
+                c.probes.retain(|p| p.state.kind == Kind::Readiness);
+            }
+            pp.containers.retain(|_, c| !c.probes.is_empty());
         }
     }
 
@@ -316,6 +339,25 @@ impl Prober {
     }
 }
 
+/// The kubelet's probe worker start: when the prober itself started less than a period ago (a
+/// restart adopting running containers), the first run waits a random `fraction` of the
+/// period, so that the probes of all the containers do not fire at once; otherwise none.
+pub fn startup_jitter(uptime: Duration, period: Duration, fraction: f64) -> Duration {
+    if period > uptime {
+        period.mul_f64(fraction.clamp(0.0, 1.0))
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// A number in [0, 1), different on every call (std's randomly keyed hasher; not cryptographic).
+fn fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// The timer thread: hands due probes to the workers, sleeping until the next deadline.
 fn tick(inner: &Inner, jobs: &Sender<Job>) {
     let mut t = inner.lock();
@@ -376,10 +418,10 @@ fn tick(inner: &Inner, jobs: &Sender<Job>) {
 /// A worker: runs probes and records their outcomes.
 fn work(inner: &Inner, jobs: &Receiver<Job>) {
     for job in jobs {
-        let outcome = match &job.action {
+        let outcome = run::with_retries(run::MAX_PROBE_RETRIES, || match &job.action {
             Ok(action) => run::probe(inner.handlers.as_ref(), &job.key.id, action, job.timeout),
             Err(msg) => Outcome::Error(msg.clone()),
-        };
+        });
         let now = Instant::now();
         let mut t = inner.lock();
         let Some(pp) = t.pods.get_mut(&job.key.uid) else {
@@ -402,7 +444,9 @@ fn work(inner: &Inner, jobs: &Receiver<Job>) {
 
         let kind = job.key.kind.name();
         let event = |kind_: EventType, reason: &str, message: String| {
-            inner.reporter.event(&pod, kind_, reason, &message);
+            inner
+                .reporter
+                .container_event(&pod, &name, kind_, reason, &message);
         };
         match &outcome {
             Outcome::Failure(out) => event(
@@ -449,11 +493,22 @@ mod tests {
     use k8s_openapi::api::core::v1::PodStatus;
 
     #[derive(Default)]
-    struct Events(Mutex<Vec<(String, String)>>);
+    struct Events(Mutex<Vec<(String, String)>>, Mutex<Vec<String>>);
     impl PodReporter for Events {
         fn status(&self, _: &Pod, _: &PodStatus) {}
         fn event(&self, _: &Pod, _: EventType, reason: &str, message: &str) {
             self.0.lock().unwrap().push((reason.into(), message.into()));
+        }
+        fn container_event(
+            &self,
+            pod: &Pod,
+            container: &str,
+            kind: EventType,
+            reason: &str,
+            message: &str,
+        ) {
+            self.1.lock().unwrap().push(container.into());
+            self.event(pod, kind, reason, message);
         }
         fn deleted(&self, _: &Pod) -> Result<(), String> {
             Ok(())
@@ -599,5 +654,112 @@ mod tests {
         );
         assert!(!prober.readiness("u1")["id1"]);
         assert!(h.calls.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_erroring_run_is_retried_within_the_period_and_events_name_the_container() {
+        let h = Arc::new(FakeHandlers::default());
+        let gone = || {
+            Err(crate::cri::CriError::Rpc {
+                op: "exec in",
+                target: crate::cri::Target::Container("id1".into()),
+                code: crate::cri::Code::Unavailable,
+                message: "runtime restarting".into(),
+            })
+        };
+        // Period 1: two errors then a success (one result: ready). Period 2: three errors (no
+        // result, one event). Period 3: a failure.
+        h.exec.lock().unwrap().extend([
+            gone(),
+            gone(),
+            fail(0, ""),
+            gone(),
+            gone(),
+            gone(),
+            fail(1, "down"),
+        ]);
+        let ev = Arc::new(Events::default());
+        let prober = Prober::start(h.clone(), ev.clone()).unwrap();
+        let p = pod(serde_json::json!([{"name": "web", "readinessProbe": {
+            "exec": {"command": ["check"]}, "periodSeconds": 1, "failureThreshold": 1
+        }}]));
+        prober.track(&p, &[running("web", "id1")], "127.0.0.1");
+        wait("ready", || prober.readiness("u1").get("id1") == Some(&true));
+        assert!(
+            ev.0.lock().unwrap().is_empty(),
+            "errors that were retried away say nothing"
+        );
+        wait("unready", || {
+            prober.readiness("u1").get("id1") == Some(&false)
+        });
+        assert_eq!(h.calls.lock().unwrap().len(), 7);
+        let events = ev.0.lock().unwrap().clone();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(
+            events[0].1.starts_with("Readiness probe errored: "),
+            "{events:?}"
+        );
+        assert_eq!(
+            events[1],
+            ("Unhealthy".into(), "Readiness probe failed: down".into())
+        );
+        assert_eq!(ev.1.lock().unwrap().as_slice(), ["web", "web"]);
+    }
+
+    #[test]
+    fn first_runs_are_spread_over_a_period_only_right_after_the_prober_started() {
+        let period = Duration::from_secs(10);
+        assert_eq!(
+            startup_jitter(Duration::from_secs(1), period, 0.25),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            startup_jitter(Duration::from_secs(10), period, 0.25),
+            Duration::ZERO,
+            "a prober running for a period or more starts probes at once"
+        );
+        assert!(startup_jitter(Duration::ZERO, period, 1.5) <= period);
+        let samples: Vec<f64> = (0..64).map(|_| fraction()).collect();
+        assert!(samples.iter().all(|f| (0.0..1.0).contains(f)));
+        assert!(samples.iter().any(|f| *f != samples[0]));
+    }
+
+    #[test]
+    fn a_terminating_pod_keeps_its_readiness_probe_and_loses_liveness_and_startup() {
+        let h = Arc::new(FakeHandlers::default());
+        let ev = Arc::new(Events::default());
+        let prober = Prober::start(h.clone(), ev.clone()).unwrap();
+        let p = pod(serde_json::json!([{"name": "c",
+            "startupProbe": {"exec": {"command": ["start"]}, "periodSeconds": 1, "failureThreshold": 30},
+            "livenessProbe": {"exec": {"command": ["live"]}, "periodSeconds": 1},
+            "readinessProbe": {"exec": {"command": ["ready"]}, "periodSeconds": 1}
+        }, {"name": "plain", "livenessProbe": {"exec": {"command": ["live"]}, "periodSeconds": 1}}]));
+        // The startup probe keeps failing: not started, not ready.
+        h.exec
+            .lock()
+            .unwrap()
+            .extend((0..100).map(|_| fail(1, "no")));
+        prober.track(
+            &p,
+            &[running("c", "id1"), running("plain", "id2")],
+            "127.0.0.1",
+        );
+        assert_eq!(prober.probe_count(), 4);
+        prober.stop_liveness_and_startup("u1");
+        assert_eq!(prober.probe_count(), 1, "only c's readiness probe is left");
+        assert!(
+            prober.not_started("u1").is_empty(),
+            "no startup probe: started"
+        );
+        assert!(prober.unhealthy("u1").is_empty());
+        // Readiness now runs (no startup gate) and flips with its outcomes.
+        h.exec.lock().unwrap().clear();
+        wait("ready", || prober.readiness("u1").get("id1") == Some(&true));
+        assert!(h
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.contains(" ready ")));
     }
 }

@@ -8,8 +8,10 @@
 //! returned as a success with a warning, 2xx and 3xx as success, at most 10 KiB of body read,
 //! TLS not verified, no proxy; tcpSocket as a connect within the timeout; grpc as the standard
 //! health check. Messages follow the Go kubelet's (`dial tcp 127.0.0.1:80: connect: connection
-//! refused`, `HTTP probe failed with statuscode: 500`). [`RealHandlers`] is the real edge;
-//! tests use a fake [`Handlers`].
+//! refused`, `HTTP probe failed with statuscode: 500`). A probe that errors is run again up to
+//! [`MAX_PROBE_RETRIES`] times ([`with_retries`]); an HTTPS hook answered in plain HTTP is
+//! retried over HTTP ([`hook`]). [`RealHandlers`] is the real edge; tests use a fake
+//! [`Handlers`].
 
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::spec::{Action, HttpGet};
+use super::spec::{Action, HttpGet, Scheme};
 use super::state::Outcome;
 use crate::cri::{Code, CriError, ExecOutput, Runtime};
 
@@ -34,6 +36,62 @@ const MAX_REDIRECTS: usize = 10;
 pub struct HttpReply {
     pub status: u16,
     pub body: String,
+}
+
+/// An HTTP request that got no answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpError {
+    /// Go's wording: `Get "URL": dial tcp …: connect: connection refused`.
+    pub message: String,
+    /// An `https` request that the server answered in plain HTTP (Go's "server gave HTTP
+    /// response to HTTPS client"): lifecycle hooks retry it over `http`.
+    pub plain_http_answer: bool,
+}
+
+impl From<String> for HttpError {
+    fn from(message: String) -> HttpError {
+        HttpError {
+            message,
+            plain_http_answer: false,
+        }
+    }
+}
+
+impl From<&str> for HttpError {
+    fn from(message: &str) -> HttpError {
+        HttpError::from(message.to_string())
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The prober's `maxProbeRetries`: a probe that errors (could not be run, as opposed to
+/// failed) is run again, up to this many times in all, within the same period.
+pub const MAX_PROBE_RETRIES: u32 = 3;
+
+/// Runs `run` until it does not error, at most `retries` times; the last outcome (the
+/// kubelet's `runProbeWithRetries`).
+pub fn with_retries(retries: u32, mut run: impl FnMut() -> Outcome) -> Outcome {
+    let mut outcome = run();
+    for _ in 1..retries {
+        if !matches!(outcome, Outcome::Error(_)) {
+            break;
+        }
+        outcome = run();
+    }
+    outcome
+}
+
+/// What a hook that succeeded has to say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HookDone {
+    /// `host:port` of an HTTPS hook that got a plain HTTP answer and then succeeded over HTTP
+    /// (the kubelet's LifecycleHTTPFallback event).
+    pub http_fallback: Option<String>,
 }
 
 /// The grpc.health.v1 serving status of a Check answer.
@@ -61,7 +119,7 @@ pub trait Handlers: Send + Sync {
         req: &HttpGet,
         user_agent: &str,
         timeout: Duration,
-    ) -> Result<HttpReply, String>;
+    ) -> Result<HttpReply, HttpError>;
     /// A TCP connect; `Err` is the Go-style dial error.
     fn tcp(&self, host: &str, port: u16, timeout: Duration) -> Result<(), String>;
     /// grpc.health.v1.Health/Check; `Err` is why there is no answer.
@@ -106,7 +164,7 @@ pub fn probe(h: &dyn Handlers, container_id: &str, action: &Action, timeout: Dur
                 Ok(r) => {
                     Outcome::Failure(format!("HTTP probe failed with statuscode: {}", r.status))
                 }
-                Err(msg) => Outcome::Failure(msg),
+                Err(e) => Outcome::Failure(e.message),
             }
         }
         Action::TcpSocket { host, port } => match h.tcp(host, *port, timeout) {
@@ -143,8 +201,10 @@ fn pod_ref(pod: &Pod) -> String {
     )
 }
 
-/// Runs a lifecycle hook; `Err` is the kubelet's message for the FailedPostStartHook or
-/// FailedPreStopHook event. HTTP hooks fail only when no answer came (any status is fine).
+/// Runs a lifecycle hook; `Err` is the kubelet's message for a failed postStart or preStop
+/// hook. HTTP hooks fail only when no answer came (any status is fine); an `https` hook answered
+/// in plain HTTP is retried over `http` without its `Authorization` header, and succeeds if that
+/// does (the kubelet's ConsistentHTTPGetHandlers, on in 1.28), else fails with the first error.
 pub fn hook(
     h: &dyn Handlers,
     pod: &Pod,
@@ -152,11 +212,11 @@ pub fn hook(
     container_id: &str,
     action: &Action,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<HookDone, String> {
     match action {
         Action::Exec { command } => {
             let (err, output) = match h.exec(container_id, command, timeout) {
-                Ok(out) if out.exit_code == 0 => return Ok(()),
+                Ok(out) if out.exit_code == 0 => return Ok(HookDone::default()),
                 Ok(out) => (
                     format!(
                         "command '{}' exited with {}: {}",
@@ -175,17 +235,34 @@ pub fn hook(
                 pod_ref(pod)
             ))
         }
-        Action::HttpGet(req) => h
-            .http_get(req, &format!("kube-lifecycle/{KUBE_MINOR}"), timeout)
-            .map(|_| ())
-            .map_err(|err| {
+        Action::HttpGet(req) => {
+            let ua = format!("kube-lifecycle/{KUBE_MINOR}");
+            let failed = |err: HttpError| {
                 format!(
                     "HTTP lifecycle hook ({}) for Container {:?} in Pod {:?} failed - error: {err}",
                     req.path,
                     c.name,
                     pod_ref(pod)
                 )
-            }),
+            };
+            match h.http_get(req, &ua, timeout) {
+                Ok(_) => Ok(HookDone::default()),
+                Err(e) if e.plain_http_answer && req.scheme == Scheme::Https => {
+                    let mut plain = req.clone();
+                    plain.scheme = Scheme::Http;
+                    plain
+                        .headers
+                        .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+                    match h.http_get(&plain, &ua, timeout) {
+                        Ok(_) => Ok(HookDone {
+                            http_fallback: Some(join_host_port(&req.host, req.port)),
+                        }),
+                        Err(_) => Err(failed(e)),
+                    }
+                }
+                Err(e) => Err(failed(e)),
+            }
+        }
         Action::TcpSocket { .. } | Action::Grpc { .. } => Err(format!(
             "unsupported lifecycle hook handler for Container {:?} in Pod {:?}",
             c.name,
@@ -245,6 +322,23 @@ fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// Whether a TLS request failed because the server spoke plain HTTP: rustls reads the answer's
+/// first bytes (`HTTP/`) as a record of an invalid content type, where Go's client checks that
+/// the record header is `HTTP/`.
+fn plain_http_answer(e: &ureq::Error) -> bool {
+    let tls = match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    matches!(
+        tls,
+        Some(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+        ))
+    )
+}
+
 /// `scheme://authority` and the host of an absolute URL.
 fn origin(url: &str) -> (String, String) {
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
@@ -291,7 +385,7 @@ impl Handlers for RealHandlers {
         req: &HttpGet,
         user_agent: &str,
         timeout: Duration,
-    ) -> Result<HttpReply, String> {
+    ) -> Result<HttpReply, HttpError> {
         let deadline = Instant::now() + timeout;
         let first = req.url();
         let (_, first_host) = origin(&first);
@@ -308,7 +402,7 @@ impl Handlers for RealHandlers {
                 format!("Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)")
             };
             if left.is_zero() {
-                return Err(deadline_error());
+                return Err(deadline_error().into());
             }
             let mut b = self.agent.get(&url);
             let mut host_set = false;
@@ -335,6 +429,14 @@ impl Handlers for RealHandlers {
             let result = b.config().timeout_global(Some(left)).build().call();
             let mut resp = match result {
                 Ok(r) => r,
+                Err(e) if url.starts_with("https://") && plain_http_answer(&e) => {
+                    return Err(HttpError {
+                        message: format!(
+                            "Get {url:?}: http: server gave HTTP response to HTTPS client"
+                        ),
+                        plain_http_answer: true,
+                    });
+                }
                 Err(ureq::Error::Io(e)) => {
                     let (_, host) = origin(&url);
                     let port = url
@@ -347,10 +449,11 @@ impl Handlers for RealHandlers {
                     return Err(format!(
                         "Get {url:?}: {}",
                         dial_error(&join_host_port(&host, port.parse().unwrap_or(0)), &e)
-                    ));
+                    )
+                    .into());
                 }
-                Err(ureq::Error::Timeout(_)) => return Err(deadline_error()),
-                Err(e) => return Err(format!("Get {url:?}: {e}")),
+                Err(ureq::Error::Timeout(_)) => return Err(deadline_error().into()),
+                Err(e) => return Err(format!("Get {url:?}: {e}").into()),
             };
             let status = resp.status().as_u16();
             let location = resp
@@ -363,7 +466,7 @@ impl Handlers for RealHandlers {
                 if origin(&next).1 == first_host {
                     hops += 1;
                     if hops > MAX_REDIRECTS {
-                        return Err(format!("Get {next:?}: stopped after 10 redirects"));
+                        return Err(format!("Get {next:?}: stopped after 10 redirects").into());
                     }
                     url = next;
                     continue;
@@ -416,7 +519,7 @@ pub mod fake {
     #[derive(Default)]
     pub struct FakeHandlers {
         pub exec: Mutex<VecDeque<Result<ExecOutput, CriError>>>,
-        pub http: Mutex<VecDeque<Result<HttpReply, String>>>,
+        pub http: Mutex<VecDeque<Result<HttpReply, HttpError>>>,
         pub tcp: Mutex<VecDeque<Result<(), String>>>,
         pub calls: Mutex<Vec<String>>,
     }
@@ -440,7 +543,7 @@ pub mod fake {
                     exit_code: 0,
                 }))
         }
-        fn http_get(&self, req: &HttpGet, ua: &str, _: Duration) -> Result<HttpReply, String> {
+        fn http_get(&self, req: &HttpGet, ua: &str, _: Duration) -> Result<HttpReply, HttpError> {
             self.log(format!("get {} {ua}", req.url()));
             self.http
                 .lock()
@@ -577,7 +680,7 @@ mod tests {
         ]);
         assert_eq!(
             hook(&h, &pod, &c, "id", &get(80), Duration::ZERO),
-            Ok(()),
+            Ok(HookDone::default()),
             "any answer will do"
         );
         assert_eq!(
@@ -716,7 +819,7 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(
-            err,
+            err.message,
             format!("Get \"http://127.0.0.1:{port}/again\": stopped after 10 redirects")
         );
     }
@@ -735,7 +838,7 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(
-            err,
+            err.message,
             format!("Get \"http://127.0.0.1:{port}/x\": dial tcp 127.0.0.1:{port}: connect: connection refused")
         );
         assert_eq!(
@@ -755,5 +858,146 @@ mod tests {
         assert_eq!(resolve_location(base, "https://h:1/"), "https://h:1/");
         assert_eq!(origin("http://[::1]:80/x").1, "::1");
         assert_eq!(origin("http://Example.com:80/x").1, "example.com");
+    }
+
+    fn https(port: u16, headers: &[(&str, &str)]) -> Action {
+        Action::HttpGet(HttpGet {
+            scheme: Scheme::Https,
+            host: "127.0.0.1".into(),
+            port,
+            path: "/hook".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    fn plain_answer(port: u16) -> HttpError {
+        HttpError {
+            message: format!(
+                "Get \"https://127.0.0.1:{port}/hook\": http: server gave HTTP response to HTTPS client"
+            ),
+            plain_http_answer: true,
+        }
+    }
+
+    #[test]
+    fn an_https_hook_answered_in_plain_http_falls_back_to_http_without_authorization() {
+        let h = FakeHandlers::default();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"}
+        }))
+        .unwrap();
+        let c: Container = serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
+        let action = https(8443, &[("Authorization", "Bearer x"), ("X-A", "1")]);
+        h.http.lock().unwrap().extend([
+            Err(plain_answer(8443)),
+            Ok(HttpReply {
+                status: 500,
+                body: String::new(),
+            }),
+        ]);
+        assert_eq!(
+            hook(&h, &pod, &c, "id", &action, Duration::ZERO),
+            Ok(HookDone {
+                http_fallback: Some("127.0.0.1:8443".into())
+            })
+        );
+        let calls = h.calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            [
+                "get https://127.0.0.1:8443/hook kube-lifecycle/1.28",
+                "get http://127.0.0.1:8443/hook kube-lifecycle/1.28"
+            ]
+        );
+        // The fallback fails too: the first error is the hook's.
+        h.http.lock().unwrap().extend([
+            Err(plain_answer(8443)),
+            Err("Get \"http://127.0.0.1:8443/hook\": EOF".into()),
+        ]);
+        let err = hook(&h, &pod, &c, "id", &action, Duration::ZERO).unwrap_err();
+        assert!(
+            err.ends_with("error: Get \"https://127.0.0.1:8443/hook\": http: server gave HTTP response to HTTPS client"),
+            "{err}"
+        );
+        // Another TLS failure is not retried; neither is a plain-http answer to a probe.
+        h.http.lock().unwrap().clear();
+        h.calls.lock().unwrap().clear();
+        h.http.lock().unwrap().push_back(Err(
+            "Get \"https://127.0.0.1:8443/hook\": tls: bad certificate".into(),
+        ));
+        assert!(hook(&h, &pod, &c, "id", &action, Duration::ZERO).is_err());
+        h.http.lock().unwrap().push_back(Err(plain_answer(8443)));
+        assert!(matches!(
+            probe(&h, "id", &action, Duration::from_secs(1)),
+            Outcome::Failure(m) if m.ends_with("server gave HTTP response to HTTPS client")
+        ));
+        assert_eq!(h.calls.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn real_https_gets_to_a_plain_http_server_are_told_apart_from_other_failures() {
+        // A plain HTTP server answers a TLS ClientHello with 400, as Go's and most do.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            if let Ok((mut conn, _)) = listener.accept() {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        let req = match https(port, &[]) {
+            Action::HttpGet(r) => r,
+            _ => unreachable!(),
+        };
+        let err = real()
+            .http_get(&req, "kube-lifecycle/1.28", Duration::from_secs(5))
+            .unwrap_err();
+        assert_eq!(err, plain_answer(port));
+        // Nothing listening: a dial error, not a plain-http answer.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let req = match https(closed, &[]) {
+            Action::HttpGet(r) => r,
+            _ => unreachable!(),
+        };
+        let err = real()
+            .http_get(&req, "kube-lifecycle/1.28", Duration::from_secs(2))
+            .unwrap_err();
+        assert!(!err.plain_http_answer, "{err:?}");
+    }
+
+    #[test]
+    fn an_erroring_probe_is_run_up_to_three_times_a_failing_one_once() {
+        let runs = std::cell::Cell::new(0);
+        let out = with_retries(MAX_PROBE_RETRIES, || {
+            runs.set(runs.get() + 1);
+            Outcome::Error(format!("boom {}", runs.get()))
+        });
+        assert_eq!((runs.get(), out), (3, Outcome::Error("boom 3".into())));
+        runs.set(0);
+        let out = with_retries(MAX_PROBE_RETRIES, || {
+            runs.set(runs.get() + 1);
+            if runs.get() < 2 {
+                Outcome::Error("transient".into())
+            } else {
+                Outcome::Failure("down".into())
+            }
+        });
+        assert_eq!((runs.get(), out), (2, Outcome::Failure("down".into())));
+        runs.set(0);
+        let out = with_retries(MAX_PROBE_RETRIES, || {
+            runs.set(runs.get() + 1);
+            Outcome::Failure("down".into())
+        });
+        assert_eq!((runs.get(), out), (1, Outcome::Failure("down".into())));
     }
 }

@@ -64,6 +64,11 @@ impl ProbeState {
         }
     }
 
+    /// Holds the first run back until `at` (the prober's start-up jitter).
+    pub fn not_before(&mut self, at: Instant) {
+        self.next = self.next.max(at);
+    }
+
     /// When the probe should run next; `None` once it will never run again.
     pub fn due(&self) -> Option<Instant> {
         (!self.on_hold && !self.done).then_some(self.next)

@@ -1,10 +1,11 @@
 //! The filesystem edge of the volume manager: the [`Fs`] trait, its real implementation on the
 //! host ([`HostFs`], std + nix) and a recording fake ([`RecordingFs`]) for unit tests.
 //!
-//! Owns every syscall volumes make (files, symlinks, renames, tmpfs mounts and unmounts, reading
-//! the mount table) and nothing else: no decisions, no logging. The fake does the file
-//! operations in a real scratch directory, so tests can look at what was written, but only
-//! records mounts and unmounts (mounting tmpfs needs root); it logs every operation in order.
+//! Owns every syscall volumes make (files, symlinks, renames, tmpfs mounts and unmounts, the
+//! safe open and bind mount of a subPath, reading the mount table) and nothing else: no
+//! decisions, no logging. The fake does the file operations (and the safe open) in a real
+//! scratch directory, so tests can look at what was written, but only records mounts and
+//! unmounts (mounting needs root); it logs every operation in order.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -45,6 +46,8 @@ pub trait Fs: Send + Sync {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Removes a directory tree, never following symlinks.
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Removes an empty directory (never its contents).
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
     fn read_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// `lstat` (`follow` false) or `stat` (`follow` true); `None` when nothing is there.
     fn metadata(&self, path: &Path, follow: bool) -> io::Result<Option<Meta>>;
@@ -62,6 +65,86 @@ pub trait Fs: Send + Sync {
     /// Bytes of disk the tree at `path` occupies (allocated blocks, as `du`), not following
     /// symlinks nor crossing into other filesystems.
     fn disk_usage(&self, path: &Path) -> io::Result<u64>;
+    /// Opens `path` (inside `base`; both with their symlinks resolved) with [`safe_open`] and
+    /// bind-mounts what was opened (`/proc/self/fd/N`, so the path is never looked up again) at
+    /// `target`, created as a directory (0750) or an empty file (0640) like it: the kubelet's
+    /// `doBindSubPath`. A `target` already mounted with the same file is kept; one mounted with
+    /// another is replaced.
+    fn bind_subpath(&self, base: &Path, path: &Path, target: &Path) -> io::Result<()>;
+}
+
+/// Opens `path`, which must be inside `base`, one component at a time from `base` with
+/// `O_NOFOLLOW | O_PATH` (the kubelet's `doSafeOpen`): a symlink anywhere on the way is refused,
+/// so what is opened is inside `base` even if a component was swapped for a symlink after
+/// `path` was resolved. Errors carry the kubelet's wording.
+pub fn safe_open(base: &Path, path: &Path) -> io::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::{fstat, Mode, SFlag};
+    let flags = OFlag::O_NOFOLLOW | OFlag::O_PATH | OFlag::O_CLOEXEC;
+    let fail = |msg: String| io::Error::other(msg);
+    let rel = path.strip_prefix(base).map_err(|_| {
+        fail(format!(
+            "path {} is outside of allowed base {}",
+            path.display(),
+            base.display()
+        ))
+    })?;
+    let mut fd = open(base, flags | OFlag::O_DIRECTORY, Mode::empty())
+        .map_err(|e| fail(format!("cannot open directory {}: {e}", base.display())))?;
+    let mut current = base.to_path_buf();
+    for seg in rel.components() {
+        let std::path::Component::Normal(seg) = seg else {
+            return Err(fail(format!(
+                "path {} is outside of allowed base {}",
+                path.display(),
+                base.display()
+            )));
+        };
+        current.push(seg);
+        let child = openat(&fd, seg, flags, Mode::empty())
+            .map_err(|e| fail(format!("cannot open {}: {e}", current.display())))?;
+        let st = fstat(&child).map_err(|e| {
+            fail(format!(
+                "error running fstat on {} with {e}",
+                current.display()
+            ))
+        })?;
+        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFLNK {
+            return Err(fail(format!(
+                "unexpected symlink found {}",
+                current.display()
+            )));
+        }
+        fd = child;
+    }
+    Ok(fd)
+}
+
+/// Whether `fd` is a directory, and its (device, inode).
+fn fd_identity(fd: &std::os::fd::OwnedFd) -> io::Result<(bool, (u64, u64))> {
+    use nix::sys::stat::{fstat, SFlag};
+    let st = fstat(fd).map_err(io::Error::from)?;
+    let dir = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
+    Ok((dir, (st.st_dev, st.st_ino)))
+}
+
+/// Creates the bind target like the opened file: a directory (0750) or an empty file (0640).
+fn create_target(target: &Path, dir: bool) -> io::Result<()> {
+    if dir {
+        return HostFs.create_dir_all(target, 0o750);
+    }
+    if let Some(parent) = target.parent() {
+        HostFs.create_dir_all(parent, 0o750)?;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o640)
+        .open(target)
+        .map(drop)
 }
 
 /// The host's filesystem.
@@ -169,6 +252,10 @@ impl Fs for HostFs {
         std::fs::remove_dir_all(path)
     }
 
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
+    }
+
     fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
         for e in std::fs::read_dir(path)? {
@@ -225,6 +312,29 @@ impl Fs for HostFs {
         Ok(parse_mounts_under(&info, path))
     }
 
+    fn bind_subpath(&self, base: &Path, path: &Path, target: &Path) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = safe_open(base, path)?;
+        let (dir, id) = fd_identity(&fd)?;
+        if self.mounts_under(target)?.iter().any(|m| m == target) {
+            let t = std::fs::metadata(target)?;
+            if (t.dev(), t.ino()) == id {
+                return Ok(());
+            }
+            self.unmount(target)?;
+        }
+        create_target(target, dir)?;
+        let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        nix::mount::mount(
+            Some(source.as_str()),
+            target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| io::Error::other(format!("error mounting {}: {e}", path.display())))
+    }
+
     fn disk_usage(&self, path: &Path) -> io::Result<u64> {
         fn walk(path: &Path, dev: u64, total: &mut u64) -> io::Result<()> {
             let m = std::fs::symlink_metadata(path)?;
@@ -257,6 +367,8 @@ pub enum Op {
     RemoveFile(PathBuf),
     RemoveDirAll(PathBuf),
     Chgrp(PathBuf, u32),
+    /// A subPath bind mount: what was safely opened (as `/proc/self/fd` named it), and where.
+    BindSubPath(PathBuf, PathBuf),
 }
 
 /// A fake [`Fs`]: files go to the real (scratch) paths given, mounts are only recorded.
@@ -327,6 +439,10 @@ impl Fs for RecordingFs {
         HostFs.remove_dir_all(path)
     }
 
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        HostFs.remove_dir(path)
+    }
+
     fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         HostFs.read_dir(path)
     }
@@ -380,6 +496,22 @@ impl Fs for RecordingFs {
 
     fn disk_usage(&self, path: &Path) -> io::Result<u64> {
         HostFs.disk_usage(path)
+    }
+
+    /// The safe open is real (it needs no privilege); the bind mount is only recorded, with the
+    /// path the opened descriptor stands for.
+    fn bind_subpath(&self, base: &Path, path: &Path, target: &Path) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = safe_open(base, path)?;
+        let (dir, _) = fd_identity(&fd)?;
+        let opened = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+        create_target(target, dir)?;
+        self.record(Op::BindSubPath(opened, target.to_path_buf()));
+        self.mounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(target.to_path_buf());
+        Ok(())
     }
 }
 

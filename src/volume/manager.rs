@@ -387,7 +387,7 @@ impl VolumeManager {
             .map(Vec::as_slice)
             .unwrap_or_default();
         let mut out = Vec::new();
-        for m in container.volume_mounts.iter().flatten() {
+        for (index, m) in container.volume_mounts.iter().flatten().enumerate() {
             let v = volumes.iter().find(|v| v.name == m.name).ok_or_else(|| {
                 VolumeError::NoSuchVolume {
                     volume: m.name.clone(),
@@ -416,7 +416,28 @@ impl VolumeManager {
             let host = if sub_path.is_empty() {
                 root
             } else {
-                subpath::resolve(self.fs.as_ref(), &m.name, &root, &sub_path)?
+                let target = subpath::target(&self.pod_dir(uid), &m.name, &container.name, index);
+                subpath::prepare(
+                    self.fs.as_ref(),
+                    &root,
+                    &sub_path,
+                    &target,
+                    &m.name,
+                    &container.name,
+                )
+                .inspect_err(|e| {
+                    if let VolumeError::SubPathCreate { detail, .. }
+                    | VolumeError::SubPathPrepare { detail, .. } = e
+                    {
+                        // The pod's status says only what the kubelet's does; this is why.
+                        log::warn!(
+                            "pod {}: subPath {sub_path:?} of volumeMount {:?} of container {:?}: {detail}",
+                            crate::pod::key(pod),
+                            m.name,
+                            container.name
+                        );
+                    }
+                })?
             };
             let propagation = match m.mount_propagation.as_deref().unwrap_or("None") {
                 "None" => api::MountPropagation::PROPAGATION_PRIVATE,
@@ -443,6 +464,7 @@ impl VolumeManager {
         let mut st = lock(&entry);
         st.removed = true;
         let dir = self.pod_dir(uid);
+        subpath::clean(self.fs.as_ref(), &dir)?;
         let mounts = self
             .fs
             .mounts_under(&dir)
@@ -652,8 +674,16 @@ mod tests {
             mounts[2].propagation.enum_value_or_default(),
             api::MountPropagation::PROPAGATION_HOST_TO_CONTAINER
         );
+        // The subPath is handed to the runtime as its bind target, which binds the directory
+        // that was checked (subPathExpr expanded).
         let real = std::fs::canonicalize(dir.join("mem")).unwrap();
-        assert_eq!(mounts[3].host_path, real.join("p/x").to_string_lossy());
+        let target = dir.join(".volume-subpaths/mem/c/3");
+        assert_eq!(mounts[3].host_path, target.to_string_lossy());
+        assert!(fs.ops().contains(&crate::volume::fs::Op::BindSubPath(
+            real.join("p/x"),
+            target.clone()
+        )));
+        assert!(fs.mounted().contains(&target));
 
         m.cleanup("uid-1").unwrap();
         assert!(fs.mounted().is_empty());

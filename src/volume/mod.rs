@@ -66,13 +66,31 @@ pub enum VolumeError {
     NoSuchVolume { volume: String, container: String },
     #[error("error SubPath `{0}` must not be an absolute path")]
     SubPathAbsolute(String),
-    #[error("error SubPath `{0}` must not contain back steps")]
+    #[error("unable to provision SubPath `{0}`: must not contain '..'")]
     SubPathBackSteps(String),
     #[error("subPath {sub_path:?} of volumeMount {volume:?} escapes the volume (resolves to {resolved})")]
     SubPathEscape {
         volume: String,
         sub_path: String,
         resolved: PathBuf,
+    },
+    /// The kubelet's words for a subPath directory that could not be created safely; the
+    /// detail (which may describe the host) is only logged.
+    #[error(
+        "failed to create subPath directory for volumeMount {mount:?} of container {container:?}"
+    )]
+    SubPathCreate {
+        mount: String,
+        container: String,
+        detail: String,
+    },
+    /// The kubelet's words for a subPath that could not be opened and bound safely (it leaves
+    /// the volume, through a symlink or otherwise); the detail is only logged.
+    #[error("failed to prepare subPath for volumeMount {mount:?} of container {container:?}")]
+    SubPathPrepare {
+        mount: String,
+        container: String,
+        detail: String,
     },
     #[error("Bidirectional mount propagation is available only to privileged containers")]
     BidirectionalUnprivileged,
@@ -100,13 +118,9 @@ impl VolumeError {
     }
 }
 
-/// What the node's capacity is, for `resourceFieldRef` limits a container does not set.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NodeAllocatable {
-    pub milli_cpu: i64,
-    pub memory: i64,
-    pub ephemeral_storage: i64,
-}
+/// The node's allocatable resources, for `resourceFieldRef` limits a container does not set
+/// (computed with the Node's `status.allocatable`, in `node::spec`).
+pub use crate::node::spec::NodeAllocatable;
 
 /// An object read from the API server for a pod.
 #[derive(Clone, Debug)]

@@ -332,6 +332,7 @@ impl Floor {
         let sources = vk_cri::pod::env::EnvSources {
             objects: &objects,
             node: &node,
+            services: vk_cri::pod::env::Services::NoApiServer,
         };
         let env = vk_cri::pod::env::resolve(&pod, c, &self.node.node_name, &[], &[], &sources)
             .map_err(|e| e.to_string())?;

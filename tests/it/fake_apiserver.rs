@@ -1262,3 +1262,70 @@ fn token_and_access_reviews_are_configurable() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+#[test]
+fn services_are_listed_and_watched_cluster_wide_by_the_node_with_the_kubernetes_service_seeded() {
+    let fake = FakeApiServer::start();
+    // The apiserver's own service exists from the start, at 10.96.0.1:443 (port `https`).
+    let list = get(&fake, Who::Node, "/api/v1/services?resourceVersion=0");
+    assert_eq!(list.status, 200, "{}", list.body);
+    let l = list.json();
+    assert_eq!(l["kind"], "ServiceList");
+    assert_eq!(l["items"][0]["metadata"]["name"], "kubernetes");
+    assert_eq!(l["items"][0]["metadata"]["namespace"], "default");
+    assert_eq!(l["items"][0]["spec"]["clusterIP"], "10.96.0.1");
+    assert_eq!(l["items"][0]["spec"]["ports"][0]["name"], "https");
+    assert_eq!(l["items"][0]["spec"]["ports"][0]["port"], 443);
+    let from = rv_of(&l);
+    // Created services are defaulted: type ClusterIP, the next free cluster IP, TCP, targetPort.
+    let svc = fake.create_service("app", "db", json!({"ports": [{"port": 5432}]}));
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(svc["spec"]["clusterIP"], "10.96.0.2");
+    assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 5432);
+    let headless = fake.create_service("app", "hl", json!({"clusterIP": "None"}));
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    let bad = send(
+        &fake,
+        Who::Admin,
+        "POST",
+        "/api/v1/namespaces/app/services",
+        None,
+        Some(r#"{"metadata":{"name":"noports"},"spec":{}}"#),
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    // The node may read services of any namespace; it may not write them.
+    assert_eq!(
+        get(&fake, Who::Node, "/api/v1/namespaces/app/services/db").status,
+        200
+    );
+    let denied = send(
+        &fake,
+        Who::Node,
+        "DELETE",
+        "/api/v1/namespaces/app/services/db",
+        None,
+        None,
+    );
+    assert_eq!(denied.status, 403);
+    // A watch from the list's resourceVersion sees the creates, then Service-shaped bookmarks.
+    let s = raw_get(
+        &fake,
+        Who::Node,
+        &format!(
+            "/api/v1/services?watch=true&resourceVersion={from}&allowWatchBookmarks=true&timeoutSeconds=3"
+        ),
+    );
+    assert!(s.clean_end);
+    let events: Vec<Value> = s.chunks.iter().map(|(_, c)| event(c)).collect();
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "db");
+    assert_eq!(events[1]["object"]["metadata"]["name"], "hl");
+    let bookmark = events.iter().find(|e| e["type"] == "BOOKMARK").unwrap();
+    assert_eq!(bookmark["object"]["kind"], "Service");
+    assert_eq!(
+        bookmark["object"]["status"],
+        json!({"loadBalancer": {}}),
+        "the zero Service, as the watch cache sends it"
+    );
+}

@@ -3,7 +3,9 @@
 //! container with the kubelet's events and the probe's own grace period, a startup probe holding
 //! readiness and liveness back, httpGet, tcpSocket and grpc probes against listeners on
 //! 127.0.0.1 (host-network pods; the daemon runs with --node-ip 127.0.0.1), postStart output seen
-//! by the container and its failure, and preStop running before SIGTERM within the grace period.
+//! by the container and its failure, and preStop running before SIGTERM within the grace period;
+//! an HTTPS hook answered in plain HTTP falling back to HTTP; readiness still probed (and liveness
+//! no longer) while a pod terminates, with probe events on the container's field path.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -478,9 +480,26 @@ fn post_start_finishes_before_running_is_reported_its_output_is_visible_and_a_fa
                 .then_some(())
         },
     );
-    let msg = wait_event(&f, "hooked", "FailedPostStartHook", "bad");
+    // The event says only that the hook failed (its output may hold secrets), on the container;
+    // the kubelet's full message goes to the log.
+    let ev = wait_for(
+        "the FailedPostStartHook event",
+        Duration::from_secs(40),
+        || {
+            f.list(Res::Events, Some("default")).into_iter().find(|e| {
+                e["involvedObject"]["name"] == "hooked" && e["reason"] == "FailedPostStartHook"
+            })
+        },
+    );
+    assert_eq!(ev["message"], "PostStartHook failed");
+    assert_eq!(ev["involvedObject"]["fieldPath"], "spec.containers{bad}");
+    let log = d.log();
+    let msg = log
+        .lines()
+        .find(|l| l.contains("postStart hook of container bad failed"))
+        .unwrap_or_else(|| panic!("no hook failure in the log:\n{log}"));
     assert!(
-        msg.starts_with("Exec lifecycle hook ([sh -c echo hook-out; exit 3]) for Container \"bad\" in Pod \"hooked_default(")
+        msg.contains("Exec lifecycle hook ([sh -c echo hook-out; exit 3]) for Container \"bad\" in Pod \"hooked_default(")
             && msg.contains("exited with 3")
             && msg.ends_with("message: \"hook-out\\n\""),
         "{msg}"
@@ -660,4 +679,137 @@ fn probes_of_many_pods_run_on_one_timer_thread_and_a_fixed_pool() {
         1 + vk_cri::probe::manager::WORKERS,
         "18 probes, one timer thread and the pool: {names:?}"
     );
+}
+
+/// A plain HTTP server on 127.0.0.1 that answers every connection `200 OK` after reading its
+/// first bytes (a TLS ClientHello gets that too, as a real HTTP server's 400 would be); the
+/// first line of every connection, in order.
+fn plain_http_server() -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let out = lines.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let first = String::from_utf8_lossy(&buf[..n]);
+            let line = if first.starts_with("GET ") {
+                first.lines().next().unwrap_or_default().to_string()
+            } else {
+                "<not http>".to_string()
+            };
+            out.lock().unwrap().push(line);
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (port, lines)
+}
+
+#[test]
+fn an_https_post_start_hook_answered_in_plain_http_falls_back_to_http_with_a_warning() {
+    let (port, lines) = plain_http_server();
+    let (f, d) = start("hookfallback");
+    f.create_pod(pod(
+        "fallback",
+        &d.node,
+        2,
+        json!([{
+            "name": "c",
+            "command": sh(LOOP),
+            "lifecycle": {"postStart": {"httpGet": {
+                "scheme": "HTTPS", "host": "127.0.0.1", "port": port, "path": "/started",
+                "httpHeaders": [{"name": "Authorization", "value": "Bearer secret"}]
+            }}}
+        }]),
+    ));
+    let msg = wait_event(&f, "fallback", "LifecycleHTTPFallback", "127.0.0.1");
+    assert_eq!(
+        msg,
+        format!("request to HTTPS lifecycle hook 127.0.0.1:{port} got HTTP response, retry with HTTP succeeded")
+    );
+    wait_pod(&f, "fallback", "c running", 40, |p| {
+        status_of(p, "c")["state"]["running"].is_object()
+    });
+    let seen = lines.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            "<not http>".to_string(),
+            "GET /started HTTP/1.1".to_string()
+        ],
+        "a TLS attempt, then the same request in plain HTTP"
+    );
+    let ev = f
+        .list(Res::Events, Some("default"))
+        .into_iter()
+        .find(|e| e["reason"] == "LifecycleHTTPFallback")
+        .unwrap();
+    assert_eq!(ev["type"], "Warning");
+    assert!(
+        ev["involvedObject"]["fieldPath"].is_null(),
+        "a pod event, as the kubelet's: {ev}"
+    );
+    assert!(events(&f, "fallback")
+        .iter()
+        .all(|(r, _)| r != "FailedPostStartHook"));
+}
+
+#[test]
+fn a_terminating_pod_is_still_probed_for_readiness_and_no_longer_for_liveness() {
+    let (f, d) = start("termready");
+    // On SIGTERM the container first breaks its liveness check, then its readiness check, and
+    // keeps running for a while.
+    let script = "touch /tmp/ready /tmp/alive; \
+        trap 'rm -f /tmp/alive; sleep 2; rm -f /tmp/ready; sleep 8; exit 0' TERM; \
+        while true; do sleep 0.2; done";
+    f.create_pod(pod(
+        "termready",
+        &d.node,
+        30,
+        json!([{
+            "name": "c",
+            "command": sh(script),
+            "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1, "failureThreshold": 1},
+            "livenessProbe": {"exec": {"command": ["test", "-f", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 1}
+        }]),
+    ));
+    wait_pod(&f, "termready", "Ready", 60, |p| {
+        condition(p, "Ready") == "True"
+    });
+    f.delete_pod("default", "termready", None);
+    // Ready goes False while the container is still running: its readiness was probed during
+    // termination and the change written at once.
+    let p = wait_pod(&f, "termready", "unready while terminating", 20, |p| {
+        condition(p, "Ready") == "False" && status_of(p, "c")["state"]["running"].is_object()
+    });
+    assert!(p["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(status_of(&p, "c")["ready"], false);
+    let ev = f
+        .list(Res::Events, Some("default"))
+        .into_iter()
+        .find(|e| e["involvedObject"]["name"] == "termready" && e["reason"] == "Unhealthy")
+        .expect("the readiness failure event");
+    assert!(
+        ev["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Readiness probe failed"),
+        "{ev}"
+    );
+    assert_eq!(ev["involvedObject"]["fieldPath"], "spec.containers{c}");
+    // The liveness check broke two seconds before: had it still been probed, it would have
+    // failed first (and the container would have been killed as unhealthy).
+    assert!(
+        events(&f, "termready")
+            .iter()
+            .all(|(_, m)| !m.starts_with("Liveness probe failed")),
+        "{:?}",
+        events(&f, "termready")
+    );
+    wait_for("the pod gone", Duration::from_secs(40), || {
+        f.get_pod("default", "termready").is_none().then_some(())
+    });
 }

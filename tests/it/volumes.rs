@@ -355,15 +355,12 @@ fn subpath_escapes_and_unsupported_volumes_fail_only_their_pod() {
     let w = wait_waiting(&f, "dotdot", "CreateContainerConfigError");
     assert_eq!(
         w["message"],
-        "error SubPath `../../etc` must not contain back steps"
+        "unable to provision SubPath `../../etc`: must not contain '..'"
     );
     let w = wait_waiting(&f, "symlink", "CreateContainerConfigError");
-    assert!(
-        w["message"]
-            .as_str()
-            .unwrap()
-            .contains("escapes the volume"),
-        "{w}"
+    assert_eq!(
+        w["message"],
+        "failed to prepare subPath for volumeMount \"h\" of container \"symlink\""
     );
     let w = wait_waiting(&f, "pvc", "UnsupportedVolume");
     assert_eq!(
@@ -707,4 +704,359 @@ fn an_fs_group_owns_the_pods_volumes_with_the_kubelets_group_bits() {
         ),
         "640 2345\n644 2345\n"
     );
+}
+
+#[test]
+fn service_links_reach_the_container_after_the_first_service_list_with_the_kubelets_precedence() {
+    let f = fake();
+    // The services informer cannot list yet: API pods' containers wait for it, as the kubelet's.
+    f.fail_path_prefix("/api/v1/services", 500);
+    let mut d = Daemon::with_api(&f, "vol-svc");
+    d.start();
+    let node = f.node_name().to_string();
+    f.create_service(
+        "default",
+        "my-db",
+        json!({"ports": [{"name": "sql", "port": 5432}, {"name": "stats", "port": 9125, "protocol": "UDP"}]}),
+    );
+    f.create_service("default", "headless", json!({"clusterIP": "None"}));
+    f.create_service(
+        "default",
+        "ext",
+        json!({"type": "ExternalName", "externalName": "example.invalid"}),
+    );
+    f.create_service("elsewhere", "far", json!({"ports": [{"port": 80}]}));
+    let db_ip = f
+        .get(Res::Services, "default", "my-db")
+        .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_string))
+        .expect("my-db's cluster IP");
+    f.create_pod(pod(
+        "svc-env",
+        &node,
+        json!({
+            "name": "svc-env",
+            "env": [
+                {"name": "API", "value": "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"},
+                {"name": "MY_DB_SERVICE_PORT", "value": "mine"}
+            ]
+        }),
+        json!([]),
+    ));
+    let w = wait_waiting(&f, "svc-env", "CreateContainerConfigError");
+    assert_eq!(
+        w["message"],
+        "services have not yet been read at least once, cannot construct envvars"
+    );
+    f.clear_faults();
+    let env = sh(&d, "svc-env", "env");
+    for want in [
+        "KUBERNETES_SERVICE_HOST=10.96.0.1",
+        "KUBERNETES_SERVICE_PORT=443",
+        "KUBERNETES_SERVICE_PORT_HTTPS=443",
+        "KUBERNETES_PORT=tcp://10.96.0.1:443",
+        "KUBERNETES_PORT_443_TCP=tcp://10.96.0.1:443",
+        "KUBERNETES_PORT_443_TCP_PROTO=tcp",
+        "KUBERNETES_PORT_443_TCP_PORT=443",
+        "KUBERNETES_PORT_443_TCP_ADDR=10.96.0.1",
+        "API=https://10.96.0.1:443",
+        &format!("MY_DB_SERVICE_HOST={db_ip}"),
+        "MY_DB_SERVICE_PORT=mine",
+        "MY_DB_SERVICE_PORT_SQL=5432",
+        "MY_DB_SERVICE_PORT_STATS=9125",
+        &format!("MY_DB_PORT=tcp://{db_ip}:5432"),
+        &format!("MY_DB_PORT_9125_UDP=udp://{db_ip}:9125"),
+        "MY_DB_PORT_9125_UDP_PROTO=udp",
+        &format!("MY_DB_PORT_5432_TCP_ADDR={db_ip}"),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in:\n{env}");
+    }
+    for absent in ["HEADLESS_", "EXT_", "FAR_"] {
+        assert!(!env.contains(absent), "{absent} in:\n{env}");
+    }
+    assert_eq!(
+        env.lines()
+            .filter(|l| l.starts_with("MY_DB_SERVICE_PORT="))
+            .count(),
+        1
+    );
+
+    // A service created while the daemon runs is seen by the next container (the watch), and
+    // enableServiceLinks: false leaves only the master service.
+    f.create_service("default", "late", json!({"ports": [{"port": 8080}]}));
+    let mut later = pod("svc-late", &node, json!({"name": "svc-late"}), json!([]));
+    f.create_pod(later.clone());
+    wait_for("LATE_SERVICE_HOST", Duration::from_secs(30), || {
+        sh(&d, "svc-late", "env")
+            .lines()
+            .any(|l| l.starts_with("LATE_SERVICE_HOST=10.96."))
+            .then_some(())
+    });
+    later["metadata"]["name"] = json!("svc-nolinks");
+    later["spec"]["containers"][0]["name"] = json!("svc-nolinks");
+    later["spec"]["enableServiceLinks"] = json!(false);
+    f.create_pod(later);
+    let env = sh(&d, "svc-nolinks", "env");
+    assert!(
+        env.lines()
+            .any(|l| l == "KUBERNETES_SERVICE_HOST=10.96.0.1"),
+        "{env}"
+    );
+    assert!(!env.contains("MY_DB_") && !env.contains("LATE_"), "{env}");
+}
+
+/// A pod that runs once and exits 0, with a secret (tmpfs) and an emptyDir.
+fn one_shot(name: &str, node: &str) -> Value {
+    let mut p = pod(
+        name,
+        node,
+        json!({"name": name, "volumeMounts": [
+            {"name": "sec", "mountPath": "/sec"}, {"name": "scratch", "mountPath": "/scratch"}
+        ]}),
+        json!([{"name": "sec", "secret": {"secretName": "once"}}, {"name": "scratch", "emptyDir": {}}]),
+    );
+    p["spec"]["restartPolicy"] = json!("Never");
+    p["spec"]["containers"][0]["command"] =
+        json!(["sh", "-c", "cat /sec/token; echo done > /scratch/f"]);
+    p
+}
+
+#[test]
+fn a_finished_pods_volumes_are_torn_down_while_its_container_and_logs_stay_until_deletion() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-done");
+    d.start();
+    let node = f.node_name().to_string();
+    f.put_secret("default", "once", &[("token", "t0k3n")]);
+    let created = f.create_pod(one_shot("once", &node));
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let vol_dir = d.dir.0.join("volumes").join(&uid);
+    wait_for("the pod to succeed", Duration::from_secs(60), || {
+        (pod_field(&f, "once", "/status/phase") == "Succeeded").then_some(())
+    });
+    // Terminated: the volumes (the secret's tmpfs with them) are gone at once...
+    wait_for(
+        "the finished pod's volumes torn down",
+        Duration::from_secs(30),
+        || (!vol_dir.exists()).then_some(()),
+    );
+    assert!(host_tmpfs_under(&vol_dir).is_empty());
+    // ...while the pod, its exited container and its log stay until it is deleted.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(f.get_pod("default", "once").is_some());
+    let exited = d.containers("once");
+    assert_eq!(exited.len(), 1, "{exited:?}");
+    assert_eq!(
+        exited[0].state.enum_value_or_default(),
+        vk_cri::cri::api::ContainerState::CONTAINER_EXITED
+    );
+    let log = std::fs::read_to_string(&exited[0].log_path).expect("the container's log");
+    assert!(log.contains("t0k3n"), "{log}");
+    f.delete_pod("default", "once", Some(0));
+    wait_for(
+        "the deleted pod's container removed",
+        Duration::from_secs(30),
+        || d.containers("once").is_empty().then_some(()),
+    );
+
+    // With --keep-terminated-pod-volumes they stay until the pod is deleted.
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-keep").arg("--keep-terminated-pod-volumes");
+    d.start();
+    let node = f.node_name().to_string();
+    f.put_secret("default", "once", &[("token", "t0k3n")]);
+    let created = f.create_pod(one_shot("kept", &node));
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let vol_dir = d.dir.0.join("volumes").join(&uid);
+    wait_for("the pod to succeed", Duration::from_secs(60), || {
+        (pod_field(&f, "kept", "/status/phase") == "Succeeded").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(vol_dir.join("sec").is_dir(), "kept: {}", vol_dir.display());
+    assert!(
+        !host_tmpfs_under(&vol_dir).is_empty(),
+        "the secret's tmpfs is kept"
+    );
+    f.delete_pod("default", "kept", Some(0));
+    wait_for(
+        "the kept volumes removed on deletion",
+        Duration::from_secs(30),
+        || (!vol_dir.exists()).then_some(()),
+    );
+}
+
+/// A quantity as the Node's status prints it (`7500m`, `8`, `16318412Ki`, `89Gi`), in milli-units.
+fn milli_of(q: &str) -> i128 {
+    let (num, mul): (&str, i128) = if let Some(n) = q.strip_suffix('m') {
+        (n, 1)
+    } else if let Some(n) = q.strip_suffix("Ki") {
+        (n, 1000 << 10)
+    } else if let Some(n) = q.strip_suffix("Mi") {
+        (n, 1000 << 20)
+    } else if let Some(n) = q.strip_suffix("Gi") {
+        (n, 1000 << 30)
+    } else {
+        (q, 1000)
+    };
+    num.parse::<i128>()
+        .unwrap_or_else(|_| panic!("quantity {q:?}"))
+        * mul
+}
+
+#[test]
+fn resource_field_refs_without_limits_read_the_nodes_allocatable_with_reservations_held_back() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-alloc")
+        .arg("--kube-reserved")
+        .arg("cpu=100m,memory=128Mi")
+        .arg("--system-reserved")
+        .arg("cpu=150m,memory=64Mi,ephemeral-storage=1Gi");
+    d.start();
+    let node = f.node_name().to_string();
+    f.create_pod(pod(
+        "alloc",
+        &node,
+        json!({"name": "alloc", "env": [
+            {"name": "CPU_M", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+            {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}},
+            {"name": "DISK", "valueFrom": {"resourceFieldRef": {"resource": "limits.ephemeral-storage"}}}
+        ]}),
+        json!([]),
+    ));
+    let env = sh(&d, "alloc", "env");
+    let get = |k: &str| -> i128 {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} not in:\n{env}"))
+            .parse()
+            .unwrap()
+    };
+    let n = f.get_node(&node).expect("the node");
+    let alloc = &n["status"]["allocatable"];
+    let cap = &n["status"]["capacity"];
+    let q = |v: &Value| milli_of(v.as_str().unwrap());
+    assert_eq!(get("CPU_M"), q(&alloc["cpu"]), "{alloc}");
+    assert_eq!(get("MEM") * 1000, q(&alloc["memory"]), "{alloc}");
+    assert_eq!(
+        get("DISK") * 1000,
+        q(&alloc["ephemeral-storage"]),
+        "{alloc}"
+    );
+    // And that is capacity with the reservations held back, not capacity.
+    assert_eq!(q(&cap["cpu"]) - q(&alloc["cpu"]), 250);
+    assert!(q(&cap["memory"]) - q(&alloc["memory"]) >= (192i128 << 20) * 1000);
+}
+
+#[test]
+fn a_subpath_is_bound_from_a_safe_open_and_a_symlink_out_of_the_volume_is_refused() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-subpath");
+    d.start();
+    let node = f.node_name().to_string();
+    let image = env::var("VKCRI_BUSYBOX_IMAGE");
+    let make = |name: &str, sub: &str| {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "nodeName": node,
+                "hostNetwork": true,
+                "terminationGracePeriodSeconds": 2,
+                "tolerations": [{"operator": "Exists"}],
+                "initContainers": [{
+                    "name": "mk", "image": image,
+                    "command": ["sh", "-c", "mkdir -p /data/real && echo inside > /data/real/f && ln -s real /data/in && ln -s /etc /data/out"],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]
+                }],
+                "containers": [{
+                    "name": "reader", "image": image, "command": ["sh", "-c", SLEEP],
+                    "volumeMounts": [{"name": "data", "mountPath": "/sub", "subPath": sub}]
+                }],
+                "volumes": [{"name": "data", "emptyDir": {}}]
+            }
+        })
+    };
+    let inside = f.create_pod(make("sp-in", "in"));
+    f.create_pod(make("sp-out", "out"));
+
+    // A symlink that stays inside the volume is followed once, then bound.
+    assert_eq!(sh(&d, "reader", "cat /sub/f"), "inside\n");
+    let uid = inside["metadata"]["uid"].as_str().unwrap().to_string();
+    let pod_dir = d.dir.0.join("volumes").join(&uid);
+    let target = pod_dir.join(".volume-subpaths/data/reader/0");
+    let reader = d
+        .containers("reader")
+        .into_iter()
+        .find(|c| c.labels.get("io.kubernetes.pod.uid") == Some(&uid))
+        .expect("the reader of sp-in");
+    let sources: Vec<&str> = reader.mounts.iter().map(|m| m.host_path.as_str()).collect();
+    assert!(
+        sources.contains(&&*target.to_string_lossy()),
+        "the runtime mounts the bind target, not a path it would look up again: {sources:?}"
+    );
+    assert!(
+        host_tmpfs_under(&pod_dir).contains(&target.to_string_lossy().into_owned()),
+        "the target is a mount"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (
+        std::fs::metadata(&target).unwrap(),
+        std::fs::metadata(pod_dir.join("data/real")).unwrap(),
+    );
+    assert_eq!(
+        (a.dev(), a.ino()),
+        (b.dev(), b.ino()),
+        "bound to the checked directory"
+    );
+
+    // A symlink out of the volume: the kubelet's error, nothing of /etc exposed.
+    let w = wait_waiting(&f, "sp-out", "CreateContainerConfigError");
+    assert_eq!(
+        w["message"],
+        "failed to prepare subPath for volumeMount \"data\" of container \"reader\""
+    );
+    assert!(
+        d.log().contains("not within volume path"),
+        "the detail is logged"
+    );
+
+    // Deleted: the bind is unmounted and the target removed with the volumes.
+    f.delete_pod("default", "sp-in", Some(0));
+    wait_for("the pod's volumes removed", Duration::from_secs(60), || {
+        (!pod_dir.exists()).then_some(())
+    });
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounted.contains(&*pod_dir.to_string_lossy()));
+}
+
+#[test]
+fn static_pods_never_wait_for_services_and_standalone_pods_have_no_service_variables() {
+    let image = env::var("VKCRI_BUSYBOX_IMAGE");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: stat\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: stat\n    image: {image}\n    command: [sh, -c, {SLEEP:?}]\n"
+    );
+    // With an API server whose services cannot be listed: a static pod starts anyway (the
+    // kubelet waits only for API pods), with what is known: no service yet.
+    let f = fake();
+    f.fail_path_prefix("/api/v1/services", 500);
+    let mut d = Daemon::with_api(&f, "vol-svc-static");
+    d.start();
+    d.put_manifest("stat.yaml", &manifest);
+    let env = sh(&d, "stat", "env");
+    assert!(!env.contains("KUBERNETES_SERVICE_HOST"), "{env}");
+    assert!(
+        f.requests()
+            .iter()
+            .any(|r| r.path == "/api/v1/services" && r.status == 500),
+        "the services were asked for"
+    );
+    drop(d);
+
+    // Standalone: no API server, no service variables, as a kubelet without one.
+    let mut d = Daemon::new("vol-svc-standalone");
+    d.start();
+    d.put_manifest("stat.yaml", &manifest);
+    let env = sh(&d, "stat", "env");
+    assert!(!env.contains("_SERVICE_HOST"), "{env}");
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
 }

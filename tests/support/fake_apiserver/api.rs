@@ -672,6 +672,121 @@ fn default_container(c: &mut Value) {
     }
 }
 
+/// The service cluster IP range the fake allocates from (kube-apiserver's default
+/// `--service-cluster-ip-range` 10.96.0.0/12 hands out 10.96.0.1 to `kubernetes` first).
+const SERVICE_NET: [u8; 2] = [10, 96];
+
+/// A free cluster IP: the lowest of 10.96.x.y not taken by a stored service.
+fn allocate_cluster_ip(store: &Store) -> String {
+    let taken: std::collections::HashSet<String> = store
+        .list(Res::Services, None)
+        .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    (1u32..65534)
+        .map(|n| {
+            format!(
+                "{}.{}.{}.{}",
+                SERVICE_NET[0],
+                SERVICE_NET[1],
+                n >> 8,
+                n & 0xff
+            )
+        })
+        .find(|ip| !ip.ends_with(".0") && !taken.contains(ip))
+        .unwrap_or_default()
+}
+
+/// What defaulting and the IP allocator do to a new Service (type ClusterIP, a cluster IP unless
+/// headless or ExternalName, TCP ports with targetPort = port), and the validation that a
+/// cluster IP service has ports.
+fn default_service(store: &Store, svc: &mut Value, name: &str) -> ApiResult<()> {
+    if !svc.get("spec").is_some_and(Value::is_object) {
+        svc["spec"] = json!({});
+    }
+    let spec = &mut svc["spec"];
+    let kind = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    spec["type"] = json!(kind);
+    let has_ports = spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .is_some_and(|p| !p.is_empty());
+    let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
+    if kind == "ExternalName" {
+        spec["sessionAffinity"] = json!("None");
+    } else {
+        if !has_ports && !headless {
+            return Err(status::invalid(
+                "Service",
+                "",
+                name,
+                "spec.ports",
+                "FieldValueRequired",
+                "Required value".to_string(),
+            ));
+        }
+        if spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            spec["clusterIP"] = json!(allocate_cluster_ip(store));
+        }
+        let ip = spec["clusterIP"].clone();
+        spec["clusterIPs"] = json!([ip]);
+        spec["sessionAffinity"] = json!("None");
+        if !headless {
+            spec["ipFamilies"] = json!(["IPv4"]);
+            spec["ipFamilyPolicy"] = json!("SingleStack");
+        }
+        spec["internalTrafficPolicy"] = json!("Cluster");
+    }
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            if p.get("protocol").is_none() {
+                p["protocol"] = json!("TCP");
+            }
+            if p.get("targetPort").is_none() {
+                p["targetPort"] = p.get("port").cloned().unwrap_or(json!(0));
+            }
+        }
+    }
+    svc["status"] = json!({"loadBalancer": {}});
+    Ok(())
+}
+
+/// The `default/kubernetes` Service every kube-apiserver maintains for itself (10.96.0.1:443,
+/// port `https`), stored as if it predated the watch history: at the initial resourceVersion,
+/// with no event.
+pub fn seed_kubernetes_service(store: &mut Store) {
+    let mut svc = json!({
+        "kind": "Service",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "uid": store::new_uid(),
+            "resourceVersion": store.rv.to_string(),
+            "creationTimestamp": store::timestamp(0),
+            "labels": {"component": "apiserver", "provider": "kubernetes"}
+        },
+        "spec": {
+            "ports": [{"name": "https", "protocol": "TCP", "port": 443, "targetPort": 6443}],
+            "clusterIP": "10.96.0.1"
+        }
+    });
+    if default_service(store, &mut svc, "kubernetes").is_ok() {
+        store
+            .objects
+            .insert(store::key(Res::Services, "default", "kubernetes"), svc);
+    }
+}
+
 /// What admission and defaulting do to a new Pod (as in 00f).
 fn default_pod(pod: &mut Value, inject_sa_volume: bool) {
     if !pod.get("spec").is_some_and(Value::is_object) {
@@ -909,6 +1024,7 @@ pub fn create(
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
             obj["status"] = json!({"phase": "Active"});
         }
+        Res::Services => default_service(&inner.store, &mut obj, &name)?,
         _ => {}
     }
     prune_empty(&mut obj);

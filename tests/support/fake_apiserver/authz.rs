@@ -232,6 +232,8 @@ pub fn authorize(store: &Store, who: &Identity, a: &Attributes<'_>) -> Result<()
                 no_relationship(node)
             }
         }
+        // The system:node role: get, list and watch services in every namespace (08z).
+        (Res::Services, "") if read => Ok(()),
         (Res::ServiceAccounts, "token") if a.verb == "create" => {
             let name = a.name.unwrap_or("");
             if node_runs_service_account(store, node, ns, name) {

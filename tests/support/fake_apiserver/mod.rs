@@ -306,9 +306,11 @@ impl FakeApiServer {
             .expect("bind fake apiserver")
             .with_config(config.server.clone());
         let deny_all: SarPolicy = Arc::new(|_spec: &Value| (false, String::new()));
+        let mut store = Store::new(config.initial_rv, config.history_limit);
+        api::seed_kubernetes_service(&mut store);
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
-                store: Store::new(config.initial_rv, config.history_limit),
+                store,
                 faults: Faults::default(),
                 log: Vec::new(),
                 tokens: HashMap::new(),
@@ -480,6 +482,16 @@ impl FakeApiServer {
             ns,
             name,
             json!({"metadata": {"name": name, "namespace": ns}, "type": "Opaque", "data": data}),
+        )
+    }
+
+    /// Creates a Service as admin (defaulted: type ClusterIP, a cluster IP allocated unless one
+    /// is given or it is headless, TCP ports); `spec` is the Service's spec.
+    pub fn create_service(&self, ns: &str, name: &str, spec: Value) -> Value {
+        self.admin_create(
+            Res::Services,
+            ns,
+            json!({"metadata": {"name": name, "namespace": ns}, "spec": spec}),
         )
     }
 

@@ -36,6 +36,7 @@ fn res_for(group: &str, plural: &str) -> Option<Res> {
         ("", "secrets") => Res::Secrets,
         ("", "namespaces") => Res::Namespaces,
         ("", "serviceaccounts") => Res::ServiceAccounts,
+        ("", "services") => Res::Services,
         ("coordination.k8s.io", "leases") => Res::Leases,
         ("events.k8s.io", "events") => Res::EventsV1,
         _ => return None,
@@ -281,6 +282,10 @@ mod tests {
                 Some("default"),
                 "token"
             ))
+        );
+        assert_eq!(
+            parse_route("/api/v1/services"),
+            Some(rp(Res::Services, None, None, ""))
         );
         assert_eq!(parse_route("/api/v1/pods/p1"), None);
         assert_eq!(parse_route("/api/v1/widgets"), None);

@@ -22,6 +22,7 @@ pub enum Res {
     Secrets,
     Namespaces,
     ServiceAccounts,
+    Services,
 }
 
 impl Res {
@@ -35,6 +36,7 @@ impl Res {
             Res::Secrets => "secrets",
             Res::Namespaces => "namespaces",
             Res::ServiceAccounts => "serviceaccounts",
+            Res::Services => "services",
         }
     }
 
@@ -64,6 +66,7 @@ impl Res {
             Res::Secrets => "Secret",
             Res::Namespaces => "Namespace",
             Res::ServiceAccounts => "ServiceAccount",
+            Res::Services => "Service",
         }
     }
 

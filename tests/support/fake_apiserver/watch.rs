@@ -28,6 +28,7 @@ pub fn bookmark_line(res: Res, rv: u64) -> String {
         Res::Pods => ",\"spec\":{\"containers\":null},\"status\":{}",
         Res::Nodes => ",\"spec\":{},\"status\":{\"daemonEndpoints\":{\"kubeletEndpoint\":{\"Port\":0}},\"nodeInfo\":{\"machineID\":\"\",\"systemUUID\":\"\",\"bootID\":\"\",\"kernelVersion\":\"\",\"osImage\":\"\",\"containerRuntimeVersion\":\"\",\"kubeletVersion\":\"\",\"kubeProxyVersion\":\"\",\"operatingSystem\":\"\",\"architecture\":\"\"}}",
         Res::Leases => ",\"spec\":{}",
+        Res::Services => ",\"spec\":{},\"status\":{\"loadBalancer\":{}}",
         _ => "",
     };
     let object = format!(
