@@ -534,3 +534,72 @@ fn stats_summary_memory_moves_when_a_container_allocates() {
     );
     eprintln!("working set before={before} after={after}");
 }
+
+#[test]
+fn exec_tty_resize_through_spdy_and_websocket_changes_stty_size() {
+    let k = Kubelet::standalone("kapi-tty");
+    k.d.put_manifest(
+        "sh.yaml",
+        &busybox_pod(
+            "sh",
+            &[("c", "trap 'exit 0' TERM; while true; do sleep 0.2; done")],
+        ),
+    );
+    k.d.wait_running("c", Duration::from_secs(60));
+    let pod = k.pod("sh");
+
+    // SPDY (kubectl ≤ 1.29): a tty exec opens error, stdin, stdout and resize streams; every
+    // resize is a JSON TerminalSize on the resize stream. `stty size` prints "rows cols".
+    let (up, session) = kc::spdy_upgrade(
+        k.d.port,
+        &k.ca,
+        &k.apiserver,
+        &format!(
+            "/exec/{pod}/c?command=sh&command=-c&command=read+x%3B+stty+size%3B+read+x%3B+stty+size&input=1&output=1&tty=1"
+        ),
+        &V4,
+    );
+    assert_eq!(up.status, 101, "{}", String::from_utf8_lossy(&up.body));
+    let mut s = session.unwrap();
+    s.open(1, &[("streamtype", "error")]);
+    s.open(3, &[("streamtype", "stdin")]);
+    s.open(5, &[("streamtype", "stdout")]);
+    s.open(7, &[("streamtype", "resize")]);
+    s.send(7, br#"{"Width":100,"Height":40}"#, false);
+    std::thread::sleep(Duration::from_millis(500));
+    s.send(3, b"first\n", false);
+    s.run_until(Duration::from_secs(20), |s| s.text(5).contains("40 100"));
+    s.send(7, br#"{"Width":132,"Height":50}"#, false);
+    std::thread::sleep(Duration::from_millis(500));
+    s.send(3, b"second\n", false);
+    s.run_until(Duration::from_secs(20), |s| s.text(5).contains("50 132"));
+    let out = s.text(5);
+    // The tty echoes what was typed; the sizes follow each line, in order.
+    let first = out.find("40 100").unwrap();
+    let second = out.find("50 132").unwrap();
+    assert!(first < second, "{out:?}");
+    assert!(out.contains("first\r\n"), "{out:?}");
+    s.run_until(Duration::from_secs(20), |s| s.closed || s.fin.contains_key(&1));
+    assert!(
+        s.text(1).is_empty() || s.text(1).contains("\"status\":\"Success\""),
+        "{}",
+        s.text(1)
+    );
+    eprintln!("spdy tty output: {out:?}");
+
+    // WebSocket (v4.channel.k8s.io): the resize is channel 4.
+    let (status, ws) = kc::ws_upgrade(
+        k.d.port,
+        &k.ca,
+        &k.apiserver,
+        &format!("/exec/{pod}/c?command=sh&command=-c&command=read+x%3B+stty+size&input=1&output=1&tty=1"),
+    );
+    assert_eq!(status, 101);
+    let mut ws = ws.unwrap();
+    ws.send(4, br#"{"Width":77,"Height":33}"#);
+    std::thread::sleep(Duration::from_millis(500));
+    ws.send(0, b"go\n");
+    ws.run_to_close(Duration::from_secs(30));
+    assert!(ws.text(1).contains("33 77"), "{:?}", ws.text(1));
+    assert!(ws.text(3).contains("Success"), "{:?}", ws.text(3));
+}
