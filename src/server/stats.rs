@@ -1,15 +1,20 @@
-//! `/stats/summary` in the kubelet's JSON shape (`stats/v1alpha1.Summary`) from CRI
-//! `ListContainerStats`: per container cpu (`usageCoreNanoSeconds`, `usageNanoCores`) and memory
+//! `/stats/summary` in the kubelet's JSON shape (`stats/v1alpha1.Summary`) and
+//! `/metrics/resource` in the kubelet's Prometheus text, from CRI `ListContainerStats` and a
+//! [`HostSample`]: per container cpu (`usageCoreNanoSeconds`, `usageNanoCores`) and memory
 //! (`workingSetBytes`, `usageBytes`, `rssBytes`, `pageFaults`, `majorPageFaults`), per pod the
-//! sums of its containers. Pure: it builds the document from what the runtime returned.
+//! sums of its containers, and the node (cpu, memory, fs, network, rlimit and the `pods` system
+//! container). Pure: it builds the documents from what the runtime and the host returned.
 //!
-//! Owns: the summary document. Must not call the runtime.
+//! Owns: the summary document and the resource metrics text. Must not call the runtime or read
+//! the host.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
 use crate::cri::api;
+use crate::metrics::{escape_label, format_float};
+use crate::node::stats::{CgroupSample, HostSample, MemorySample};
 use crate::pod::labels::{CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID};
 
 fn rfc3339(nanos: i64) -> Value {
@@ -65,10 +70,118 @@ type PodKey = (String, String, String);
 /// A pod's containers, and its cpu and memory sums.
 type PodSums = (Vec<Value>, Map<String, Value>, Map<String, Value>);
 
-/// The summary for `node` from its containers' stats and their start times (container id →
-/// nanoseconds since the epoch).
+/// `usageNanoCores` of the node and of the pods' cgroup, from [`crate::node::stats::CpuRate`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeRates {
+    pub node: Option<u64>,
+    pub pods: Option<u64>,
+}
+
+fn opt(m: &mut Map<String, Value>, key: &str, v: Option<u64>) {
+    if let Some(v) = v {
+        m.insert(key.into(), json!(v));
+    }
+}
+
+fn node_cpu(time: &Value, rate: Option<u64>, usage_ns: u64) -> Value {
+    let mut m = Map::new();
+    m.insert("time".into(), time.clone());
+    opt(&mut m, "usageNanoCores", rate);
+    m.insert("usageCoreNanoSeconds".into(), json!(usage_ns));
+    Value::Object(m)
+}
+
+fn node_memory(time: &Value, mem: &MemorySample) -> Value {
+    let mut m = Map::new();
+    m.insert("time".into(), time.clone());
+    opt(&mut m, "availableBytes", mem.available);
+    m.insert("usageBytes".into(), json!(mem.usage));
+    m.insert("workingSetBytes".into(), json!(mem.working_set));
+    m.insert("rssBytes".into(), json!(mem.rss));
+    m.insert("pageFaults".into(), json!(mem.page_faults));
+    m.insert("majorPageFaults".into(), json!(mem.major_page_faults));
+    Value::Object(m)
+}
+
+/// The summary's `node` from a host sample: cpu, memory, network (the first interface, `eth0`
+/// when there is one, as the kubelet's default), fs (the pods directory's filesystem), rlimit
+/// and the `pods` system container (vk-cri's cgroup root).
+pub fn node_summary(name: &str, sample: Option<&HostSample>, rates: NodeRates) -> Value {
+    let mut node = Map::new();
+    node.insert("nodeName".into(), json!(name));
+    let Some(s) = sample else {
+        return Value::Object(node);
+    };
+    let time = rfc3339(s.at_ns);
+    if let Some(pods) = s.pods_cgroup {
+        let CgroupSample {
+            cpu_usage_ns,
+            memory,
+        } = pods;
+        node.insert(
+            "systemContainers".into(),
+            json!([{
+                "name": "pods",
+                "cpu": node_cpu(&time, rates.pods, cpu_usage_ns),
+                "memory": node_memory(&time, &memory),
+            }]),
+        );
+    }
+    if let Some(boot) = s.boot_time_s {
+        node.insert(
+            "startTime".into(),
+            rfc3339(boot.saturating_mul(1_000_000_000)),
+        );
+    }
+    node.insert("cpu".into(), node_cpu(&time, rates.node, s.cpu_usage_ns));
+    node.insert("memory".into(), node_memory(&time, &s.memory));
+    let default = s
+        .interfaces
+        .iter()
+        .find(|i| i.name == "eth0")
+        .or_else(|| s.interfaces.first());
+    if let Some(d) = default {
+        let iface = |i: &crate::node::stats::InterfaceSample| {
+            json!({
+                "name": i.name,
+                "rxBytes": i.rx_bytes,
+                "rxErrors": i.rx_errors,
+                "txBytes": i.tx_bytes,
+                "txErrors": i.tx_errors,
+            })
+        };
+        let mut net = iface(d);
+        net["time"] = time.clone();
+        net["interfaces"] = Value::Array(s.interfaces.iter().map(iface).collect());
+        node.insert("network".into(), net);
+    }
+    if let Some(fs) = s.fs {
+        node.insert(
+            "fs".into(),
+            json!({
+                "time": time,
+                "availableBytes": fs.available,
+                "capacityBytes": fs.capacity,
+                "usedBytes": fs.used,
+                "inodesFree": fs.inodes_free,
+                "inodes": fs.inodes,
+                "inodesUsed": fs.inodes.saturating_sub(fs.inodes_free),
+            }),
+        );
+    }
+    if let Some((maxpid, curproc)) = s.rlimit {
+        node.insert(
+            "rlimit".into(),
+            json!({"time": time, "maxpid": maxpid, "curproc": curproc}),
+        );
+    }
+    Value::Object(node)
+}
+
+/// The summary from the node's part ([`node_summary`]), its containers' stats and their start
+/// times (container id → nanoseconds since the epoch).
 pub fn summary(
-    node: &str,
+    node: Value,
     stats: &[api::ContainerStats],
     started: &BTreeMap<String, i64>,
 ) -> Value {
@@ -108,7 +221,160 @@ pub fn summary(
             })
         })
         .collect();
-    json!({"node": {"nodeName": node}, "pods": pods})
+    json!({"node": node, "pods": pods})
+}
+
+/// One series: labels, value and an optional timestamp in nanoseconds.
+type Series = (String, f64, Option<i64>);
+
+/// `/metrics/resource` as the kubelet (v1.28) writes it: families sorted by name, series
+/// sorted by label values, `container`/`namespace`/`pod` labels, cpu in core-seconds and
+/// memory in bytes with millisecond timestamps, container start times without one, and
+/// `resource_scrape_error`/`scrape_error` last. `stats` is `None` when the runtime could not be
+/// asked (a scrape error: only the node and the error are reported).
+pub fn resource_metrics(
+    sample: Option<&HostSample>,
+    stats: Option<&[api::ContainerStats]>,
+    started: &BTreeMap<String, i64>,
+) -> String {
+    let mut container_cpu: Vec<Series> = Vec::new();
+    let mut container_mem: Vec<Series> = Vec::new();
+    let mut container_start: Vec<Series> = Vec::new();
+    // (namespace, pod) → (cpu sum, its latest time, memory sum, its latest time).
+    type PodAcc = (Option<(u64, i64)>, Option<(u64, i64)>);
+    let mut pods: BTreeMap<(String, String), PodAcc> = BTreeMap::new();
+    for s in stats.unwrap_or_default() {
+        let Some(attrs) = s.attributes.as_ref() else {
+            continue;
+        };
+        let label = |k: &str| attrs.labels.get(k).cloned().unwrap_or_default();
+        let (ns, pod, name) = (label(POD_NAMESPACE), label(POD_NAME), label(CONTAINER_NAME));
+        let labels = format!(
+            "container=\"{}\",namespace=\"{}\",pod=\"{}\"",
+            escape_label(&name),
+            escape_label(&ns),
+            escape_label(&pod)
+        );
+        let acc = pods.entry((ns, pod)).or_default();
+        let add = |slot: &mut Option<(u64, i64)>, v: u64, t: i64| {
+            let (sum, time) = slot.unwrap_or((0, t));
+            *slot = Some((sum.saturating_add(v), time.max(t)));
+        };
+        if let Some(t) = started.get(&attrs.id).filter(|t| **t > 0) {
+            container_start.push((labels.clone(), *t as f64 / 1e9, None));
+        }
+        if let Some(c) = s.cpu.as_ref() {
+            if let Some(v) = c.usage_core_nano_seconds.as_ref() {
+                container_cpu.push((labels.clone(), v.value as f64 / 1e9, Some(c.timestamp)));
+                add(&mut acc.0, v.value, c.timestamp);
+            }
+        }
+        if let Some(m) = s.memory.as_ref() {
+            if let Some(v) = m.working_set_bytes.as_ref() {
+                container_mem.push((labels.clone(), v.value as f64, Some(m.timestamp)));
+                add(&mut acc.1, v.value, m.timestamp);
+            }
+        }
+    }
+    let mut pod_cpu: Vec<Series> = Vec::new();
+    let mut pod_mem: Vec<Series> = Vec::new();
+    for ((ns, pod), (cpu, mem)) in &pods {
+        let labels = format!(
+            "namespace=\"{}\",pod=\"{}\"",
+            escape_label(ns),
+            escape_label(pod)
+        );
+        if let Some((v, t)) = cpu {
+            pod_cpu.push((labels.clone(), *v as f64 / 1e9, Some(*t)));
+        }
+        if let Some((v, t)) = mem {
+            pod_mem.push((labels, *v as f64, Some(*t)));
+        }
+    }
+    let node_cpu: Vec<Series> = sample
+        .map(|s| (String::new(), s.cpu_usage_ns as f64 / 1e9, Some(s.at_ns)))
+        .into_iter()
+        .collect();
+    let node_mem: Vec<Series> = sample
+        .map(|s| (String::new(), s.memory.working_set as f64, Some(s.at_ns)))
+        .into_iter()
+        .collect();
+    let error = vec![(String::new(), if stats.is_some() { 0.0 } else { 1.0 }, None)];
+    let families: [(&str, &str, &str, &[Series]); 9] = [
+        (
+            "container_cpu_usage_seconds_total",
+            "[STABLE] Cumulative cpu time consumed by the container in core-seconds",
+            "counter",
+            &container_cpu,
+        ),
+        (
+            "container_memory_working_set_bytes",
+            "[STABLE] Current working set of the container in bytes",
+            "gauge",
+            &container_mem,
+        ),
+        (
+            "container_start_time_seconds",
+            "[STABLE] Start time of the container since unix epoch in seconds",
+            "gauge",
+            &container_start,
+        ),
+        (
+            "node_cpu_usage_seconds_total",
+            "[STABLE] Cumulative cpu time consumed by the node in core-seconds",
+            "counter",
+            &node_cpu,
+        ),
+        (
+            "node_memory_working_set_bytes",
+            "[STABLE] Current working set of the node in bytes",
+            "gauge",
+            &node_mem,
+        ),
+        (
+            "pod_cpu_usage_seconds_total",
+            "[STABLE] Cumulative cpu time consumed by the pod in core-seconds",
+            "counter",
+            &pod_cpu,
+        ),
+        (
+            "pod_memory_working_set_bytes",
+            "[STABLE] Current working set of the pod in bytes",
+            "gauge",
+            &pod_mem,
+        ),
+        (
+            "resource_scrape_error",
+            "[STABLE] 1 if there was an error while getting container metrics, 0 otherwise",
+            "gauge",
+            &error,
+        ),
+        (
+            "scrape_error",
+            "[ALPHA] 1 if there was an error while getting container metrics, 0 otherwise",
+            "gauge",
+            &error,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, kind, series) in families {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        let mut series = series.to_vec();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        for (labels, value, ts) in series {
+            let labels = if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{labels}}}")
+            };
+            out.push_str(&format!("{name}{labels} {}", format_float(value)));
+            if let Some(ns) = ts {
+                out.push_str(&format!(" {}", ns.div_euclid(1_000_000)));
+            }
+            out.push('\n');
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -150,7 +416,7 @@ mod tests {
     #[test]
     fn pods_sum_their_containers() {
         let doc = summary(
-            "vk-node",
+            node_summary("vk-node", None, NodeRates::default()),
             &[stat("p", "a", 100, 5), stat("p", "b", 50, 7)],
             &BTreeMap::from([("id-p-a".to_string(), 1_700_000_000_000_000_000)]),
         );
@@ -166,5 +432,142 @@ mod tests {
         assert_eq!(pod["containers"][0]["startTime"], "2023-11-14T22:13:20Z");
         assert_eq!(pod["containers"][1]["memory"]["workingSetBytes"], 50);
         assert_eq!(pod["memory"]["time"], "2023-11-14T22:13:20Z");
+    }
+
+    fn host() -> HostSample {
+        use crate::node::stats::{FsSample, InterfaceSample};
+        HostSample {
+            at_ns: 1_700_000_000_123_456_789,
+            cpu_usage_ns: 357_354_910_000,
+            boot_time_s: Some(1_699_000_000),
+            memory: MemorySample {
+                usage: 3000,
+                working_set: 2000,
+                rss: 1000,
+                available: Some(14000),
+                page_faults: 7,
+                major_page_faults: 1,
+            },
+            fs: Some(FsSample {
+                capacity: 100,
+                available: 40,
+                used: 55,
+                inodes: 10,
+                inodes_free: 4,
+            }),
+            interfaces: vec![
+                InterfaceSample {
+                    name: "docker0".into(),
+                    ..Default::default()
+                },
+                InterfaceSample {
+                    name: "eth0".into(),
+                    rx_bytes: 5,
+                    rx_errors: 0,
+                    tx_bytes: 6,
+                    tx_errors: 1,
+                },
+            ],
+            rlimit: Some((4194304, 345)),
+            pods_cgroup: Some(CgroupSample {
+                cpu_usage_ns: 42,
+                memory: MemorySample {
+                    usage: 30,
+                    working_set: 20,
+                    rss: 10,
+                    ..Default::default()
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn node_summary_has_the_kubelets_fields() {
+        let n = node_summary(
+            "vk-node",
+            Some(&host()),
+            NodeRates {
+                node: Some(250_000_000),
+                pods: None,
+            },
+        );
+        assert_eq!(n["nodeName"], "vk-node");
+        assert_eq!(n["startTime"], "2023-11-03T08:26:40Z");
+        assert_eq!(
+            n["cpu"],
+            json!({"time": "2023-11-14T22:13:20Z", "usageNanoCores": 250_000_000u64, "usageCoreNanoSeconds": 357_354_910_000u64})
+        );
+        assert_eq!(n["memory"]["workingSetBytes"], 2000);
+        assert_eq!(n["memory"]["availableBytes"], 14000);
+        assert_eq!(n["memory"]["rssBytes"], 1000);
+        assert_eq!(n["memory"]["usageBytes"], 3000);
+        assert_eq!(n["network"]["name"], "eth0");
+        assert_eq!(n["network"]["txErrors"], 1);
+        assert_eq!(n["network"]["interfaces"].as_array().unwrap().len(), 2);
+        assert_eq!(n["fs"]["inodesUsed"], 6);
+        assert_eq!(n["fs"]["usedBytes"], 55);
+        assert_eq!(
+            n["rlimit"],
+            json!({"time": "2023-11-14T22:13:20Z", "maxpid": 4194304, "curproc": 345})
+        );
+        let pods = &n["systemContainers"][0];
+        assert_eq!(pods["name"], "pods");
+        assert_eq!(pods["cpu"]["usageCoreNanoSeconds"], 42);
+        assert!(pods["cpu"].get("usageNanoCores").is_none());
+        assert!(pods["memory"].get("availableBytes").is_none());
+        assert_eq!(
+            node_summary("n", None, NodeRates::default()),
+            json!({"nodeName": "n"})
+        );
+    }
+
+    #[test]
+    fn resource_metrics_are_the_kubelets_text() {
+        let mut a = stat("p", "a", 23_658_496, 5_361_467_000);
+        a.cpu.as_mut().unwrap().timestamp = 1_700_000_001_500_000_000;
+        let b = stat("p", "b", 50, 7);
+        let started = BTreeMap::from([("id-p-a".to_string(), 1_699_999_000_000_000_000)]);
+        let text = resource_metrics(Some(&host()), Some(&[a, b]), &started);
+        let expected = "\
+# HELP container_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the container in core-seconds
+# TYPE container_cpu_usage_seconds_total counter
+container_cpu_usage_seconds_total{container=\"a\",namespace=\"ns\",pod=\"p\"} 5.361467 1700000001500
+container_cpu_usage_seconds_total{container=\"b\",namespace=\"ns\",pod=\"p\"} 7e-09 1700000000000
+# HELP container_memory_working_set_bytes [STABLE] Current working set of the container in bytes
+# TYPE container_memory_working_set_bytes gauge
+container_memory_working_set_bytes{container=\"a\",namespace=\"ns\",pod=\"p\"} 2.3658496e+07 1700000000000
+container_memory_working_set_bytes{container=\"b\",namespace=\"ns\",pod=\"p\"} 50 1700000000000
+# HELP container_start_time_seconds [STABLE] Start time of the container since unix epoch in seconds
+# TYPE container_start_time_seconds gauge
+container_start_time_seconds{container=\"a\",namespace=\"ns\",pod=\"p\"} 1.699999e+09
+# HELP node_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the node in core-seconds
+# TYPE node_cpu_usage_seconds_total counter
+node_cpu_usage_seconds_total 357.35491 1700000000123
+# HELP node_memory_working_set_bytes [STABLE] Current working set of the node in bytes
+# TYPE node_memory_working_set_bytes gauge
+node_memory_working_set_bytes 2000 1700000000123
+# HELP pod_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the pod in core-seconds
+# TYPE pod_cpu_usage_seconds_total counter
+pod_cpu_usage_seconds_total{namespace=\"ns\",pod=\"p\"} 5.361467007 1700000001500
+# HELP pod_memory_working_set_bytes [STABLE] Current working set of the pod in bytes
+# TYPE pod_memory_working_set_bytes gauge
+pod_memory_working_set_bytes{namespace=\"ns\",pod=\"p\"} 2.3658546e+07 1700000000000
+# HELP resource_scrape_error [STABLE] 1 if there was an error while getting container metrics, 0 otherwise
+# TYPE resource_scrape_error gauge
+resource_scrape_error 0
+# HELP scrape_error [ALPHA] 1 if there was an error while getting container metrics, 0 otherwise
+# TYPE scrape_error gauge
+scrape_error 0
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_runtime_failure_is_a_scrape_error_with_the_node_still_reported() {
+        let text = resource_metrics(Some(&host()), None, &BTreeMap::new());
+        assert!(text.contains("\nresource_scrape_error 1\n"), "{text}");
+        assert!(text.contains("\nscrape_error 1\n"), "{text}");
+        assert!(text.contains("\nnode_cpu_usage_seconds_total 357.35491 1700000000123\n"));
+        assert!(!text.contains("container_cpu_usage_seconds_total{"));
     }
 }

@@ -133,6 +133,11 @@ fn kubelet_api_401_for_anonymous_403_when_the_subject_access_review_denies_400_f
     let r = kc::get(port, &k.ca, Some(&mallory), "/stats/summary");
     assert_eq!(r.status, 403);
     assert!(r.text().contains("subresource=stats"), "{}", r.text());
+    for path in ["/metrics", "/metrics/resource"] {
+        let r = kc::get(port, &k.ca, Some(&mallory), path);
+        assert_eq!(r.status, 403);
+        assert!(r.text().contains("subresource=metrics"), "{}", r.text());
+    }
 
     // kube-apiserver's client certificate is allowed.
     let r = k.get("/pods");
@@ -480,8 +485,15 @@ fn exec_attach_and_port_forward_through_spdy_and_websocket() {
     assert_eq!(up.status, 404);
 }
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 #[test]
-fn stats_summary_memory_moves_when_a_container_allocates() {
+fn stats_summary_and_metrics_resource_with_the_node_move_when_a_container_allocates() {
     let k = Kubelet::standalone("kapi-stats");
     k.d.put_manifest(
         "mem.yaml",
@@ -491,16 +503,20 @@ fn stats_summary_memory_moves_when_a_container_allocates() {
         ),
     );
     let c = k.d.wait_running("c", Duration::from_secs(60));
-    let working_set = || -> u64 {
+    let pod_name = format!("mem-{}", k.d.node);
+    let summary = || -> Value {
         let r = k.get("/stats/summary");
         assert_eq!(r.status, 200, "{}", r.text());
-        let doc: Value = serde_json::from_slice(&r.body).unwrap();
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    let working_set = || -> u64 {
+        let doc = summary();
         assert_eq!(doc["node"]["nodeName"], k.d.node.as_str());
         let pod = doc["pods"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|p| p["podRef"]["name"] == format!("mem-{}", k.d.node))
+            .find(|p| p["podRef"]["name"] == pod_name)
             .cloned()
             .expect("the pod in the summary");
         assert_eq!(pod["podRef"]["namespace"], "default");
@@ -512,7 +528,111 @@ fn stats_summary_memory_moves_when_a_container_allocates() {
             .as_u64()
             .expect("workingSetBytes")
     };
+    // metrics-server's view: the exposition parses, the families have the kubelet's names,
+    // types and stability, and the series its labels and millisecond timestamps.
+    let resource = || -> crate::prom::Exposition {
+        let r = k.get("/metrics/resource");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        let text = r.text();
+        let e = crate::prom::parse(&text);
+        for (name, kind) in [
+            ("container_cpu_usage_seconds_total", "counter"),
+            ("container_memory_working_set_bytes", "gauge"),
+            ("container_start_time_seconds", "gauge"),
+            ("node_cpu_usage_seconds_total", "counter"),
+            ("node_memory_working_set_bytes", "gauge"),
+            ("pod_cpu_usage_seconds_total", "counter"),
+            ("pod_memory_working_set_bytes", "gauge"),
+            ("resource_scrape_error", "gauge"),
+        ] {
+            let (help, k) = e
+                .families
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} in {text}"));
+            assert_eq!(k, kind, "{name}");
+            assert!(help.starts_with("[STABLE] "), "{name}: {help}");
+        }
+        assert_eq!(e.one("resource_scrape_error", &[]).value, 0.0);
+        assert_eq!(e.one("scrape_error", &[]).value, 0.0);
+        let now_ms = unix_now() * 1000.0;
+        for name in [
+            "node_cpu_usage_seconds_total",
+            "node_memory_working_set_bytes",
+        ] {
+            let s = e.one(name, &[]);
+            assert!(s.value > 0.0, "{name}: {s:?}");
+            let ts = s.timestamp_ms.expect("a timestamp") as f64;
+            assert!((ts - now_ms).abs() < 60_000.0, "{name}: {s:?}");
+        }
+        let labels = [
+            ("container", "c"),
+            ("namespace", "default"),
+            ("pod", pod_name.as_str()),
+        ];
+        for name in [
+            "container_cpu_usage_seconds_total",
+            "container_memory_working_set_bytes",
+        ] {
+            let s = e.one(name, &labels);
+            assert_eq!(s.labels.len(), 3, "{s:?}");
+            let ts = s.timestamp_ms.expect("a timestamp") as f64;
+            assert!((ts - now_ms).abs() < 60_000.0, "{name}: {s:?}");
+        }
+        let start = e.one("container_start_time_seconds", &labels);
+        assert_eq!(start.timestamp_ms, None);
+        assert!((unix_now() - start.value).abs() < 600.0, "{start:?}");
+        let pod = [("namespace", "default"), ("pod", pod_name.as_str())];
+        assert!(e
+            .one("pod_cpu_usage_seconds_total", &pod)
+            .timestamp_ms
+            .is_some());
+        assert!(e.one("pod_memory_working_set_bytes", &pod).value > 0.0);
+        e
+    };
+    let container_ws = |e: &crate::prom::Exposition| {
+        e.one(
+            "container_memory_working_set_bytes",
+            &[("container", "c"), ("pod", pod_name.as_str())],
+        )
+        .value
+    };
+
+    // The node: cpu, memory, fs, rlimit and the pods' cgroup; usageNanoCores once two samples
+    // are a second apart (cAdvisor keeps the last one).
+    let first = summary();
+    let node = &first["node"];
+    assert!(
+        node["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0,
+        "{node}"
+    );
+    assert!(
+        node["memory"]["workingSetBytes"].as_u64().unwrap() > 0,
+        "{node}"
+    );
+    assert!(
+        node["memory"]["availableBytes"].as_u64().unwrap() > 0,
+        "{node}"
+    );
+    assert!(node["fs"]["capacityBytes"].as_u64().unwrap() > 0, "{node}");
+    assert!(node["rlimit"]["maxpid"].as_u64().unwrap() > 0, "{node}");
+    assert!(node["startTime"].as_str().is_some(), "{node}");
+    assert_eq!(node["systemContainers"][0]["name"], "pods", "{node}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = summary();
+    let cores = second["node"]["cpu"]["usageNanoCores"]
+        .as_u64()
+        .expect("usageNanoCores on the second sample");
+    assert!(
+        second["node"]["cpu"]["usageCoreNanoSeconds"].as_u64()
+            >= node["cpu"]["usageCoreNanoSeconds"].as_u64()
+    );
+
     let before = working_set();
+    let before_metric = container_ws(&resource());
     runtime()
         .exec_sync(
             &c.id,
@@ -532,7 +652,178 @@ fn stats_summary_memory_moves_when_a_container_allocates() {
             (now >= before + 30_000_000).then_some(now)
         },
     );
-    eprintln!("working set before={before} after={after}");
+    let after_metric = wait_for(
+        "container_memory_working_set_bytes to grow by 30 MB",
+        Duration::from_secs(30),
+        || {
+            let now = container_ws(&resource());
+            (now >= before_metric + 30e6).then_some(now)
+        },
+    );
+    eprintln!(
+        "node usageNanoCores={cores}; working set before={before} after={after}; \
+         container_memory_working_set_bytes before={before_metric} after={after_metric}"
+    );
+}
+
+#[test]
+fn metrics_count_pod_starts_runtime_calls_and_their_errors_api_requests_and_served_requests() {
+    let fake = FakeApiServer::start();
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen2 = seen.clone();
+    fake.set_sar_policy(move |spec: &Value| {
+        seen2.lock().unwrap().push(spec.clone());
+        let user = spec.get("user").and_then(Value::as_str).unwrap_or("");
+        (user == "kube-apiserver-kubelet-client", String::new())
+    });
+    let apiserver = fake.client_cert("kube-apiserver-kubelet-client", Some("system:masters"));
+    let mut k = Kubelet::new(
+        Daemon::with_api(&fake, "kapi-metrics"),
+        &fake.ca_pem(),
+        apiserver,
+    );
+    k.d.start();
+    k.d.wait_log("kubelet API on https://127.0.0.1:", Duration::from_secs(30));
+    k.d.put_manifest(
+        "ok.yaml",
+        &busybox_pod(
+            "ok",
+            &[("c", "trap 'exit 0' TERM; while true; do sleep 0.2; done")],
+        ),
+    );
+    // A pod whose image does not exist: its pulls fail.
+    k.d.put_manifest(
+        "bad.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  restartPolicy: Never\n  hostNetwork: true\n  containers:\n  - name: c\n    image: 127.0.0.1:5000/vk-cri-no-such-image:1\n",
+    );
+    k.d.wait_running("c", Duration::from_secs(60));
+    let metrics = || -> crate::prom::Exposition {
+        let r = k.get("/metrics");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        crate::prom::parse(&r.text())
+    };
+    let e = wait_for(
+        "the pod start and the failed pull in /metrics",
+        Duration::from_secs(60),
+        || {
+            let e = metrics();
+            let pulls_failed = e
+                .find(
+                    "kubelet_runtime_operations_errors_total",
+                    &[("operation_type", "pull_image")],
+                )
+                .first()
+                .is_some_and(|s| s.value >= 1.0);
+            let started = e
+                .find("kubelet_pod_start_duration_seconds_count", &[])
+                .first()
+                .is_some_and(|s| s.value >= 1.0);
+            (pulls_failed && started).then_some(e)
+        },
+    );
+    let value = |name: &str, labels: &[(&str, &str)]| e.one(name, labels).value;
+    assert!(value("kubelet_started_pods_total", &[]) >= 2.0);
+    assert_eq!(value("kubelet_started_pods_errors_total", &[]), 0.0);
+    assert!(
+        value(
+            "kubelet_started_containers_total",
+            &[("container_type", "container")]
+        ) >= 1.0
+    );
+    for op in [
+        "run_podsandbox",
+        "create_container",
+        "start_container",
+        "list_containers",
+        "pull_image",
+        "version",
+    ] {
+        assert!(
+            value(
+                "kubelet_runtime_operations_total",
+                &[("operation_type", op)]
+            ) >= 1.0,
+            "{op}"
+        );
+        assert!(
+            value(
+                "kubelet_runtime_operations_duration_seconds_count",
+                &[("operation_type", op)]
+            ) >= 1.0,
+            "{op}"
+        );
+    }
+    assert_eq!(
+        e.families["kubelet_runtime_operations_duration_seconds"].1,
+        "histogram"
+    );
+    // The kubelet's buckets: ExponentialBuckets(.005, 2.5, 14).
+    let les: Vec<&str> = e
+        .find(
+            "kubelet_runtime_operations_duration_seconds_bucket",
+            &[("operation_type", "run_podsandbox")],
+        )
+        .iter()
+        .map(|s| s.labels["le"].as_str())
+        .collect();
+    assert_eq!(les.len(), 15, "{les:?}");
+    assert_eq!(
+        (les[0], les[13], les[14]),
+        ("0.005", "745.0580596923828", "+Inf")
+    );
+    let start = e.one("kubelet_pod_start_duration_seconds_sum", &[]).value;
+    assert!(start > 0.0 && start < 60.0, "{start}");
+    // The API server client: the node's registration and status went to the fake.
+    let host = fake.url().trim_start_matches("https://").to_string();
+    let gets: f64 = e
+        .find(
+            "rest_client_requests_total",
+            &[("host", &host), ("method", "GET")],
+        )
+        .iter()
+        .map(|s| s.value)
+        .sum();
+    assert!(
+        gets >= 1.0,
+        "{:?}",
+        e.find("rest_client_requests_total", &[])
+    );
+    assert!(!e
+        .find(
+            "rest_client_request_duration_seconds_count",
+            &[("host", &host)]
+        )
+        .is_empty());
+    // This server: requests by root path.
+    assert!(
+        value(
+            "kubelet_http_requests_total",
+            &[
+                ("path", "metrics"),
+                ("method", "GET"),
+                ("long_running", "false"),
+                ("server_type", "readwrite")
+            ]
+        ) >= 1.0
+    );
+    // Authorized as nodes/metrics.
+    let reviewed = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s["resourceAttributes"]["subresource"] == "metrics");
+    assert!(reviewed, "no SubjectAccessReview for nodes/metrics");
+    eprintln!(
+        "pod start duration sum={start:.3}s; run_podsandbox calls={}",
+        value(
+            "kubelet_runtime_operations_total",
+            &[("operation_type", "run_podsandbox")]
+        )
+    );
 }
 
 #[test]
@@ -579,7 +870,9 @@ fn exec_tty_resize_through_spdy_and_websocket_changes_stty_size() {
     let second = out.find("50 132").unwrap();
     assert!(first < second, "{out:?}");
     assert!(out.contains("first\r\n"), "{out:?}");
-    s.run_until(Duration::from_secs(20), |s| s.closed || s.fin.contains_key(&1));
+    s.run_until(Duration::from_secs(20), |s| {
+        s.closed || s.fin.contains_key(&1)
+    });
     assert!(
         s.text(1).is_empty() || s.text(1).contains("\"status\":\"Success\""),
         "{}",
