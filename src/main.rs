@@ -335,6 +335,12 @@ fn run(config: &Config) -> Result<(), String> {
         .map_err(|e| format!("failed to start the manifest watcher: {e}"))?;
     }
     drop(tx);
+    vk_cri::logrotate::spawn(
+        runtime.clone(),
+        config.node_name.clone(),
+        config.container_logs,
+    )
+    .map_err(|e| format!("failed to start container log rotation: {e}"))?;
     pleg::spawn(
         runtime,
         config.node_name.clone(),

@@ -66,6 +66,22 @@ impl Kubelet {
         k
     }
 
+    /// Standalone with extra flags.
+    fn standalone_with(tag: &str, args: &[&str]) -> Kubelet {
+        let client_ca = Ca::generate("client-ca").unwrap();
+        let apiserver = client_ca
+            .issue_client("kube-apiserver-kubelet-client", Some("system:masters"))
+            .unwrap();
+        let mut d = Daemon::new(tag);
+        for a in args {
+            d = d.arg(a);
+        }
+        let mut k = Kubelet::new(d, &client_ca.cert_pem(), apiserver);
+        k.d.start();
+        k.d.wait_log("kubelet API on https://127.0.0.1:", Duration::from_secs(30));
+        k
+    }
+
     fn get(&self, target: &str) -> kc::Resp {
         kc::get(self.d.port, &self.ca, Some(&self.apiserver), target)
     }
@@ -895,4 +911,160 @@ fn exec_tty_resize_through_spdy_and_websocket_changes_stty_size() {
     ws.run_to_close(Duration::from_secs(30));
     assert!(ws.text(1).contains("33 77"), "{:?}", ws.text(1));
     assert!(ws.text(3).contains("Success"), "{:?}", ws.text(3));
+}
+
+/// The `0.log*` files next to a container's live log.
+fn log_files(live: &str) -> Vec<String> {
+    let live = std::path::Path::new(live);
+    let prefix = live.file_name().unwrap().to_string_lossy().into_owned();
+    let mut v: Vec<String> = std::fs::read_dir(live.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn container_logs_rotate_at_max_size_keep_max_files_gzip_and_follow_previous_and_tail_still_work() {
+    let k = Kubelet::standalone_with(
+        "kapi-rotate",
+        &[
+            "--container-log-max-size",
+            "4Ki",
+            "--container-log-max-files",
+            "3",
+            "--container-log-monitor-interval",
+            "3s",
+        ],
+    );
+    let image = env::var("VKCRI_BUSYBOX_IMAGE");
+    // ~5 KB/s of numbered lines until /data/stop, then exit 1 (restarted: OnFailure); the
+    // second run only says so.
+    let script = "if [ -f /data/ran ]; then echo second-run; trap 'exit 0' TERM; while true; do sleep 0.2; done; fi; \
+                  touch /data/ran; i=0; while [ ! -f /data/stop ]; do i=$((i+1)); \
+                  echo \"line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"; \
+                  sleep 0.02; done; echo done-writing; sleep 1; exit 1";
+    k.d.put_manifest(
+        "rot.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: rot\nspec:\n  restartPolicy: OnFailure\n  hostNetwork: true\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, {}]\n    volumeMounts:\n    - {{name: data, mountPath: /data}}\n  volumes:\n  - {{name: data, emptyDir: {{}}}}\n",
+            serde_json::to_string(script).unwrap()
+        ),
+    );
+    let c = k.d.wait_running("c", Duration::from_secs(60));
+    let base = format!("/containerLogs/{}/c", k.pod("rot"));
+    let mut f = Follow::start(
+        k.d.port,
+        &k.ca,
+        &k.apiserver,
+        &format!("{base}?follow=true"),
+    );
+    assert_eq!(f.status, 200);
+    f.wait_for("line-1-", Duration::from_secs(10));
+
+    // Rotated at least twice: a gzipped older file, the latest rotated one and the live one,
+    // never more than --container-log-max-files.
+    let files = wait_for(
+        "two rotations (a .gz next to the live log)",
+        Duration::from_secs(40),
+        || {
+            let files = log_files(&c.log_path);
+            (files.iter().any(|f| f.ends_with(".gz"))
+                && files.iter().filter(|f| !f.ends_with(".gz")).count() >= 2)
+                .then_some(files)
+        },
+    );
+    assert!(files.len() <= 3, "{files:?}");
+    let rotated = files
+        .iter()
+        .find(|f| f.len() == "0.log.20261204-150405".len())
+        .expect("an uncompressed rotated file");
+    assert!(
+        rotated[6..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'-'),
+        "{rotated}"
+    );
+    let dir = std::path::Path::new(&c.log_path).parent().unwrap();
+    let gz = files.iter().find(|f| f.ends_with(".gz")).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(dir.join(gz)).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    assert!(
+        text.contains(" stdout F line-"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    // Let a few more rotations happen while the follow is open, checking the file count.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(3));
+        let files = log_files(&c.log_path);
+        assert!(
+            files.iter().filter(|f| !f.ends_with(".tmp")).count() <= 3,
+            "{files:?}"
+        );
+    }
+
+    // Stop writing: the follow ends when the container exits, and saw every line once, in
+    // order, across every rotation.
+    runtime()
+        .exec_sync(
+            &c.id,
+            &["touch".into(), "/data/stop".into()],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let body = f.finish();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(
+        lines.last(),
+        Some(&"done-writing"),
+        "{:?}",
+        &lines[lines.len().saturating_sub(3)..]
+    );
+    let numbers: Vec<u64> = lines[..lines.len() - 1]
+        .iter()
+        .map(|l| {
+            l.strip_prefix("line-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected line {l:?}"))
+        })
+        .collect();
+    let expected: Vec<u64> = (1..=numbers.len() as u64).collect();
+    assert!(
+        numbers == expected,
+        "lines missing or repeated across rotations: {} lines, first gap after {:?}",
+        numbers.len(),
+        numbers.windows(2).find(|w| w[1] != w[0] + 1)
+    );
+    assert!(
+        numbers.len() > 500,
+        "only {} lines: did it rotate while following?",
+        numbers.len()
+    );
+
+    // The restarted container: previous reads the first run's (live, last) file, tail works.
+    wait_for("the restarted container", Duration::from_secs(60), || {
+        let r = k.get(&base);
+        (r.status == 200 && r.text() == "second-run\n").then_some(())
+    });
+    let prev = k.get(&format!("{base}?previous=true"));
+    assert_eq!(prev.status, 200, "{}", prev.text());
+    assert!(prev.text().ends_with("done-writing\n"), "{}", prev.text());
+    assert_eq!(
+        k.get(&format!("{base}?previous=true&tailLines=1")).text(),
+        "done-writing\n"
+    );
+    assert_eq!(k.get(&format!("{base}?tailLines=1")).text(), "second-run\n");
+    eprintln!(
+        "followed {} lines across rotations; files while running: {files:?}",
+        numbers.len()
+    );
 }
