@@ -215,8 +215,32 @@ pub fn rotate_if_needed(
     Ok(Outcome::Rotated(p.rotated))
 }
 
-/// One round over this node's running containers.
-pub fn rotate_all(runtime: &dyn Runtime, node: &str, policy: &Policy) {
+/// Where vk-cri asked the runtime to write this container's log
+/// (`<log root>/<ns>_<pod>_<uid>/<container>/<restart>.log`, from its labels), so that a round
+/// needs no ContainerStatus per container; `None` when a label is missing.
+pub fn expected_log_path(log_root: &Path, c: &api::Container) -> Option<PathBuf> {
+    use crate::pod::labels::{CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID, RESTART_COUNT};
+    let label = |k: &str| c.labels.get(k).filter(|v| !v.is_empty());
+    let restart: u32 = c.annotations.get(RESTART_COUNT)?.parse().ok()?;
+    Some(
+        log_root
+            .join(format!(
+                "{}_{}_{}",
+                label(POD_NAMESPACE)?,
+                label(POD_NAME)?,
+                label(POD_UID)?
+            ))
+            .join(crate::pod::translate::container_log_path(
+                label(CONTAINER_NAME)?,
+                restart,
+            )),
+    )
+}
+
+/// One round over this node's running containers. The log path comes from the labels when
+/// that file exists, else from ContainerStatus (a log written elsewhere, or a live file lost
+/// in an interrupted rotation, which is then reopened).
+pub fn rotate_all(runtime: &dyn Runtime, node: &str, log_root: &Path, policy: &Policy) {
     let owner = crate::pod::labels::owner_selector(node);
     let containers = match runtime.list_containers(&owner, None) {
         Ok(c) => c,
@@ -229,30 +253,25 @@ pub fn rotate_all(runtime: &dyn Runtime, node: &str, policy: &Policy) {
         .iter()
         .filter(|c| c.state.enum_value_or_default() == api::ContainerState::CONTAINER_RUNNING)
     {
-        let status = match runtime.container_status(&c.id) {
-            Ok(s) => s,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => {
-                log::warn!("container log rotation: {e}");
-                continue;
-            }
+        let path = match expected_log_path(log_root, c).filter(|p| p.exists()) {
+            Some(p) => p,
+            None => match runtime.container_status(&c.id) {
+                Ok(s) if s.log_path.is_empty() => continue,
+                Ok(s) => PathBuf::from(s.log_path),
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => {
+                    log::warn!("container log rotation: {e}");
+                    continue;
+                }
+            },
         };
-        if status.log_path.is_empty() {
-            continue;
-        }
-        match rotate_if_needed(
-            runtime,
-            &c.id,
-            Path::new(&status.log_path),
-            policy,
-            Timestamp::now(),
-        ) {
+        match rotate_if_needed(runtime, &c.id, &path, policy, Timestamp::now()) {
             Ok(Outcome::Small) => {}
             Ok(Outcome::Reopened) => {
-                log::info!("reopened missing container log path={}", status.log_path)
+                log::info!("reopened missing container log path={}", path.display())
             }
             Ok(Outcome::Rotated(to)) => {
-                log::debug!("rotated container log path={} to={to}", status.log_path)
+                log::debug!("rotated container log path={} to={to}", path.display())
             }
             Err(e) => {
                 let source = std::error::Error::source(&e)
@@ -265,12 +284,17 @@ pub fn rotate_all(runtime: &dyn Runtime, node: &str, policy: &Policy) {
 }
 
 /// Starts the monitor thread: a round every `policy.interval`, for the daemon's life.
-pub fn spawn(runtime: Arc<dyn Runtime>, node: String, policy: Policy) -> io::Result<()> {
+pub fn spawn(
+    runtime: Arc<dyn Runtime>,
+    node: String,
+    log_root: PathBuf,
+    policy: Policy,
+) -> io::Result<()> {
     std::thread::Builder::new()
         .name("log-rotation".into())
         .spawn(move || loop {
             std::thread::sleep(policy.interval);
-            rotate_all(runtime.as_ref(), &node, &policy);
+            rotate_all(runtime.as_ref(), &node, &log_root, &policy);
         })
         .map(|_| ())
 }
@@ -373,6 +397,28 @@ mod tests {
             .unwrap();
         assert_eq!(text, "older line\n");
         let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_expected_log_path_comes_from_the_labels() {
+        use crate::pod::labels::{CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID, RESTART_COUNT};
+        let mut c = api::Container::new();
+        for (k, v) in [
+            (POD_NAMESPACE, "ns"),
+            (POD_NAME, "p"),
+            (POD_UID, "u1"),
+            (CONTAINER_NAME, "c"),
+        ] {
+            c.labels.insert(k.into(), v.into());
+        }
+        assert_eq!(expected_log_path(Path::new("/logs"), &c), None);
+        c.annotations.insert(RESTART_COUNT.into(), "3".into());
+        assert_eq!(
+            expected_log_path(Path::new("/logs"), &c),
+            Some(PathBuf::from("/logs/ns_p_u1/c/3.log"))
+        );
+        c.labels.remove(POD_UID);
+        assert_eq!(expected_log_path(Path::new("/logs"), &c), None);
     }
 
     #[test]

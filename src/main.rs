@@ -338,6 +338,7 @@ fn run(config: &Config) -> Result<(), String> {
     vk_cri::logrotate::spawn(
         runtime.clone(),
         config.node_name.clone(),
+        config.log_dir.clone(),
         config.container_logs,
     )
     .map_err(|e| format!("failed to start container log rotation: {e}"))?;
