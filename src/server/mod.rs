@@ -533,12 +533,26 @@ impl KubeletApi {
         Ok((stats, started))
     }
 
-    /// `/stats/summary` from the host and the runtime's container stats.
+    /// The pods' sandbox stats; none when the runtime cannot give them (the kubelet falls back
+    /// to the containers the same way), which is logged at debug level only: a runtime without
+    /// `ListPodSandboxStats` answers every scrape that way.
+    fn sandbox_stats(&self) -> Vec<api::PodSandboxStats> {
+        let owner = crate::pod::labels::owner_selector(&self.node);
+        self.runtime
+            .list_pod_sandbox_stats(&owner)
+            .unwrap_or_else(|e| {
+                log::debug!("pod stats from the containers: {e}");
+                Vec::new()
+            })
+    }
+
+    /// `/stats/summary` from the host and the runtime's container and sandbox stats.
     fn stats_summary(&self) -> Result<Vec<u8>, Failure> {
         let (stats, started) = self.container_stats().map_err(|e| cri_failure(&e))?;
         let (sample, rates) = self.host_sample();
         let node = stats::node_summary(&self.node, sample.as_ref(), rates);
-        serde_json::to_vec(&stats::summary(node, &stats, &started))
+        let sandboxes = self.sandbox_stats();
+        serde_json::to_vec(&stats::summary(node, &stats, &sandboxes, &started))
             .map_err(|e| Failure(500, e.to_string()))
     }
 
@@ -547,11 +561,12 @@ impl KubeletApi {
         let (sample, _) = self.host_sample();
         let text = match self.container_stats() {
             Ok((stats, started)) => {
-                stats::resource_metrics(sample.as_ref(), Some(&stats), &started)
+                let sandboxes = self.sandbox_stats();
+                stats::resource_metrics(sample.as_ref(), Some(&stats), &sandboxes, &started)
             }
             Err(e) => {
                 log::warn!("failed to get container stats for /metrics/resource: {e}");
-                stats::resource_metrics(sample.as_ref(), None, &Default::default())
+                stats::resource_metrics(sample.as_ref(), None, &[], &Default::default())
             }
         };
         text.into_bytes()

@@ -1,8 +1,9 @@
 //! `/stats/summary` in the kubelet's JSON shape (`stats/v1alpha1.Summary`) and
-//! `/metrics/resource` in the kubelet's Prometheus text, from CRI `ListContainerStats` and a
-//! [`HostSample`]: per container cpu (`usageCoreNanoSeconds`, `usageNanoCores`) and memory
-//! (`workingSetBytes`, `usageBytes`, `rssBytes`, `pageFaults`, `majorPageFaults`), per pod the
-//! sums of its containers, and the node (cpu, memory, fs, network, rlimit and the `pods` system
+//! `/metrics/resource` in the kubelet's Prometheus text, from CRI `ListContainerStats`,
+//! `ListPodSandboxStats` and a [`HostSample`]: per container cpu (`usageCoreNanoSeconds`,
+//! `usageNanoCores`) and memory (`workingSetBytes`, `usageBytes`, `rssBytes`, `pageFaults`,
+//! `majorPageFaults`), per pod its cgroup's cpu, memory, network and process count from the
+//! sandbox stats (the sums of its containers when the runtime has none), and the node (cpu, memory, fs, network, rlimit and the `pods` system
 //! container). Pure: it builds the documents from what the runtime and the host returned.
 //!
 //! Owns: the summary document and the resource metrics text. Must not call the runtime or read
@@ -178,13 +179,72 @@ pub fn node_summary(name: &str, sample: Option<&HostSample>, rates: NodeRates) -
     Value::Object(node)
 }
 
-/// The summary from the node's part ([`node_summary`]), its containers' stats and their start
-/// times (container id → nanoseconds since the epoch).
+/// The pod-level stats of each pod uid from CRI `ListPodSandboxStats` (the pod's cgroup, so
+/// the sandbox and the runtime's overhead count too): the sandbox with the latest cpu sample.
+pub fn sandbox_stats_by_uid(
+    sandboxes: &[api::PodSandboxStats],
+) -> BTreeMap<String, &api::LinuxPodSandboxStats> {
+    let mut by_uid: BTreeMap<String, &api::LinuxPodSandboxStats> = BTreeMap::new();
+    for sb in sandboxes {
+        let (Some(attrs), Some(linux)) = (sb.attributes.as_ref(), sb.linux.as_ref()) else {
+            continue;
+        };
+        let Some(cpu) = linux.cpu.as_ref() else {
+            continue;
+        };
+        let uid = attrs
+            .metadata
+            .as_ref()
+            .map(|m| m.uid.clone())
+            .filter(|u| !u.is_empty())
+            .or_else(|| attrs.labels.get(POD_UID).cloned())
+            .unwrap_or_default();
+        let newer = by_uid
+            .get(&uid)
+            .and_then(|l| l.cpu.as_ref())
+            .is_none_or(|old| old.timestamp < cpu.timestamp);
+        if newer {
+            by_uid.insert(uid, linux);
+        }
+    }
+    by_uid
+}
+
+fn network(n: &api::NetworkUsage) -> Value {
+    let iface = |i: &api::NetworkInterfaceUsage| {
+        let mut m = Map::new();
+        m.insert("name".into(), json!(i.name));
+        put(&mut m, "rxBytes", &i.rx_bytes);
+        put(&mut m, "rxErrors", &i.rx_errors);
+        put(&mut m, "txBytes", &i.tx_bytes);
+        put(&mut m, "txErrors", &i.tx_errors);
+        m
+    };
+    let mut m = n.default_interface.as_ref().map(iface).unwrap_or_default();
+    m.insert("time".into(), rfc3339(n.timestamp));
+    m.insert(
+        "interfaces".into(),
+        Value::Array(
+            n.interfaces
+                .iter()
+                .map(|i| Value::Object(iface(i)))
+                .collect(),
+        ),
+    );
+    Value::Object(m)
+}
+
+/// The summary from the node's part ([`node_summary`]), its containers' stats, its pods'
+/// sandbox stats (pod cpu, memory, network and process count when the runtime has them, else
+/// the sums of the containers) and the containers' start times (container id → nanoseconds
+/// since the epoch).
 pub fn summary(
     node: Value,
     stats: &[api::ContainerStats],
+    sandboxes: &[api::PodSandboxStats],
     started: &BTreeMap<String, i64>,
 ) -> Value {
+    let by_uid = sandbox_stats_by_uid(sandboxes);
     let mut pods: BTreeMap<PodKey, PodSums> = BTreeMap::new();
     for s in stats {
         let Some(attrs) = s.attributes.as_ref() else {
@@ -212,14 +272,28 @@ pub fn summary(
     }
     let pods: Vec<Value> = pods
         .into_iter()
-        .map(|((namespace, name, uid), (containers, cpu, memory))| {
-            json!({
-                "podRef": {"name": name, "namespace": namespace, "uid": uid},
-                "containers": containers,
-                "cpu": cpu,
-                "memory": memory,
-            })
-        })
+        .map(
+            |((namespace, name, uid), (containers, cpu_sum, memory_sum))| {
+                let sandbox = by_uid.get(&uid);
+                let mut pod = json!({
+                    "podRef": {"name": name, "namespace": namespace, "uid": uid},
+                    "containers": containers,
+                    "cpu": sandbox.and_then(|l| l.cpu.as_ref()).map_or(Value::Object(cpu_sum), cpu),
+                    "memory": sandbox
+                        .and_then(|l| l.memory.as_ref())
+                        .map_or(Value::Object(memory_sum), memory),
+                });
+                if let Some(n) = sandbox.and_then(|l| l.network.as_ref()) {
+                    pod["network"] = network(n);
+                }
+                if let Some(p) = sandbox.and_then(|l| l.process.as_ref()) {
+                    let mut m = Map::new();
+                    put(&mut m, "process_count", &p.process_count);
+                    pod["process_stats"] = Value::Object(m);
+                }
+                pod
+            },
+        )
         .collect();
     json!({"node": node, "pods": pods})
 }
@@ -235,14 +309,16 @@ type Series = (String, f64, Option<i64>);
 pub fn resource_metrics(
     sample: Option<&HostSample>,
     stats: Option<&[api::ContainerStats]>,
+    sandboxes: &[api::PodSandboxStats],
     started: &BTreeMap<String, i64>,
 ) -> String {
+    let by_uid = sandbox_stats_by_uid(sandboxes);
     let mut container_cpu: Vec<Series> = Vec::new();
     let mut container_mem: Vec<Series> = Vec::new();
     let mut container_start: Vec<Series> = Vec::new();
     // (namespace, pod) → (cpu sum, its latest time, memory sum, its latest time).
     type PodAcc = (Option<(u64, i64)>, Option<(u64, i64)>);
-    let mut pods: BTreeMap<(String, String), PodAcc> = BTreeMap::new();
+    let mut pods: BTreeMap<(String, String, String), PodAcc> = BTreeMap::new();
     for s in stats.unwrap_or_default() {
         let Some(attrs) = s.attributes.as_ref() else {
             continue;
@@ -255,7 +331,7 @@ pub fn resource_metrics(
             escape_label(&ns),
             escape_label(&pod)
         );
-        let acc = pods.entry((ns, pod)).or_default();
+        let acc = pods.entry((ns, pod, label(POD_UID))).or_default();
         let add = |slot: &mut Option<(u64, i64)>, v: u64, t: i64| {
             let (sum, time) = slot.unwrap_or((0, t));
             *slot = Some((sum.saturating_add(v), time.max(t)));
@@ -278,12 +354,23 @@ pub fn resource_metrics(
     }
     let mut pod_cpu: Vec<Series> = Vec::new();
     let mut pod_mem: Vec<Series> = Vec::new();
-    for ((ns, pod), (cpu, mem)) in &pods {
+    for ((ns, pod, uid), (cpu, mem)) in &pods {
         let labels = format!(
             "namespace=\"{}\",pod=\"{}\"",
             escape_label(ns),
             escape_label(pod)
         );
+        // The pod's own cgroup when the runtime reports it, as the kubelet's CRI stats do.
+        let sandbox = by_uid.get(uid);
+        let cpu = sandbox
+            .and_then(|l| l.cpu.as_ref())
+            .and_then(|c| Some((c.usage_core_nano_seconds.as_ref()?.value, c.timestamp)))
+            .or(*cpu);
+        let mem = sandbox
+            .and_then(|l| l.memory.as_ref())
+            .and_then(|m| Some((m.working_set_bytes.as_ref()?.value, m.timestamp)))
+            .or(*mem);
+        let (cpu, mem) = (&cpu, &mem);
         if let Some((v, t)) = cpu {
             pod_cpu.push((labels.clone(), *v as f64 / 1e9, Some(*t)));
         }
@@ -418,6 +505,7 @@ mod tests {
         let doc = summary(
             node_summary("vk-node", None, NodeRates::default()),
             &[stat("p", "a", 100, 5), stat("p", "b", 50, 7)],
+            &[],
             &BTreeMap::from([("id-p-a".to_string(), 1_700_000_000_000_000_000)]),
         );
         assert_eq!(doc["node"]["nodeName"], "vk-node");
@@ -527,7 +615,7 @@ mod tests {
         a.cpu.as_mut().unwrap().timestamp = 1_700_000_001_500_000_000;
         let b = stat("p", "b", 50, 7);
         let started = BTreeMap::from([("id-p-a".to_string(), 1_699_999_000_000_000_000)]);
-        let text = resource_metrics(Some(&host()), Some(&[a, b]), &started);
+        let text = resource_metrics(Some(&host()), Some(&[a, b]), &[], &started);
         let expected = "\
 # HELP container_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the container in core-seconds
 # TYPE container_cpu_usage_seconds_total counter
@@ -564,10 +652,98 @@ scrape_error 0
 
     #[test]
     fn a_runtime_failure_is_a_scrape_error_with_the_node_still_reported() {
-        let text = resource_metrics(Some(&host()), None, &BTreeMap::new());
+        let text = resource_metrics(Some(&host()), None, &[], &BTreeMap::new());
         assert!(text.contains("\nresource_scrape_error 1\n"), "{text}");
         assert!(text.contains("\nscrape_error 1\n"), "{text}");
         assert!(text.contains("\nnode_cpu_usage_seconds_total 357.35491 1700000000123\n"));
         assert!(!text.contains("container_cpu_usage_seconds_total{"));
+    }
+
+    fn sandbox(uid: &str, cpu_ns: u64, ws: u64, ts: i64) -> api::PodSandboxStats {
+        let mut meta = api::PodSandboxMetadata::new();
+        meta.uid = uid.into();
+        let mut attrs = api::PodSandboxAttributes::new();
+        attrs.metadata = Some(meta).into();
+        let mut linux = api::LinuxPodSandboxStats::new();
+        let mut c = api::CpuUsage::new();
+        c.timestamp = ts;
+        c.usage_core_nano_seconds = Some(api::UInt64Value {
+            value: cpu_ns,
+            ..Default::default()
+        })
+        .into();
+        linux.cpu = Some(c).into();
+        let mut m = api::MemoryUsage::new();
+        m.timestamp = ts;
+        m.working_set_bytes = Some(api::UInt64Value {
+            value: ws,
+            ..Default::default()
+        })
+        .into();
+        linux.memory = Some(m).into();
+        let mut n = api::NetworkUsage::new();
+        n.timestamp = ts;
+        let mut eth = api::NetworkInterfaceUsage::new();
+        eth.name = "eth0".into();
+        eth.rx_bytes = Some(api::UInt64Value {
+            value: 42,
+            ..Default::default()
+        })
+        .into();
+        n.default_interface = Some(eth.clone()).into();
+        n.interfaces = vec![eth];
+        linux.network = Some(n).into();
+        let mut p = api::ProcessUsage::new();
+        p.process_count = Some(api::UInt64Value {
+            value: 3,
+            ..Default::default()
+        })
+        .into();
+        linux.process = Some(p).into();
+        let mut sb = api::PodSandboxStats::new();
+        sb.attributes = Some(attrs).into();
+        sb.linux = Some(linux).into();
+        sb
+    }
+
+    #[test]
+    fn pod_stats_come_from_the_newest_sandbox_of_the_pod_when_the_runtime_has_them() {
+        let old = sandbox("u", 1, 1, 1_600_000_000_000_000_000);
+        let new = sandbox("u", 9_000_000_000, 4096, 1_700_000_000_000_000_000);
+        let other = sandbox("someone-else", 5, 5, 1_700_000_000_000_000_000);
+        let doc = summary(
+            node_summary("n", None, NodeRates::default()),
+            &[stat("p", "a", 100, 5)],
+            &[old, new.clone(), other],
+            &BTreeMap::new(),
+        );
+        let pod = &doc["pods"][0];
+        assert_eq!(pod["cpu"]["usageCoreNanoSeconds"], 9_000_000_000u64);
+        assert_eq!(pod["memory"]["workingSetBytes"], 4096);
+        assert_eq!(pod["network"]["name"], "eth0");
+        assert_eq!(pod["network"]["rxBytes"], 42);
+        assert_eq!(pod["network"]["interfaces"][0]["name"], "eth0");
+        assert_eq!(pod["process_stats"]["process_count"], 3);
+        assert_eq!(pod["containers"][0]["memory"]["workingSetBytes"], 100);
+        let text = resource_metrics(
+            None,
+            Some(&[stat("p", "a", 100, 5)]),
+            &[new],
+            &BTreeMap::new(),
+        );
+        assert!(
+            text.contains(
+                "\npod_cpu_usage_seconds_total{namespace=\"ns\",pod=\"p\"} 9 1700000000000\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\npod_memory_working_set_bytes{namespace=\"ns\",pod=\"p\"} 4096 1700000000000\n"
+            ),
+            "{text}"
+        );
+        // No node sample: no node series, the rest still there.
+        assert!(!text.contains("\nnode_cpu_usage_seconds_total "), "{text}");
     }
 }

@@ -647,6 +647,26 @@ fn stats_summary_and_metrics_resource_with_the_node_move_when_a_container_alloca
             >= node["cpu"]["usageCoreNanoSeconds"].as_u64()
     );
 
+    // The pod's cgroup holds its container: the pod's working set is at least the container's.
+    let doc = summary();
+    let pod = doc["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["podRef"]["name"] == pod_name)
+        .cloned()
+        .unwrap();
+    assert!(
+        pod["memory"]["workingSetBytes"].as_u64()
+            >= pod["containers"][0]["memory"]["workingSetBytes"].as_u64(),
+        "{pod}"
+    );
+    // containerd (1.6+) answers ListPodSandboxStats: the pod's own cgroup, with its processes.
+    assert!(
+        pod["process_stats"]["process_count"].as_u64() >= Some(2),
+        "no sandbox stats for the pod: {pod}"
+    );
+
     let before = working_set();
     let before_metric = container_ws(&resource());
     runtime()
