@@ -5,8 +5,10 @@
 //! `--cgroup-root`) from its cgroup v2 files (`cpu.stat`, `memory.current`, `memory.stat`) or,
 //! on a cgroup v1 host, from the `cpuacct` and `memory` hierarchies.
 //!
-//! Owns [`HostSample`] and the [`HostStats`] trait with its real [`ProcStats`] and a fixed
-//! [`FakeStats`], the pure parsers of those files (unit-tested on samples) and [`CpuRate`],
+//! Owns [`HostSample`], [`PodCgroupSample`] (a pod's cgroup under the cgroup root, found by QoS
+//! class as `pod::translate::cgroup_parent` makes it: cpu, memory, process count and the
+//! interfaces of its first process's network namespace, as cAdvisor gives the kubelet) and the
+//! [`HostStats`] trait with its real [`ProcStats`] and a fixed [`FakeStats`], the pure parsers of those files (unit-tested on samples) and [`CpuRate`],
 //! which turns cumulative cpu time into `usageNanoCores` by keeping the last sample as cAdvisor
 //! does. Building the summary document from a sample is `server::stats`'s job; this module must
 //! not log.
@@ -81,18 +83,44 @@ pub struct HostSample {
     pub pods_cgroup: Option<CgroupSample>,
 }
 
+/// One pod's cgroup, as cAdvisor reports it to the kubelet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodCgroupSample {
+    /// Wall clock of the sample, nanoseconds since the epoch.
+    pub at_ns: i64,
+    pub usage: CgroupSample,
+    /// Processes in the pod's cgroup and its containers' cgroups.
+    pub process_count: u64,
+    /// The interfaces of the pod's network namespace (of one of its processes), loopback aside.
+    pub interfaces: Vec<InterfaceSample>,
+}
+
 /// Where node samples come from.
 pub trait HostStats: Send + Sync {
     /// Reads the host now. The cpu and memory figures are required; the rest is best effort.
     fn sample(&self) -> Result<HostSample, NodeError>;
+    /// The cgroup of the pod with this uid under the cgroup root, if there is one.
+    fn pod_cgroup(&self, uid: &str) -> Option<PodCgroupSample>;
 }
 
-/// A fixed sample, for tests.
-pub struct FakeStats(pub std::sync::Mutex<HostSample>);
+/// Fixed samples, for tests.
+#[derive(Default)]
+pub struct FakeStats {
+    pub host: std::sync::Mutex<HostSample>,
+    pub pods: std::sync::Mutex<std::collections::BTreeMap<String, PodCgroupSample>>,
+}
 
 impl HostStats for FakeStats {
     fn sample(&self) -> Result<HostSample, NodeError> {
-        Ok(self.0.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        Ok(self.host.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    fn pod_cgroup(&self, uid: &str) -> Option<PodCgroupSample> {
+        self.pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(uid)
+            .cloned()
     }
 }
 
@@ -149,20 +177,27 @@ impl ProcStats {
         move |reason| NodeError::ParseHostFile { path, reason }
     }
 
-    /// The pods' cgroup: v2 when the unified hierarchy is mounted at /sys/fs/cgroup, else v1.
+    fn unified(&self) -> bool {
+        self.path("/sys/fs/cgroup/cgroup.controllers").exists()
+    }
+
+    /// The pods' cgroup (`--cgroup-root`).
     fn pods_cgroup(&self) -> Option<CgroupSample> {
         if self.cgroup_root.is_empty() {
             return None;
         }
-        let root = &self.cgroup_root;
-        if self.path("/sys/fs/cgroup/cgroup.controllers").exists() {
-            let dir = format!("/sys/fs/cgroup/{root}");
+        self.cgroup(&self.cgroup_root)
+    }
+
+    /// Cpu and memory of the cgroup `rel` (a cgroupfs path without the leading `/`): v2 when
+    /// the unified hierarchy is mounted at /sys/fs/cgroup, else the v1 cpuacct and memory
+    /// hierarchies.
+    fn cgroup(&self, rel: &str) -> Option<CgroupSample> {
+        let num = |abs: String| -> Option<u64> { self.read_optional(&abs)?.trim().parse().ok() };
+        if self.unified() {
+            let dir = format!("/sys/fs/cgroup/{rel}");
             let cpu = parse_flat_keyed(&self.read_optional(&format!("{dir}/cpu.stat"))?);
-            let usage = self
-                .read_optional(&format!("{dir}/memory.current"))?
-                .trim()
-                .parse::<u64>()
-                .ok()?;
+            let usage = num(format!("{dir}/memory.current"))?;
             let stat = parse_flat_keyed(&self.read_optional(&format!("{dir}/memory.stat"))?);
             let get = |m: &std::collections::HashMap<String, u64>, k: &str| {
                 m.get(k).copied().unwrap_or(0)
@@ -179,17 +214,9 @@ impl ProcStats {
                 },
             })
         } else {
-            let cpu = self
-                .read_optional(&format!("/sys/fs/cgroup/cpuacct/{root}/cpuacct.usage"))?
-                .trim()
-                .parse::<u64>()
-                .ok()?;
-            let dir = format!("/sys/fs/cgroup/memory/{root}");
-            let usage = self
-                .read_optional(&format!("{dir}/memory.usage_in_bytes"))?
-                .trim()
-                .parse::<u64>()
-                .ok()?;
+            let cpu = num(format!("/sys/fs/cgroup/cpuacct/{rel}/cpuacct.usage"))?;
+            let dir = format!("/sys/fs/cgroup/memory/{rel}");
+            let usage = num(format!("{dir}/memory.usage_in_bytes"))?;
             let stat = parse_flat_keyed(&self.read_optional(&format!("{dir}/memory.stat"))?);
             let get = |k: &str| stat.get(k).copied().unwrap_or(0);
             Some(CgroupSample {
@@ -205,17 +232,61 @@ impl ProcStats {
             })
         }
     }
+
+    /// The pids in the cgroup `rel` and its children (a pod's containers are its children).
+    fn pids(&self, rel: &str) -> Vec<u64> {
+        let dir = if self.unified() {
+            format!("/sys/fs/cgroup/{rel}")
+        } else {
+            format!("/sys/fs/cgroup/memory/{rel}")
+        };
+        let procs = |d: &str| -> Vec<u64> {
+            self.read_optional(&format!("{d}/cgroup.procs"))
+                .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+                .unwrap_or_default()
+        };
+        let mut pids = procs(&dir);
+        if let Ok(children) = fs::read_dir(self.path(&dir)) {
+            for child in children.flatten().filter(|c| c.path().is_dir()) {
+                let name = child.file_name().to_string_lossy().into_owned();
+                pids.extend(procs(&format!("{dir}/{name}")));
+            }
+        }
+        pids
+    }
 }
 
 impl HostStats for ProcStats {
+    fn pod_cgroup(&self, uid: &str) -> Option<PodCgroupSample> {
+        if self.cgroup_root.is_empty() || uid.is_empty() || uid.contains('/') {
+            return None;
+        }
+        let root = &self.cgroup_root;
+        // Where `pod::translate::cgroup_parent` put it: by QoS class.
+        let (rel, usage) = [
+            format!("{root}/pod{uid}"),
+            format!("{root}/burstable/pod{uid}"),
+            format!("{root}/besteffort/pod{uid}"),
+        ]
+        .into_iter()
+        .find_map(|rel| self.cgroup(&rel).map(|u| (rel, u)))?;
+        let pids = self.pids(&rel);
+        // The first process that is still there (any process of the pod shares its netns).
+        let interfaces = pids
+            .iter()
+            .find_map(|pid| self.read_optional(&format!("/proc/{pid}/net/dev")))
+            .map(|t| parse_net_dev(&t))
+            .unwrap_or_default();
+        Some(PodCgroupSample {
+            at_ns: now_ns(),
+            usage,
+            process_count: pids.len() as u64,
+            interfaces,
+        })
+    }
+
     fn sample(&self) -> Result<HostSample, NodeError> {
-        let at_ns = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        )
-        .unwrap_or(i64::MAX);
+        let at_ns = now_ns();
         let stat = "/proc/stat";
         let stat_text = self.read(stat)?;
         let ticks = parse_proc_stat_busy_ticks(&stat_text).map_err(self.parse_error(stat))?;
@@ -253,6 +324,16 @@ impl HostStats for ProcStats {
             pods_cgroup: self.pods_cgroup(),
         })
     }
+}
+
+fn now_ns() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    )
+    .unwrap_or(i64::MAX)
 }
 
 // The statvfs field types differ between libcs (u32 on some 32-bit targets).
@@ -560,6 +641,32 @@ mod tests {
             (cg.memory.usage, cg.memory.working_set, cg.memory.rss),
             (5000, 4500, 3000)
         );
+        // A besteffort pod: its cgroup, the pids of its containers and their network.
+        let pod = "sys/fs/cgroup/memory/vk-cri/besteffort/podu1";
+        write(
+            &dir,
+            "sys/fs/cgroup/cpuacct/vk-cri/besteffort/podu1/cpuacct.usage",
+            "777\n",
+        );
+        write(&dir, &format!("{pod}/memory.usage_in_bytes"), "100\n");
+        write(
+            &dir,
+            &format!("{pod}/memory.stat"),
+            "total_inactive_file 10\n",
+        );
+        write(&dir, &format!("{pod}/cgroup.procs"), "");
+        write(&dir, &format!("{pod}/ctr1/cgroup.procs"), "41\n42\n");
+        write(&dir, &format!("{pod}/ctr2/cgroup.procs"), "43\n");
+        write(&dir, "proc/41/net/dev", NET_DEV);
+        let ps = ProcStats::with_prefix(&dir, &dir, "vk-cri");
+        let p = ps.pod_cgroup("u1").unwrap();
+        assert_eq!(p.usage.cpu_usage_ns, 777);
+        assert_eq!(p.usage.memory.working_set, 90);
+        assert_eq!(p.process_count, 3);
+        assert_eq!(p.interfaces[0].name, "eth0");
+        assert!(p.at_ns > 0);
+        assert_eq!(ps.pod_cgroup("u2"), None);
+        assert_eq!(ps.pod_cgroup("../u1"), None);
         // No cgroup root: no pods container.
         let s = ProcStats::with_prefix(&dir, &dir, "").sample().unwrap();
         assert_eq!(s.pods_cgroup, None);

@@ -2,8 +2,9 @@
 //! `/metrics/resource` in the kubelet's Prometheus text, from CRI `ListContainerStats`,
 //! `ListPodSandboxStats` and a [`HostSample`]: per container cpu (`usageCoreNanoSeconds`,
 //! `usageNanoCores`) and memory (`workingSetBytes`, `usageBytes`, `rssBytes`, `pageFaults`,
-//! `majorPageFaults`), per pod its cgroup's cpu, memory, network and process count from the
-//! sandbox stats (the sums of its containers when the runtime has none), and the node (cpu, memory, fs, network, rlimit and the `pods` system
+//! `majorPageFaults`), per pod its cgroup's cpu, memory, network and process count (read from
+//! the host as cAdvisor would, else from the runtime's sandbox stats, else the sums of its
+//! containers), and the node (cpu, memory, fs, network, rlimit and the `pods` system
 //! container). Pure: it builds the documents from what the runtime and the host returned.
 //!
 //! Owns: the summary document and the resource metrics text. Must not call the runtime or read
@@ -15,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cri::api;
 use crate::metrics::{escape_label, format_float};
-use crate::node::stats::{CgroupSample, HostSample, MemorySample};
+use crate::node::stats::{CgroupSample, HostSample, MemorySample, PodCgroupSample};
 use crate::pod::labels::{CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID};
 
 fn rfc3339(nanos: i64) -> Value {
@@ -177,6 +178,73 @@ pub fn node_summary(name: &str, sample: Option<&HostSample>, rates: NodeRates) -
         );
     }
     Value::Object(node)
+}
+
+fn u64v(value: u64) -> protobuf::MessageField<api::UInt64Value> {
+    Some(api::UInt64Value {
+        value,
+        ..Default::default()
+    })
+    .into()
+}
+
+/// A pod's cgroup sample in the shape of CRI's pod sandbox stats (what the kubelet's stats
+/// provider reads from cAdvisor), so that one path builds the documents from either source.
+pub fn pod_cgroup_stats(
+    uid: &str,
+    pod: &PodCgroupSample,
+    nano_cores: Option<u64>,
+) -> api::PodSandboxStats {
+    let mut meta = api::PodSandboxMetadata::new();
+    meta.uid = uid.to_string();
+    let mut attrs = api::PodSandboxAttributes::new();
+    attrs.metadata = Some(meta).into();
+    let mut cpu = api::CpuUsage::new();
+    cpu.timestamp = pod.at_ns;
+    cpu.usage_core_nano_seconds = u64v(pod.usage.cpu_usage_ns);
+    if let Some(n) = nano_cores {
+        cpu.usage_nano_cores = u64v(n);
+    }
+    let m = &pod.usage.memory;
+    let mut memory = api::MemoryUsage::new();
+    memory.timestamp = pod.at_ns;
+    memory.working_set_bytes = u64v(m.working_set);
+    memory.usage_bytes = u64v(m.usage);
+    memory.rss_bytes = u64v(m.rss);
+    memory.page_faults = u64v(m.page_faults);
+    memory.major_page_faults = u64v(m.major_page_faults);
+    let mut linux = api::LinuxPodSandboxStats::new();
+    linux.cpu = Some(cpu).into();
+    linux.memory = Some(memory).into();
+    let iface = |i: &crate::node::stats::InterfaceSample| {
+        let mut n = api::NetworkInterfaceUsage::new();
+        n.name = i.name.clone();
+        n.rx_bytes = u64v(i.rx_bytes);
+        n.rx_errors = u64v(i.rx_errors);
+        n.tx_bytes = u64v(i.tx_bytes);
+        n.tx_errors = u64v(i.tx_errors);
+        n
+    };
+    if !pod.interfaces.is_empty() {
+        let mut net = api::NetworkUsage::new();
+        net.timestamp = pod.at_ns;
+        let default = pod
+            .interfaces
+            .iter()
+            .find(|i| i.name == "eth0")
+            .unwrap_or(&pod.interfaces[0]);
+        net.default_interface = Some(iface(default)).into();
+        net.interfaces = pod.interfaces.iter().map(iface).collect();
+        linux.network = Some(net).into();
+    }
+    let mut process = api::ProcessUsage::new();
+    process.timestamp = pod.at_ns;
+    process.process_count = u64v(pod.process_count);
+    linux.process = Some(process).into();
+    let mut sb = api::PodSandboxStats::new();
+    sb.attributes = Some(attrs).into();
+    sb.linux = Some(linux).into();
+    sb
 }
 
 /// The pod-level stats of each pod uid from CRI `ListPodSandboxStats` (the pod's cgroup, so
@@ -745,5 +813,44 @@ scrape_error 0
         );
         // No node sample: no node series, the rest still there.
         assert!(!text.contains("\nnode_cpu_usage_seconds_total "), "{text}");
+    }
+
+    #[test]
+    fn a_pod_cgroup_sample_reads_like_sandbox_stats() {
+        use crate::node::stats::InterfaceSample;
+        let sample = PodCgroupSample {
+            at_ns: 1_700_000_000_000_000_000,
+            usage: CgroupSample {
+                cpu_usage_ns: 2_000_000_000,
+                memory: MemorySample {
+                    usage: 300,
+                    working_set: 200,
+                    rss: 100,
+                    ..Default::default()
+                },
+            },
+            process_count: 4,
+            interfaces: vec![InterfaceSample {
+                name: "eth0".into(),
+                rx_bytes: 9,
+                ..Default::default()
+            }],
+        };
+        let sb = pod_cgroup_stats("u", &sample, Some(5_000_000));
+        let doc = summary(
+            node_summary("n", None, NodeRates::default()),
+            &[stat("p", "a", 100, 5)],
+            &[sb],
+            &BTreeMap::new(),
+        );
+        let pod = &doc["pods"][0];
+        assert_eq!(
+            pod["cpu"],
+            json!({"time": "2023-11-14T22:13:20Z", "usageNanoCores": 5_000_000, "usageCoreNanoSeconds": 2_000_000_000u64})
+        );
+        assert_eq!(pod["memory"]["workingSetBytes"], 200);
+        assert_eq!(pod["memory"]["usageBytes"], 300);
+        assert_eq!(pod["network"]["rxBytes"], 9);
+        assert_eq!(pod["process_stats"]["process_count"], 4);
     }
 }

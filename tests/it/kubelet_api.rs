@@ -661,10 +661,15 @@ fn stats_summary_and_metrics_resource_with_the_node_move_when_a_container_alloca
             >= pod["containers"][0]["memory"]["workingSetBytes"].as_u64(),
         "{pod}"
     );
-    // containerd (1.6+) answers ListPodSandboxStats: the pod's own cgroup, with its processes.
+    // Pod-level stats are the pod's own cgroup (read as cAdvisor would), with its processes
+    // (the pause process and the shell at least).
     assert!(
         pod["process_stats"]["process_count"].as_u64() >= Some(2),
-        "no sandbox stats for the pod: {pod}"
+        "no pod-level stats: {pod}"
+    );
+    assert!(
+        pod["cpu"]["usageCoreNanoSeconds"].as_u64() > Some(0),
+        "{pod}"
     );
 
     let before = working_set();
