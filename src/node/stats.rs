@@ -81,6 +81,9 @@ pub struct HostSample {
     pub rlimit: Option<(u64, u64)>,
     /// vk-cri's `--cgroup-root`, the kubelet's `pods` system container.
     pub pods_cgroup: Option<CgroupSample>,
+    /// This daemon's own process (the `kubelet` system container), and when it started,
+    /// nanoseconds since the epoch.
+    pub daemon: Option<(CgroupSample, Option<i64>)>,
 }
 
 /// One pod's cgroup, as cAdvisor reports it to the kubelet.
@@ -175,6 +178,43 @@ impl ProcStats {
     fn parse_error(&self, abs: &str) -> impl FnOnce(String) -> NodeError {
         let path = self.path(abs);
         move |reason| NodeError::ParseHostFile { path, reason }
+    }
+
+    /// This process from /proc/self/stat and /proc/self/statm: cpu, resident memory (as both
+    /// usage and working set) and page faults.
+    fn daemon(&self, boot_time_s: Option<i64>) -> Option<(CgroupSample, Option<i64>)> {
+        let st = parse_proc_pid_stat(&self.read_optional("/proc/self/stat")?)?;
+        let resident_pages: u64 = self
+            .read_optional("/proc/self/statm")?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|p| u64::try_from(p).ok())
+            .unwrap_or(4096);
+        let rss = resident_pages.saturating_mul(page);
+        let tick_ns = 1_000_000_000 / self.clock_ticks;
+        let started = boot_time_s.map(|b| {
+            b.saturating_mul(1_000_000_000)
+                .saturating_add(i64::try_from(st.start_ticks.saturating_mul(tick_ns)).unwrap_or(0))
+        });
+        Some((
+            CgroupSample {
+                cpu_usage_ns: st.cpu_ticks.saturating_mul(tick_ns),
+                memory: MemorySample {
+                    usage: rss,
+                    working_set: rss,
+                    rss,
+                    available: None,
+                    page_faults: st.minor_faults,
+                    major_page_faults: st.major_faults,
+                },
+            },
+            started,
+        ))
     }
 
     fn unified(&self) -> bool {
@@ -322,6 +362,7 @@ impl HostStats for ProcStats {
                 .unwrap_or_default(),
             rlimit,
             pods_cgroup: self.pods_cgroup(),
+            daemon: self.daemon(boot_time_s),
         })
     }
 }
@@ -349,6 +390,32 @@ fn statvfs(dir: &Path) -> Option<FsSample> {
         used: capacity.saturating_sub(blocks(u64::from(st.blocks_free()))),
         inodes: u64::from(st.files()),
         inodes_free: u64::from(st.files_free()),
+    })
+}
+
+/// What /proc/<pid>/stat says about a process's usage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PidStat {
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    pub minor_faults: u64,
+    pub major_faults: u64,
+    /// Start time after boot, in clock ticks.
+    pub start_ticks: u64,
+}
+
+/// Parses /proc/<pid>/stat (fields counted after the parenthesised command, which may hold
+/// spaces and parentheses itself).
+pub fn parse_proc_pid_stat(text: &str) -> Option<PidStat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    // rest starts at field 3 (state).
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |field: usize| -> Option<u64> { f.get(field - 3)?.parse().ok() };
+    Some(PidStat {
+        cpu_ticks: n(14)?.saturating_add(n(15)?),
+        minor_faults: n(10)?,
+        major_faults: n(12)?,
+        start_ticks: n(22)?,
     })
 }
 
@@ -527,6 +594,23 @@ mod tests {
     }
 
     #[test]
+    fn pid_stat_fields_after_a_command_with_spaces_and_parentheses() {
+        let text =
+            "4242 (virtual (kube) let) S 1 4242 4242 0 -1 4194560 1500 0 3 0 250 50 0 0 20 0 \
+                    9 0 123456 1000000 2000 18446744073709551615\n";
+        assert_eq!(
+            parse_proc_pid_stat(text),
+            Some(PidStat {
+                cpu_ticks: 300,
+                minor_faults: 1500,
+                major_faults: 3,
+                start_ticks: 123456,
+            })
+        );
+        assert_eq!(parse_proc_pid_stat("4242 (x) S 1"), None);
+    }
+
+    #[test]
     fn flat_keyed_files() {
         let m = parse_flat_keyed("usage_usec 1500\nuser_usec 1000\nbad\nx y\n");
         assert_eq!(m.get("usage_usec"), Some(&1500));
@@ -565,6 +649,12 @@ mod tests {
         write(&dir, "proc/net/dev", NET_DEV);
         write(&dir, "proc/sys/kernel/pid_max", "4194304\n");
         write(&dir, "proc/loadavg", "0.10 0.20 0.30 2/345 6789\n");
+        write(
+            &dir,
+            "proc/self/stat",
+            "7 (virtual-kubelet) S 1 7 7 0 -1 0 1500 0 3 0 250 50 0 0 20 0 9 0 1000 0 0\n",
+        );
+        write(&dir, "proc/self/statm", "5000 300 100 1 0 400 0\n");
         dir
     }
 
@@ -595,6 +685,22 @@ mod tests {
         assert_eq!((s.memory.page_faults, s.memory.major_page_faults), (77, 5));
         assert_eq!(s.rlimit, Some((4194304, 345)));
         assert_eq!(s.boot_time_s, Some(1_700_000_000));
+        let (daemon, started) = s.daemon.unwrap();
+        let tick = 1_000_000_000 / ProcStats::new("/", "").clock_ticks;
+        assert_eq!(daemon.cpu_usage_ns, 300 * tick);
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .unwrap()
+            .unwrap() as u64;
+        assert_eq!(daemon.memory.working_set, 300 * page);
+        assert_eq!(daemon.memory.rss, 300 * page);
+        assert_eq!(
+            (daemon.memory.page_faults, daemon.memory.major_page_faults),
+            (1500, 3)
+        );
+        assert_eq!(
+            started,
+            Some(1_700_000_000 * 1_000_000_000 + 1000 * tick as i64)
+        );
         assert_eq!(s.interfaces.len(), 1);
         assert!(s.fs.is_some_and(|f| f.capacity > 0));
         assert_eq!(

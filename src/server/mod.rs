@@ -137,6 +137,7 @@ pub struct KubeletApi {
 struct Rates {
     node: CpuRate,
     pods_root: CpuRate,
+    daemon: CpuRate,
     /// By pod uid; pods that are gone are dropped on the next read.
     pods: std::collections::HashMap<String, CpuRate>,
 }
@@ -171,7 +172,10 @@ impl KubeletApi {
                 let pods = sample
                     .pods_cgroup
                     .and_then(|p| rates.pods_root.update(sample.at_ns, p.cpu_usage_ns));
-                (Some(sample), stats::NodeRates { node, pods })
+                let daemon = sample
+                    .daemon
+                    .and_then(|(d, _)| rates.daemon.update(sample.at_ns, d.cpu_usage_ns));
+                (Some(sample), stats::NodeRates { node, pods, daemon })
             }
             Err(e) => {
                 log::warn!("failed to read the node's usage: {e}");

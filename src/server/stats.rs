@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cri::api;
 use crate::metrics::{escape_label, format_float};
-use crate::node::stats::{CgroupSample, HostSample, MemorySample, PodCgroupSample};
+use crate::node::stats::{HostSample, MemorySample, PodCgroupSample};
 use crate::pod::labels::{CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID};
 
 fn rfc3339(nanos: i64) -> Value {
@@ -72,11 +72,13 @@ type PodKey = (String, String, String);
 /// A pod's containers, and its cpu and memory sums.
 type PodSums = (Vec<Value>, Map<String, Value>, Map<String, Value>);
 
-/// `usageNanoCores` of the node and of the pods' cgroup, from [`crate::node::stats::CpuRate`].
+/// `usageNanoCores` of the node, the pods' cgroup and this daemon, from [`crate::node::stats::CpuRate`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NodeRates {
     pub node: Option<u64>,
     pub pods: Option<u64>,
+    /// vk-cri's own process.
+    pub daemon: Option<u64>,
 }
 
 fn opt(m: &mut Map<String, Value>, key: &str, v: Option<u64>) {
@@ -107,7 +109,8 @@ fn node_memory(time: &Value, mem: &MemorySample) -> Value {
 
 /// The summary's `node` from a host sample: cpu, memory, network (the first interface, `eth0`
 /// when there is one, as the kubelet's default), fs (the pods directory's filesystem), rlimit
-/// and the `pods` system container (vk-cri's cgroup root).
+/// and the `kubelet` (this daemon's process) and `pods` (vk-cri's cgroup root) system
+/// containers.
 pub fn node_summary(name: &str, sample: Option<&HostSample>, rates: NodeRates) -> Value {
     let mut node = Map::new();
     node.insert("nodeName".into(), json!(name));
@@ -115,19 +118,27 @@ pub fn node_summary(name: &str, sample: Option<&HostSample>, rates: NodeRates) -
         return Value::Object(node);
     };
     let time = rfc3339(s.at_ns);
+    let mut system = Vec::new();
+    if let Some((daemon, started)) = s.daemon {
+        let mut c = json!({
+            "name": "kubelet",
+            "cpu": node_cpu(&time, rates.daemon, daemon.cpu_usage_ns),
+            "memory": node_memory(&time, &daemon.memory),
+        });
+        if let Some(t) = started {
+            c["startTime"] = rfc3339(t);
+        }
+        system.push(c);
+    }
     if let Some(pods) = s.pods_cgroup {
-        let CgroupSample {
-            cpu_usage_ns,
-            memory,
-        } = pods;
-        node.insert(
-            "systemContainers".into(),
-            json!([{
-                "name": "pods",
-                "cpu": node_cpu(&time, rates.pods, cpu_usage_ns),
-                "memory": node_memory(&time, &memory),
-            }]),
-        );
+        system.push(json!({
+            "name": "pods",
+            "cpu": node_cpu(&time, rates.pods, pods.cpu_usage_ns),
+            "memory": node_memory(&time, &pods.memory),
+        }));
+    }
+    if !system.is_empty() {
+        node.insert("systemContainers".into(), Value::Array(system));
     }
     if let Some(boot) = s.boot_time_s {
         node.insert(
@@ -535,6 +546,7 @@ pub fn resource_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::stats::CgroupSample;
 
     fn stat(pod: &str, ctr: &str, ws: u64, cpu_ns: u64) -> api::ContainerStats {
         let mut a = api::ContainerAttributes::new();
@@ -625,6 +637,18 @@ mod tests {
                 },
             ],
             rlimit: Some((4194304, 345)),
+            daemon: Some((
+                CgroupSample {
+                    cpu_usage_ns: 7,
+                    memory: MemorySample {
+                        usage: 9,
+                        working_set: 9,
+                        rss: 9,
+                        ..Default::default()
+                    },
+                },
+                Some(1_699_500_000_000_000_000),
+            )),
             pods_cgroup: Some(CgroupSample {
                 cpu_usage_ns: 42,
                 memory: MemorySample {
@@ -645,6 +669,7 @@ mod tests {
             NodeRates {
                 node: Some(250_000_000),
                 pods: None,
+                daemon: Some(1000),
             },
         );
         assert_eq!(n["nodeName"], "vk-node");
@@ -666,7 +691,12 @@ mod tests {
             n["rlimit"],
             json!({"time": "2023-11-14T22:13:20Z", "maxpid": 4194304, "curproc": 345})
         );
-        let pods = &n["systemContainers"][0];
+        let kubelet = &n["systemContainers"][0];
+        assert_eq!(kubelet["name"], "kubelet");
+        assert_eq!(kubelet["startTime"], "2023-11-09T03:20:00Z");
+        assert_eq!(kubelet["cpu"]["usageNanoCores"], 1000);
+        assert_eq!(kubelet["memory"]["workingSetBytes"], 9);
+        let pods = &n["systemContainers"][1];
         assert_eq!(pods["name"], "pods");
         assert_eq!(pods["cpu"]["usageCoreNanoSeconds"], 42);
         assert!(pods["cpu"].get("usageNanoCores").is_none());

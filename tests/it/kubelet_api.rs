@@ -636,7 +636,19 @@ fn stats_summary_and_metrics_resource_with_the_node_move_when_a_container_alloca
     assert!(node["fs"]["capacityBytes"].as_u64().unwrap() > 0, "{node}");
     assert!(node["rlimit"]["maxpid"].as_u64().unwrap() > 0, "{node}");
     assert!(node["startTime"].as_str().is_some(), "{node}");
-    assert_eq!(node["systemContainers"][0]["name"], "pods", "{node}");
+    let system = node["systemContainers"].as_array().unwrap();
+    let kubelet = system
+        .iter()
+        .find(|c| c["name"] == "kubelet")
+        .expect("kubelet");
+    // This daemon: a few MiB resident, started a moment ago.
+    let rss = kubelet["memory"]["rssBytes"].as_u64().unwrap();
+    assert!(rss > 1 << 20, "{kubelet}");
+    let started: k8s_openapi::jiff::Timestamp =
+        kubelet["startTime"].as_str().unwrap().parse().unwrap();
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(started);
+    assert!((-5..600).contains(&age.as_secs()), "{kubelet}");
+    assert!(system.iter().any(|c| c["name"] == "pods"), "{node}");
     std::thread::sleep(Duration::from_millis(1100));
     let second = summary();
     let cores = second["node"]["cpu"]["usageNanoCores"]
