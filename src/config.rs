@@ -161,6 +161,18 @@ pub struct Flags {
     #[arg(long, value_name = "DURATION", default_value = "10m")]
     pub image_pull_timeout: String,
 
+    /// Size at which a container's log file is rotated (a quantity: 10Mi, 512Ki)
+    #[arg(long, value_name = "QUANTITY", default_value = "10Mi")]
+    pub container_log_max_size: String,
+
+    /// Log files kept per container, the live one included (at least 2)
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub container_log_max_files: u32,
+
+    /// How often container log sizes are checked (at least 3s)
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub container_log_monitor_interval: String,
+
     /// Log level: error, warn, info, debug or trace
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -197,6 +209,7 @@ pub struct Config {
     pub node_status_report_frequency: Duration,
     pub runtime_request_timeout: Duration,
     pub image_pull_timeout: Duration,
+    pub container_logs: crate::logrotate::Policy,
     pub log_level: log::LevelFilter,
 }
 
@@ -242,6 +255,12 @@ pub enum ConfigError {
     Address(String),
     #[error("--authorization-mode {0:?} is not one of Webhook, AlwaysAllow")]
     AuthorizationMode(String),
+    #[error("--container-log-max-size {0:?} is not a non-negative quantity")]
+    ContainerLogMaxSize(String),
+    #[error("--container-log-max-files {0} must be greater than 1")]
+    ContainerLogMaxFiles(u32),
+    #[error("--container-log-monitor-interval {0:?} must be at least 3s")]
+    ContainerLogMonitorInterval(String),
     #[error("--authorization-mode=Webhook needs --kubeconfig: the API server answers the SubjectAccessReviews")]
     WebhookWithoutApiServer,
 }
@@ -324,6 +343,32 @@ impl Config {
             Some("AlwaysAllow") => AuthorizationMode::AlwaysAllow,
             Some(other) => return Err(ConfigError::AuthorizationMode(other.to_string())),
         };
+        let container_logs = {
+            let max_size = crate::node::quantity::Amount::parse(&f.container_log_max_size)
+                .ok()
+                .filter(|a| !a.is_negative())
+                .map(|a| u64::try_from(a.units_floor()).unwrap_or(u64::MAX))
+                .ok_or_else(|| {
+                    ConfigError::ContainerLogMaxSize(f.container_log_max_size.clone())
+                })?;
+            if f.container_log_max_files < 2 {
+                return Err(ConfigError::ContainerLogMaxFiles(f.container_log_max_files));
+            }
+            let interval = duration(
+                "container-log-monitor-interval",
+                &f.container_log_monitor_interval,
+            )?;
+            if interval < Duration::from_secs(3) {
+                return Err(ConfigError::ContainerLogMonitorInterval(
+                    f.container_log_monitor_interval.clone(),
+                ));
+            }
+            crate::logrotate::Policy {
+                max_size,
+                max_files: f.container_log_max_files as usize,
+                interval,
+            }
+        };
         let log_level = f
             .log_level
             .parse::<log::LevelFilter>()
@@ -363,6 +408,7 @@ impl Config {
                 "node-status-report-frequency",
                 &f.node_status_report_frequency,
             )?,
+            container_logs,
             log_level,
         })
     }
@@ -468,6 +514,41 @@ mod tests {
         assert_eq!(c.address, IpAddr::from([0, 0, 0, 0]));
         assert_eq!(c.authorization_mode, AuthorizationMode::AlwaysAllow);
         assert!(!c.anonymous_auth);
+    }
+
+    #[test]
+    fn container_log_flags_default_to_the_kubelets() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.container_logs, crate::logrotate::Policy::default());
+        assert_eq!(c.container_logs.max_size, 10 * 1024 * 1024);
+        let c = parse(&[
+            "--container-log-max-size",
+            "512Ki",
+            "--container-log-max-files",
+            "2",
+            "--container-log-monitor-interval",
+            "3s",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.container_logs,
+            crate::logrotate::Policy {
+                max_size: 512 * 1024,
+                max_files: 2,
+                interval: Duration::from_secs(3),
+            }
+        );
+        assert_eq!(
+            parse(&["--container-log-max-files", "1"]).unwrap_err(),
+            "--container-log-max-files 1 must be greater than 1"
+        );
+        assert!(parse(&["--container-log-max-size", "ten"])
+            .unwrap_err()
+            .starts_with("--container-log-max-size \"ten\""));
+        assert!(parse(&["--container-log-max-size", "-1Mi"]).is_err());
+        assert!(parse(&["--container-log-monitor-interval", "1s"])
+            .unwrap_err()
+            .contains("at least 3s"));
     }
 
     #[test]

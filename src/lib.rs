@@ -13,6 +13,8 @@
 //! - [`httpd`]: the small blocking HTTPS/1.1 server (rustls, httparse) with full-duplex upgrades.
 //! - [`kube`]: the API server client: requests as data, typed errors, the watch state machine.
 //! - [`kubeconfig`]: where the API server is and who we are to it.
+//! - [`logrotate`]: container log rotation (size, files kept, gzip, CRI `ReopenContainerLog`).
+//! - [`metrics`]: vk-cri's own counters and histograms and their Prometheus text.
 //! - [`node`]: the Node, Lease and Event objects as pure builders, the host facts they report
 //!   and the event recorder's aggregation and rate limits.
 //! - [`pod`]: everything about one pod: translation to CRI configs and labels, the planner, the
@@ -29,6 +31,8 @@ pub mod cri;
 pub mod httpd;
 pub mod kube;
 pub mod kubeconfig;
+pub mod logrotate;
+pub mod metrics;
 pub mod node;
 pub mod pod;
 pub mod probe;

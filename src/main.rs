@@ -120,7 +120,9 @@ fn start_kubelet_api(
         vk_cri::config::AuthorizationMode::AlwaysAllow => auth::Authorizer::AlwaysAllow,
     };
     let auth = auth::Auth::new(config.anonymous_auth, authorizer, reviews);
-    let handler = server::KubeletApi::new(auth, runtime, pods, &config.node_name);
+    let host_stats = vk_cri::node::stats::ProcStats::new(&config.pods_dir, &config.cgroup_root);
+    let handler = server::KubeletApi::new(auth, runtime, pods, &config.node_name)
+        .with_host_stats(Arc::new(host_stats));
     let addr = std::net::SocketAddr::new(config.address, config.port);
     let srv = server::start(addr, tls, handler).map_err(|e| {
         let source = std::error::Error::source(&e)
@@ -355,6 +357,13 @@ fn run(config: &Config) -> Result<(), String> {
         .map_err(|e| format!("failed to start the manifest watcher: {e}"))?;
     }
     drop(tx);
+    vk_cri::logrotate::spawn(
+        runtime.clone(),
+        config.node_name.clone(),
+        config.log_dir.clone(),
+        config.container_logs,
+    )
+    .map_err(|e| format!("failed to start container log rotation: {e}"))?;
     pleg::spawn(
         runtime,
         config.node_name.clone(),

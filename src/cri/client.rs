@@ -1,12 +1,13 @@
 //! [`GrpcRuntime`]: the real [`Runtime`](super::Runtime), CRI v1 over grpcio on `unix:<path>`.
 //!
-//! Owns the channel to the runtime's socket, the deadline on every call and the mapping of gRPC
-//! failures to [`CriError`] with the call's code and what it was about. This file is the only
-//! place grpcio is used outside the generated stubs. It holds no state about pods.
+//! Owns the channel to the runtime's socket, the deadline on every call, the mapping of gRPC
+//! failures to [`CriError`] with the call's code and what it was about, and the recording of
+//! every call in [`crate::metrics`] (`metered`). This file is the only place grpcio is used
+//! outside the generated stubs. It holds no state about pods.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grpcio::{CallOption, ChannelBuilder, EnvBuilder, Environment};
 
@@ -135,15 +136,22 @@ fn fail(op: &'static str, target: Target) -> impl FnOnce(grpcio::Error) -> CriEr
     }
 }
 
+/// Runs one CRI call and records it in [`crate::metrics`] under the kubelet's operation name:
+/// the one place CRI calls are counted, timed and counted as errors.
+fn metered<T>(op: &'static str, call: impl FnOnce() -> grpcio::Result<T>) -> grpcio::Result<T> {
+    let started = Instant::now();
+    let result = call();
+    crate::metrics::record_runtime_operation(op, started.elapsed(), result.is_err());
+    result
+}
+
 impl Runtime for GrpcRuntime {
     fn version(&self) -> Result<VersionInfo, CriError> {
         let req = api::VersionRequest {
             version: "v1".into(),
             ..Default::default()
         };
-        let r = self
-            .runtime
-            .version(&req, self.opt())
+        let r = metered("version", || self.runtime.version(&req, self.opt()))
             .map_err(fail("get the version of", Target::Runtime))?;
         Ok(VersionInfo {
             runtime_name: r.runtime_name,
@@ -153,10 +161,11 @@ impl Runtime for GrpcRuntime {
     }
 
     fn status(&self) -> Result<api::RuntimeStatus, CriError> {
-        let r = self
-            .runtime
-            .status(&api::StatusRequest::default(), self.opt())
-            .map_err(fail("get the status of", Target::Runtime))?;
+        let r = metered("status", || {
+            self.runtime
+                .status(&api::StatusRequest::default(), self.opt())
+        })
+        .map_err(fail("get the status of", Target::Runtime))?;
         Ok(r.status.unwrap_or_default())
     }
 
@@ -176,10 +185,10 @@ impl Runtime for GrpcRuntime {
             runtime_handler: runtime_handler.to_string(),
             ..Default::default()
         };
-        let r = self
-            .runtime
-            .run_pod_sandbox(&req, self.opt())
-            .map_err(fail("run", target))?;
+        let r = metered("run_podsandbox", || {
+            self.runtime.run_pod_sandbox(&req, self.opt())
+        })
+        .map_err(fail("run", target))?;
         Ok(r.pod_sandbox_id)
     }
 
@@ -188,9 +197,10 @@ impl Runtime for GrpcRuntime {
             pod_sandbox_id: sandbox_id.to_string(),
             ..Default::default()
         };
-        self.runtime
-            .stop_pod_sandbox(&req, self.opt())
-            .map_err(fail("stop", Target::Sandbox(sandbox_id.into())))?;
+        metered("stop_podsandbox", || {
+            self.runtime.stop_pod_sandbox(&req, self.opt())
+        })
+        .map_err(fail("stop", Target::Sandbox(sandbox_id.into())))?;
         Ok(())
     }
 
@@ -199,9 +209,10 @@ impl Runtime for GrpcRuntime {
             pod_sandbox_id: sandbox_id.to_string(),
             ..Default::default()
         };
-        self.runtime
-            .remove_pod_sandbox(&req, self.opt())
-            .map_err(fail("remove", Target::Sandbox(sandbox_id.into())))?;
+        metered("remove_podsandbox", || {
+            self.runtime.remove_pod_sandbox(&req, self.opt())
+        })
+        .map_err(fail("remove", Target::Sandbox(sandbox_id.into())))?;
         Ok(())
     }
 
@@ -210,13 +221,13 @@ impl Runtime for GrpcRuntime {
             pod_sandbox_id: sandbox_id.to_string(),
             ..Default::default()
         };
-        let r = self
-            .runtime
-            .pod_sandbox_status(&req, self.opt())
-            .map_err(fail(
-                "get the status of",
-                Target::Sandbox(sandbox_id.into()),
-            ))?;
+        let r = metered("podsandbox_status", || {
+            self.runtime.pod_sandbox_status(&req, self.opt())
+        })
+        .map_err(fail(
+            "get the status of",
+            Target::Sandbox(sandbox_id.into()),
+        ))?;
         Ok(r.status.unwrap_or_default())
     }
 
@@ -229,10 +240,10 @@ impl Runtime for GrpcRuntime {
             .into(),
             ..Default::default()
         };
-        let r = self
-            .runtime
-            .list_pod_sandbox(&req, self.opt())
-            .map_err(fail("list sandboxes of", Target::Runtime))?;
+        let r = metered("list_podsandbox", || {
+            self.runtime.list_pod_sandbox(&req, self.opt())
+        })
+        .map_err(fail("list sandboxes of", Target::Runtime))?;
         Ok(r.items)
     }
 
@@ -249,13 +260,13 @@ impl Runtime for GrpcRuntime {
             ..Default::default()
         };
         let name = config.metadata.as_ref().map_or("", |m| m.name.as_str());
-        let r = self
-            .runtime
-            .create_container(&req, self.opt())
-            .map_err(fail(
-                "create container",
-                Target::Container(format!("{name} in sandbox {}", super::short_id(sandbox_id))),
-            ))?;
+        let r = metered("create_container", || {
+            self.runtime.create_container(&req, self.opt())
+        })
+        .map_err(fail(
+            "create container",
+            Target::Container(format!("{name} in sandbox {}", super::short_id(sandbox_id))),
+        ))?;
         Ok(r.container_id)
     }
 
@@ -264,9 +275,10 @@ impl Runtime for GrpcRuntime {
             container_id: container_id.to_string(),
             ..Default::default()
         };
-        self.runtime
-            .start_container(&req, self.opt())
-            .map_err(fail("start", Target::Container(container_id.into())))?;
+        metered("start_container", || {
+            self.runtime.start_container(&req, self.opt())
+        })
+        .map_err(fail("start", Target::Container(container_id.into())))?;
         Ok(())
     }
 
@@ -276,9 +288,10 @@ impl Runtime for GrpcRuntime {
             timeout: timeout.as_secs() as i64,
             ..Default::default()
         };
-        self.runtime
-            .stop_container(&req, self.opt_plus(timeout))
-            .map_err(fail("stop", Target::Container(container_id.into())))?;
+        metered("stop_container", || {
+            self.runtime.stop_container(&req, self.opt_plus(timeout))
+        })
+        .map_err(fail("stop", Target::Container(container_id.into())))?;
         Ok(())
     }
 
@@ -287,9 +300,10 @@ impl Runtime for GrpcRuntime {
             container_id: container_id.to_string(),
             ..Default::default()
         };
-        self.runtime
-            .remove_container(&req, self.opt())
-            .map_err(fail("remove", Target::Container(container_id.into())))?;
+        metered("remove_container", || {
+            self.runtime.remove_container(&req, self.opt())
+        })
+        .map_err(fail("remove", Target::Container(container_id.into())))?;
         Ok(())
     }
 
@@ -307,10 +321,10 @@ impl Runtime for GrpcRuntime {
             .into(),
             ..Default::default()
         };
-        let r = self
-            .runtime
-            .list_containers(&req, self.opt())
-            .map_err(fail("list containers of", Target::Runtime))?;
+        let r = metered("list_containers", || {
+            self.runtime.list_containers(&req, self.opt())
+        })
+        .map_err(fail("list containers of", Target::Runtime))?;
         Ok(r.containers)
     }
 
@@ -319,13 +333,13 @@ impl Runtime for GrpcRuntime {
             container_id: container_id.to_string(),
             ..Default::default()
         };
-        let r = self
-            .runtime
-            .container_status(&req, self.opt())
-            .map_err(fail(
-                "get the status of",
-                Target::Container(container_id.into()),
-            ))?;
+        let r = metered("container_status", || {
+            self.runtime.container_status(&req, self.opt())
+        })
+        .map_err(fail(
+            "get the status of",
+            Target::Container(container_id.into()),
+        ))?;
         Ok(r.status.unwrap_or_default())
     }
 
@@ -334,12 +348,13 @@ impl Runtime for GrpcRuntime {
             container_id: container_id.to_string(),
             ..Default::default()
         };
-        self.runtime
-            .reopen_container_log(&req, self.opt())
-            .map_err(fail(
-                "reopen the log of",
-                Target::Container(container_id.into()),
-            ))?;
+        metered("reopen_container_log", || {
+            self.runtime.reopen_container_log(&req, self.opt())
+        })
+        .map_err(fail(
+            "reopen the log of",
+            Target::Container(container_id.into()),
+        ))?;
         Ok(())
     }
 
@@ -355,10 +370,10 @@ impl Runtime for GrpcRuntime {
             timeout: timeout.as_secs() as i64,
             ..Default::default()
         };
-        let r = self
-            .runtime
-            .exec_sync(&req, self.opt_plus(timeout))
-            .map_err(fail("exec in", Target::Container(container_id.into())))?;
+        let r = metered("exec_sync", || {
+            self.runtime.exec_sync(&req, self.opt_plus(timeout))
+        })
+        .map_err(fail("exec in", Target::Container(container_id.into())))?;
         Ok(ExecOutput {
             stdout: r.stdout,
             stderr: r.stderr,
@@ -367,7 +382,7 @@ impl Runtime for GrpcRuntime {
     }
 
     fn exec(&self, req: &api::ExecRequest) -> Result<String, CriError> {
-        let r = self.runtime.exec(req, self.opt()).map_err(fail(
+        let r = metered("exec", || self.runtime.exec(req, self.opt())).map_err(fail(
             "get an exec URL for",
             Target::Container(req.container_id.clone()),
         ))?;
@@ -375,7 +390,7 @@ impl Runtime for GrpcRuntime {
     }
 
     fn attach(&self, req: &api::AttachRequest) -> Result<String, CriError> {
-        let r = self.runtime.attach(req, self.opt()).map_err(fail(
+        let r = metered("attach", || self.runtime.attach(req, self.opt())).map_err(fail(
             "get an attach URL for",
             Target::Container(req.container_id.clone()),
         ))?;
@@ -388,7 +403,10 @@ impl Runtime for GrpcRuntime {
             port: ports.to_vec(),
             ..Default::default()
         };
-        let r = self.runtime.port_forward(&req, self.opt()).map_err(fail(
+        let r = metered("port_forward", || {
+            self.runtime.port_forward(&req, self.opt())
+        })
+        .map_err(fail(
             "get a port-forward URL for",
             Target::Sandbox(sandbox_id.into()),
         ))?;
@@ -400,10 +418,10 @@ impl Runtime for GrpcRuntime {
             container_id: container_id.to_string(),
             ..Default::default()
         };
-        let r = self
-            .runtime
-            .container_stats(&req, self.opt())
-            .map_err(fail("get stats of", Target::Container(container_id.into())))?;
+        let r = metered("container_stats", || {
+            self.runtime.container_stats(&req, self.opt())
+        })
+        .map_err(fail("get stats of", Target::Container(container_id.into())))?;
         Ok(r.stats.unwrap_or_default())
     }
 
@@ -416,10 +434,10 @@ impl Runtime for GrpcRuntime {
             .into(),
             ..Default::default()
         };
-        let r = self
-            .runtime
-            .list_container_stats(&req, self.opt())
-            .map_err(fail("list container stats of", Target::Runtime))?;
+        let r = metered("list_container_stats", || {
+            self.runtime.list_container_stats(&req, self.opt())
+        })
+        .map_err(fail("list container stats of", Target::Runtime))?;
         Ok(r.stats)
     }
 
@@ -428,10 +446,10 @@ impl Runtime for GrpcRuntime {
             pod_sandbox_id: sandbox_id.to_string(),
             ..Default::default()
         };
-        let r = self
-            .runtime
-            .pod_sandbox_stats(&req, self.opt())
-            .map_err(fail("get stats of", Target::Sandbox(sandbox_id.into())))?;
+        let r = metered("podsandbox_stats", || {
+            self.runtime.pod_sandbox_stats(&req, self.opt())
+        })
+        .map_err(fail("get stats of", Target::Sandbox(sandbox_id.into())))?;
         Ok(r.stats.unwrap_or_default())
     }
 
@@ -447,10 +465,10 @@ impl Runtime for GrpcRuntime {
             .into(),
             ..Default::default()
         };
-        let r = self
-            .runtime
-            .list_pod_sandbox_stats(&req, self.opt())
-            .map_err(fail("list sandbox stats of", Target::Runtime))?;
+        let r = metered("list_podsandbox_stats", || {
+            self.runtime.list_pod_sandbox_stats(&req, self.opt())
+        })
+        .map_err(fail("list sandbox stats of", Target::Runtime))?;
         Ok(r.stats)
     }
 
@@ -459,10 +477,10 @@ impl Runtime for GrpcRuntime {
             image: Some(image_spec(image)).into(),
             ..Default::default()
         };
-        let r = self
-            .images
-            .image_status(&req, self.opt())
-            .map_err(fail("get the status of", Target::Image(image.into())))?;
+        let r = metered("image_status", || {
+            self.images.image_status(&req, self.opt())
+        })
+        .map_err(fail("get the status of", Target::Image(image.into())))?;
         // An absent image is an empty (or missing) `image`, not an error.
         Ok(r.image.into_option().filter(|i| !i.id.is_empty()))
     }
@@ -486,18 +504,20 @@ impl Runtime for GrpcRuntime {
             sandbox_config: sandbox_config.cloned().into(),
             ..Default::default()
         };
-        let r = self
-            .images
-            .pull_image(&req, CallOption::default().timeout(self.deadlines.pull))
-            .map_err(fail("pull", Target::Image(image.into())))?;
+        let r = metered("pull_image", || {
+            self.images
+                .pull_image(&req, CallOption::default().timeout(self.deadlines.pull))
+        })
+        .map_err(fail("pull", Target::Image(image.into())))?;
         Ok(r.image_ref)
     }
 
     fn list_images(&self) -> Result<Vec<api::Image>, CriError> {
-        let r = self
-            .images
-            .list_images(&api::ListImagesRequest::default(), self.opt())
-            .map_err(fail("list images of", Target::Runtime))?;
+        let r = metered("list_images", || {
+            self.images
+                .list_images(&api::ListImagesRequest::default(), self.opt())
+        })
+        .map_err(fail("list images of", Target::Runtime))?;
         Ok(r.images)
     }
 
@@ -506,9 +526,10 @@ impl Runtime for GrpcRuntime {
             image: Some(image_spec(image)).into(),
             ..Default::default()
         };
-        self.images
-            .remove_image(&req, self.opt())
-            .map_err(fail("remove", Target::Image(image.into())))?;
+        metered("remove_image", || {
+            self.images.remove_image(&req, self.opt())
+        })
+        .map_err(fail("remove", Target::Image(image.into())))?;
         Ok(())
     }
 }

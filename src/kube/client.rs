@@ -3,7 +3,7 @@
 //! Owns the ureq `Agent` (one per API server, so connections are reused), the headers every
 //! request carries (User-Agent, Accept, bearer token), per-request timeouts, retries with
 //! backoff for what is safe to retry, reading watch streams line by line as events arrive, and
-//! turning non-2xx answers into [`ApiError`]s. It takes a ready TLS configuration (built from
+//! turning non-2xx answers into [`ApiError`]s, and counting every exchange in [`crate::metrics`]. It takes a ready TLS configuration (built from
 //! the kubeconfig elsewhere) and never builds one. No other module may use ureq.
 
 use std::io::{BufRead, BufReader, Read};
@@ -346,6 +346,7 @@ impl ApiClient {
             request: request.describe(),
             message: e.to_string(),
         };
+        let started = Instant::now();
         let result = match &request.body {
             Some(body) => {
                 let req = builder.body(body.clone()).map_err(encode)?;
@@ -356,6 +357,18 @@ impl ApiClient {
                 self.agent.run(self.configure(req, watch))
             }
         };
+        // The one place API requests are counted: every attempt, as client-go counts them
+        // (`<error>` when no answer came back; a watch up to its response head).
+        let code = match &result {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(_) => "<error>".to_string(),
+        };
+        crate::metrics::record_rest_request(
+            metrics_host(&self.server),
+            request.method.as_str(),
+            &code,
+            started.elapsed(),
+        );
         result.map_err(|e| transport_error(request, e, false))
     }
 
@@ -378,6 +391,12 @@ impl ApiClient {
                 .build()
         }
     }
+}
+
+/// The `host` label of the request metrics: `host:port` of the server URL, as client-go uses.
+fn metrics_host(server: &str) -> &str {
+    let rest = server.split_once("://").map_or(server, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// Reads the body; a 2xx is a [`Response`], anything else the [`ApiError`] its Status says.
@@ -689,6 +708,12 @@ mod tests {
             &identity,
             options(),
         )
+    }
+
+    #[test]
+    fn metrics_host_is_host_and_port() {
+        assert_eq!(metrics_host("https://10.0.0.1:6443"), "10.0.0.1:6443");
+        assert_eq!(metrics_host("https://api.example/prefix"), "api.example");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! registration, its `/status` patches, the `kube-node-lease` Lease, core/v1 Events), the host
 //! facts those objects report, and the event recorder's aggregation and rate limiting. Every
 //! time and host fact is passed in; nothing here sends a request, sleeps or reads the clock. The
-//! one I/O edge is [`host::HostProbe`], whose real implementation reads /proc, /etc and /sys.
+//! I/O edges are [`host::HostProbe`] and [`stats::HostStats`], whose real implementations read
+//! /proc, /etc and /sys.
 //! The API calls themselves live in `kube`; the heartbeat loop calls the builders here.
 //!
 //! Files:
@@ -14,6 +15,8 @@
 //!   accepts in `--kube-reserved`/`--system-reserved`.
 //! - [`labels`]: the Node's labels, `--node-labels` parsing and the NodeRestriction label rule.
 //! - [`spec`]: the Node object, its conditions, the status patch and when to send it, the Lease.
+//! - [`stats`]: the node's cpu, memory, filesystem, network and pods-cgroup usage behind the
+//!   [`stats::HostStats`] trait (real + fake) for `/stats/summary` and `/metrics/resource`.
 //! - [`events`]: core/v1 Event builders and the [`events::EventRecorder`] (aggregation, spam
 //!   filter and global cap, as client-go's EventCorrelator).
 
@@ -23,6 +26,7 @@ pub mod host;
 pub mod labels;
 pub mod quantity;
 pub mod spec;
+pub mod stats;
 
 use std::path::PathBuf;
 

@@ -33,6 +33,7 @@ use super::{env, key, uid};
 use crate::cri::{api, CriError, Runtime};
 use crate::kube::reflector::ServiceCache;
 use crate::kube::KubeApi;
+use crate::metrics;
 use crate::static_pods::CONFIG_SOURCE;
 use crate::volume::manager::VolumeManager;
 use crate::volume::{NodeAllocatable, Objects};
@@ -68,6 +69,9 @@ struct PodState {
     pod_failed: bool,
     /// Evicted (an emptyDir over its sizeLimit): the pod's status reason and message.
     evicted: Option<String>,
+    /// The first sync of this pod, and whether its start duration was recorded.
+    first_seen: Option<Instant>,
+    start_recorded: bool,
 }
 
 /// The [`PodSyncer`] over a CRI runtime.
@@ -715,10 +719,22 @@ impl RuntimeSyncer {
                 .unwrap_or_default();
             st.backoff.next(&plan::backoff_key(&c.name, &hash), exit);
         }
+        // Counted as the kubelet counts them: every attempt, and every failed create or start
+        // with its gRPC code.
+        let container_type = match start.kind {
+            ContainerKind::Init => "init_container",
+            ContainerKind::App => "container",
+        };
+        metrics::STARTED_CONTAINERS.inc(&[container_type]);
+        let start_failed = |e: &CriError| {
+            let code = e.code().unwrap_or(crate::cri::Code::Unknown).to_string();
+            metrics::STARTED_CONTAINERS_ERRORS.inc(&[&code, container_type]);
+        };
         let id = self
             .runtime
             .create_container(sandbox_id, &config, sandbox_config)
             .map_err(|e| {
+                start_failed(&e);
                 let msg = e.message().to_string();
                 self.reporter.container_event(
                     pod,
@@ -737,6 +753,7 @@ impl RuntimeSyncer {
             &format!("Created container {}", c.name),
         );
         self.runtime.start_container(&id).map_err(|e| {
+            start_failed(&e);
             let msg = e.message().to_string();
             self.reporter.container_event(
                 pod,
@@ -804,10 +821,11 @@ impl RuntimeSyncer {
                 config.log_directory
             )
         })?;
-        let id = self
-            .runtime
-            .run_pod_sandbox(&config, "")
-            .map_err(|e| e.to_string())?;
+        metrics::STARTED_PODS.inc(&[]);
+        let id = self.runtime.run_pod_sandbox(&config, "").map_err(|e| {
+            metrics::STARTED_PODS_ERRORS.inc(&[]);
+            e.to_string()
+        })?;
         let ips: Vec<String> = match self.runtime.pod_sandbox_status(&id) {
             Ok(s) => s
                 .network
@@ -843,6 +861,7 @@ impl RuntimeSyncer {
         let pod_key = key(pod);
         let state = self.state(uid(pod));
         let mut st = lock(&state);
+        let first_seen = *st.first_seen.get_or_insert_with(Instant::now);
         let observed = match self.observe(uid(pod)) {
             Ok(o) => o,
             Err(e) => {
@@ -1072,7 +1091,19 @@ impl RuntimeSyncer {
             p.track(pod, &running, &self.pod_ip(pod, &after));
         }
         let done = actions.kill_pod && actions.create_sandbox.is_none();
+        let was_pending = self
+            .reporter
+            .last_status(uid(pod))
+            .or_else(|| pod.status.clone())
+            .and_then(|s| s.phase)
+            .is_none_or(|p| p == "Pending");
         let status = self.report_status(pod, &after, &st, false);
+        // The kubelet's pod start duration: first seen → the first Running status of a pod
+        // that was Pending (a pod adopted while running is not counted).
+        if was_pending && !st.start_recorded && status.phase.as_deref() == Some("Running") {
+            st.start_recorded = true;
+            metrics::POD_START_DURATION.observe_duration(&[], first_seen.elapsed());
+        }
         if done
             || matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
                 && !after.any_running()

@@ -295,9 +295,15 @@ pub fn stream(mut req: StreamRequest<'_>, sink: &mut dyn LogSink) -> Result<(), 
         if !running || sink.done() {
             return Ok(());
         }
-        // Rotated: the path now names another file. Whatever is left in the old one was read.
+        // Rotated: the path now names another file. The runtime creates the new file before
+        // it stops writing to the old one (ReopenContainerLog), so the old one is read to its
+        // end once more, a poll later, before switching.
         if let Ok(meta) = std::fs::metadata(req.path) {
             if meta.ino() != r.inode {
+                std::thread::sleep(req.poll);
+                if r.drain(&mut req.filter, &mut out).map_err(read_err)? {
+                    continue;
+                }
                 if let Ok(next) = open(req.path) {
                     r = next;
                     continue;

@@ -72,6 +72,11 @@ pub enum Route {
     /// `/stats/summary` (`only_cpu_and_memory` changes nothing: only cpu and memory are
     /// reported).
     StatsSummary,
+    /// `/metrics`: vk-cri's own counters and histograms, Prometheus text.
+    Metrics,
+    /// `/metrics/resource`: node, pod and container cpu and memory, Prometheus text, as
+    /// metrics-server scrapes it.
+    MetricsResource,
 }
 
 /// Why a request cannot be routed: the status to answer and the message for the body.
@@ -125,6 +130,34 @@ pub fn subresource(path: &str) -> &'static str {
     } else {
         "proxy"
     }
+}
+
+/// The `path` and `long_running` labels of `kubelet_http_requests_*` for a request: the first
+/// path segment as the kubelet uses it (known roots only; anything else is `other`), and whether
+/// it is a streaming request.
+pub fn metrics_labels(path: &str) -> (&'static str, bool) {
+    let root = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    const ROOTS: [&str; 13] = [
+        "",
+        "healthz",
+        "pods",
+        "runningpods",
+        "stats",
+        "metrics",
+        "containerLogs",
+        "logs",
+        "exec",
+        "attach",
+        "portForward",
+        "run",
+        "spec",
+    ];
+    let root = ROOTS
+        .iter()
+        .find(|r| **r == root)
+        .copied()
+        .unwrap_or("other");
+    (root, matches!(root, "exec" | "attach" | "portForward"))
 }
 
 /// The API verb of an HTTP method, as the kubelet's authorizer sees it.
@@ -318,6 +351,8 @@ pub fn parse(
         ["pods"] => read_only().map(|_| Route::Pods),
         ["runningpods"] => read_only().map(|_| Route::RunningPods),
         ["stats", "summary"] => read_only().map(|_| Route::StatsSummary),
+        ["metrics"] => read_only().map(|_| Route::Metrics),
+        ["metrics", "resource"] => read_only().map(|_| Route::MetricsResource),
         ["containerLogs", ..] => {
             read_only()?;
             let [ns, pod, container] = &seg[1..] else {
@@ -654,6 +689,31 @@ mod tests {
             ),
             Ok(Route::StatsSummary)
         );
+    }
+
+    #[test]
+    fn metrics() {
+        assert_eq!(parse("GET", "/metrics", &[]), Ok(Route::Metrics));
+        assert_eq!(
+            parse("GET", "/metrics/resource", &[]),
+            Ok(Route::MetricsResource)
+        );
+        assert_eq!(status("POST", "/metrics", &[]), 405);
+        assert_eq!(status("GET", "/metrics/cadvisor", &[]), 404);
+    }
+
+    #[test]
+    fn request_metric_labels() {
+        assert_eq!(metrics_labels("/exec/ns/p/c"), ("exec", true));
+        assert_eq!(metrics_labels("/portForward/ns/p"), ("portForward", true));
+        assert_eq!(
+            metrics_labels("/containerLogs/ns/p/c"),
+            ("containerLogs", false)
+        );
+        assert_eq!(metrics_labels("/metrics/resource"), ("metrics", false));
+        assert_eq!(metrics_labels("/"), ("", false));
+        // Anything else is one series, so that probing paths cannot grow the registry.
+        assert_eq!(metrics_labels("/x%20y/z"), ("other", false));
     }
 
     #[test]

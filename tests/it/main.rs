@@ -15,6 +15,7 @@ mod fake_apiserver;
 mod kubelet_api;
 mod kubelet_client;
 mod probes;
+mod prom;
 mod standalone;
 mod translate;
 mod volumes;
