@@ -330,11 +330,16 @@ fn run(config: &Config) -> Result<(), String> {
         .keep_terminated_pod_volumes(config.keep_terminated_pod_volumes);
     let pods_dir = config.pods_dir.clone();
     let orphan_volumes = volumes.clone();
+    let cgroup_root = config.cgroup_root.clone();
     let on_orphan: pleg::OrphanCleanup = Arc::new(move |uid: &str| {
         if let Err(e) = orphan_volumes.cleanup(uid) {
             log::warn!("orphan {uid}: {e}");
         }
         let _ = std::fs::remove_dir_all(pods_dir.join(uid));
+        let cgroups = std::path::Path::new(vk_cri::pod::cgroups::CGROUP_FS);
+        if let Err(e) = vk_cri::pod::cgroups::remove_pod_cgroups(cgroups, &cgroup_root, uid) {
+            log::warn!("orphan {uid}: {e}");
+        }
     });
     if let Some(api) = api {
         syncer = syncer.with_api(api).with_services(services);

@@ -12,6 +12,7 @@
 
 pub mod api_report;
 pub mod backoff;
+pub mod cgroups;
 pub mod defaults;
 pub mod dns;
 pub mod env;

@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 
 use super::backoff::Backoff;
+use super::cgroups;
 use super::labels::{self, ContainerInfo, SandboxInfo};
 use super::observed::{ContainerKind, ObservedContainer, ObservedPod, ObservedSandbox, RunState};
 use super::plan::{self, Actions, KillReason, PlanInput, Start};
@@ -1316,6 +1317,15 @@ impl PodSyncer for RuntimeSyncer {
                     log::warn!("pod {pod_key}: failed to remove {}: {e}", dir.display());
                 }
             }
+        }
+        match cgroups::remove_pod_cgroups(
+            Path::new(cgroups::CGROUP_FS),
+            &self.node.cgroup_root,
+            uid(pod),
+        ) {
+            Ok(n) if n > 0 => log::debug!("pod {pod_key}: {n} cgroup directories removed"),
+            Ok(_) => {}
+            Err(e) => log::warn!("pod {pod_key}: {e}"),
         }
         // Deleted, or gone from its source (a removed manifest's mirror pod goes too).
         if *why != Termination::Finished {

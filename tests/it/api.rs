@@ -310,6 +310,26 @@ fn a_deleted_pod_is_stopped_gracefully_then_removed_from_the_api_and_the_runtime
     let created = f.create_pod(pod("gone", &node, COOPERATIVE, 30));
     wait_pod(&f, "gone", "gone Running", running_and_ready);
     let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    // The pod's cgroup, in every hierarchy that has one (cgroup v2 or each v1 controller).
+    let pod_cgroups = || -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        let mut dirs = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = e.path();
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                if e.file_name().to_string_lossy() == format!("pod{uid}") {
+                    found.push(path);
+                } else if path.components().count() < 8 {
+                    dirs.push(path);
+                }
+            }
+        }
+        found
+    };
+    assert!(!pod_cgroups().is_empty(), "the running pod has a cgroup");
     f.delete_pod("default", "gone", Some(30))
         .expect("pod existed");
     wait_for(
@@ -334,6 +354,11 @@ fn a_deleted_pod_is_stopped_gracefully_then_removed_from_the_api_and_the_runtime
             .map(|mut r| r.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().contains(&uid))))
             .unwrap_or(false),
         "logs removed"
+    );
+    assert_eq!(
+        pod_cgroups(),
+        Vec::<std::path::PathBuf>::new(),
+        "cgroups removed"
     );
 }
 
