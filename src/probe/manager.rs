@@ -570,7 +570,12 @@ mod tests {
             "terminationGracePeriodSeconds": 5
         }}]));
         prober.track(&p, &[running("c", "id1")], "127.0.0.1");
-        wait("unhealthy", || !prober.unhealthy("u1").is_empty());
+        // The result is stored, then the event sent and the worker poked: wait for all three.
+        wait("unhealthy, the events and the poke", || {
+            !prober.unhealthy("u1").is_empty()
+                && ev.0.lock().unwrap().len() == 2
+                && !pokes.lock().unwrap().is_empty()
+        });
         assert_eq!(
             prober.unhealthy("u1")["id1"],
             Unhealthy {
@@ -622,7 +627,10 @@ mod tests {
             prober.readiness("u1"),
             HashMap::from([("id1".to_string(), false)])
         );
-        wait("ready", || prober.readiness("u1").get("id1") == Some(&true));
+        // The result is stored before the worker is poked: wait for both.
+        wait("ready and poked twice", || {
+            prober.readiness("u1").get("id1") == Some(&true) && *pokes.lock().unwrap() >= 2
+        });
         assert!(prober.not_started("u1").is_empty());
         let calls = h.calls.lock().unwrap().clone();
         let first_tcp = calls.iter().position(|c| c.starts_with("tcp")).unwrap();
