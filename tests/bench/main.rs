@@ -37,7 +37,8 @@ const SCRIPT: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 const OWNER_LABEL: &str = "vk-cri.io/node";
 const POD_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// `bench --daemon <static binary> --out <json>`; run with the dev environment's env.sh sourced.
+/// `bench --daemon <static binary> --out <json>`; run with the dev environment's env.sh sourced
+/// (`VKCRI_BENCH_DAEMON_LOG` sets the daemon's `RUST_LOG`, `info` by default).
 #[derive(Parser, Debug)]
 struct Args {
     /// The virtual-kubelet binary to measure (the static release build)
@@ -367,9 +368,14 @@ impl Floor {
 
     /// StopContainer (1 s) + StopPodSandbox + RemovePodSandbox.
     fn delete(&self, s: &Started) -> Result<(), String> {
-        self.rt
-            .stop_container(&s.container, Duration::from_secs(1))
-            .map_err(|e| format!("floor: stop container: {e}"))?;
+        if let Err(first) = self.rt.stop_container(&s.container, Duration::from_secs(1)) {
+            // containerd 1.6 can lose its shim's ttrpc connection while the task exits on the
+            // SIGTERM ("ttrpc: closed"): the daemon retries a failed stop, so the floor does
+            // too, once, or a burst of 100 fails now and then.
+            self.rt
+                .stop_container(&s.container, Duration::from_secs(1))
+                .map_err(|e| format!("floor: stop container: {first}; again: {e}"))?;
+        }
         self.rt
             .stop_pod_sandbox(&s.sandbox)
             .map_err(|e| format!("floor: stop sandbox: {e}"))?;
@@ -517,7 +523,10 @@ impl Daemon {
             .args(["--node-ip", "127.0.0.1", "--cgroup-root", CGROUP_ROOT])
             .args(["--address", "127.0.0.1", "--port"])
             .arg(port.to_string())
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("VKCRI_BENCH_DAEMON_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| format!("daemon log: {e}"))?)
@@ -818,6 +827,7 @@ fn run(
     let size = std::fs::metadata(&args.daemon)
         .map_err(|e| format!("{}: {e}", args.daemon.display()))?
         .len();
+    let load_before = loadavg();
     let rt = runtime(&socket);
     let version = rt
         .version()
@@ -941,6 +951,10 @@ fn run(
             "memory_gib": r2(meminfo_kib("MemTotal").unwrap_or(0) as f64 / (1 << 20) as f64),
             "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
             "runtime": version.node_runtime_version(),
+            // Other work on the machine skews the figures: the 1-minute load average when the
+            // run started and when it ended (ratios against the floor of the same run hold up
+            // better than absolute times).
+            "loadavg_1m": [load_before, loadavg()],
         },
         "parameters": {
             "sequential": args.seq, "burst": args.burst, "idle_secs": args.idle_secs,
@@ -959,6 +973,14 @@ fn run(
     }))
 }
 
+/// The 1-minute load average (NaN if /proc/loadavg cannot be read).
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
 fn date_utc() -> String {
     Command::new("date")
         .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
@@ -971,13 +993,16 @@ fn date_utc() -> String {
 fn table(r: &Value) -> String {
     let mut out = String::new();
     let num = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.1}"));
+    let load = &r["machine"]["loadavg_1m"];
     out.push_str(&format!(
-        "vk-cri bench {}: {} CPUs, {} GiB, kernel {}, {}\n\n",
+        "vk-cri bench {}: {} CPUs, {} GiB, kernel {}, {}, load average {:.2} → {:.2}\n\n",
         r["date"].as_str().unwrap_or(""),
         r["machine"]["cpus"],
         r["machine"]["memory_gib"],
         r["machine"]["kernel"].as_str().unwrap_or(""),
         r["machine"]["runtime"].as_str().unwrap_or(""),
+        load[0].as_f64().unwrap_or(f64::NAN),
+        load[1].as_f64().unwrap_or(f64::NAN),
     ));
     out.push_str(&format!(
         "| {:<30} | {:>9} | {:>9} | {:>9} | {:>10} | {:>6} |\n",
