@@ -196,6 +196,10 @@ struct Idle {
     secs: f64,
     rss_mean_mib: f64,
     rss_max_mib: f64,
+    /// The two halves of RSS at the end: anonymous memory (heap, stacks) and the pages of the
+    /// binary mapped from the page cache (which grow with the binary's size).
+    rss_anon_mib: f64,
+    rss_file_mib: f64,
     cpu_pct: f64,
     api_rps: f64,
     cri_cps: f64,
@@ -208,6 +212,8 @@ impl Idle {
             "secs": r2(self.secs),
             "rss_mean_mib": r2(self.rss_mean_mib),
             "rss_max_mib": r2(self.rss_max_mib),
+            "rss_anon_mib": r2(self.rss_anon_mib),
+            "rss_file_mib": r2(self.rss_file_mib),
             "cpu_pct_of_one_core": (self.cpu_pct * 1000.0).round() / 1000.0,
             "api_requests_per_s": r2(self.api_rps),
             "cri_calls_per_s": r2(self.cri_cps),
@@ -732,13 +738,18 @@ fn proc_cpu_ticks(pid: u32) -> Result<u64, String> {
 }
 
 fn proc_rss_kib(pid: u32) -> Result<u64, String> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A `... kB` line of /proc/PID/status, e.g. `VmRSS:`, `RssAnon:`, `RssFile:`.
+fn proc_status_kib(pid: u32, key: &str) -> Result<u64, String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
     s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+        .ok_or_else(|| format!("no {key} in /proc/{pid}/status"))
 }
 
 fn clk_tck() -> f64 {
@@ -778,6 +789,8 @@ fn measure_idle(
         secs: wall,
         rss_mean_mib: rss.iter().sum::<f64>() / rss.len().max(1) as f64,
         rss_max_mib: rss.iter().copied().fold(0.0, f64::max),
+        rss_anon_mib: proc_status_kib(pid, "RssAnon:")? as f64 / 1024.0,
+        rss_file_mib: proc_status_kib(pid, "RssFile:")? as f64 / 1024.0,
         cpu_pct: ticks as f64 / clk_tck() / wall * 100.0,
         api_rps: api as f64 / wall,
         cri_cps: cri as f64 / wall,
@@ -1042,17 +1055,19 @@ fn table(r: &Value) -> String {
     }
     out.push('\n');
     out.push_str(
-        "| idle          | RSS mean MiB | RSS max MiB | CPU % core | API req/s | CRI calls/s |\n",
+        "| idle          | RSS mean MiB | RSS max MiB | anon MiB | file MiB | CPU % core | API req/s | CRI calls/s |\n",
     );
     out.push_str(
-        "|---------------|--------------|-------------|------------|-----------|-------------|\n",
+        "|---------------|--------------|-------------|----------|----------|------------|-----------|-------------|\n",
     );
     for i in r["idle"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "| {:<13} | {:>12} | {:>11} | {:>10} | {:>9} | {:>11} |\n",
+            "| {:<13} | {:>12} | {:>11} | {:>8} | {:>8} | {:>10} | {:>9} | {:>11} |\n",
             format!("{} pods", i["pods"]),
             num(&i["rss_mean_mib"]),
             num(&i["rss_max_mib"]),
+            num(&i["rss_anon_mib"]),
+            num(&i["rss_file_mib"]),
             i["cpu_pct_of_one_core"]
                 .as_f64()
                 .map_or("-".into(), |x| format!("{x:.3}")),
