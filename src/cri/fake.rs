@@ -374,7 +374,12 @@ impl Runtime for FakeRuntime {
             .as_ref()
             .map(|i| i.image.clone())
             .unwrap_or_default();
-        let Some(image_id) = s.images.get(&image).map(|i| i.id.clone()) else {
+        // By name or by id, as containerd resolves it (the syncer passes ImageStatus's id).
+        let found = s
+            .images
+            .get(&image)
+            .or_else(|| s.images.values().find(|i| i.id == image));
+        let Some(image_id) = found.map(|i| i.id.clone()) else {
             return Err(not_found("create container with", Target::Image(image)));
         };
         let id = s.id("container");

@@ -896,6 +896,9 @@ impl RuntimeSyncer {
             st.pod_failed = true;
         }
         let mut retry = None;
+        // Whether anything was asked of the runtime: if not, what `observe` just read is
+        // still what it has, and the status needs no second look.
+        let mut acted = actions.kill_pod || !actions.kill.is_empty();
         if actions.kill_pod {
             if let Err(e) = self.kill_pod(pod, &observed, grace_period(pod)) {
                 log::warn!("pod {pod_key}: {e}");
@@ -961,6 +964,7 @@ impl RuntimeSyncer {
         let sandbox = if !volumes_ready {
             None
         } else if let Some(attempt) = actions.create_sandbox {
+            acted = true;
             match self.create_sandbox(pod, attempt) {
                 Ok(s) => Some(s),
                 Err(msg) => {
@@ -1004,6 +1008,7 @@ impl RuntimeSyncer {
                 ips.clone()
             };
             for s in &actions.start {
+                acted = true;
                 match self.start_container(pod, sandbox_id, sandbox_config, &pod_ips, s, &mut st) {
                     Ok(()) => {
                         st.waiting.remove(&s.name);
@@ -1071,13 +1076,18 @@ impl RuntimeSyncer {
 
         // Old instances go, keeping the previous one of each container for its logs.
         for id in plan::containers_to_remove(&observed, 2) {
+            acted = true;
             if let Err(e) = self.runtime.remove_container(&id).filter_not_found() {
                 log::debug!("pod {pod_key}: {e}");
             }
         }
 
         // Report what the runtime has now, right after acting.
-        let after = self.observe(uid(pod)).unwrap_or(observed);
+        let after = if acted {
+            self.observe(uid(pod)).unwrap_or(observed)
+        } else {
+            observed
+        };
         if let Some(p) = &self.prober {
             let running: Vec<crate::probe::Running> = after
                 .containers
@@ -1343,5 +1353,60 @@ impl PodSyncer for RuntimeSyncer {
             p.forget(uid);
         }
         self.reporter.forget(uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cri::fake::{Call, FakeRuntime};
+    use crate::pod::report::LogReporter;
+
+    #[test]
+    fn a_sync_with_nothing_to_do_reads_the_runtime_once() {
+        let dir = std::env::temp_dir().join(format!("vk-cri-sync-test-{}", std::process::id()));
+        let rt = Arc::new(FakeRuntime::new());
+        rt.add_image("busybox");
+        let mut node = NodeContext::new("vk-node");
+        node.log_root = dir.join("logs");
+        let syncer = RuntimeSyncer::new(
+            rt.clone(),
+            Arc::new(LogReporter::new()),
+            node,
+            Paths {
+                pods_dir: dir.join("pods"),
+            },
+            vec!["10.0.0.1".into()],
+            "fake",
+        );
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "sync-once"},
+            "spec": {"containers": [
+                {"name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent"}
+            ]}
+        }))
+        .unwrap();
+        crate::pod::defaults::apply_defaults(&mut pod);
+        let pod = Arc::new(pod);
+        assert_eq!(syncer.sync(&pod), SyncResult::Requeue(RESYNC));
+        assert!(
+            rt.take_calls()
+                .iter()
+                .any(|c| matches!(c, Call::StartContainer(_))),
+            "the first sync starts the container"
+        );
+        assert_eq!(syncer.sync(&pod), SyncResult::Requeue(RESYNC));
+        let (sandbox, container) = (rt.sandbox_ids()[0].clone(), rt.container_ids()[0].clone());
+        assert_eq!(
+            rt.take_calls(),
+            [
+                Call::ListPodSandbox,
+                Call::PodSandboxStatus(sandbox),
+                Call::ListContainers,
+                Call::ContainerStatus(container),
+            ],
+            "nothing changed: the status comes from the one observation"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

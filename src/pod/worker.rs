@@ -1,11 +1,15 @@
-//! Pod workers: one thread per pod UID, the latest update wins, and a pod goes
+//! Pod workers: per pod UID, the latest update wins, steps never overlap, and a pod goes
 //! sync → terminating → terminated exactly once.
 //!
 //! Owns the kubelet's `pod_workers.go` machinery: dispatching [`PodEvent`]s to per-UID workers,
 //! coalescing updates (a worker always syncs the newest spec it was given), waking a worker when
 //! the runtime changed ([`PodWorkers::poke`]) or when its syncer asked to be called again, and the
-//! phase transitions. What a sync *does* is behind the [`PodSyncer`] trait (the runtime one is in
-//! `pod::sync`), so this file has no CRI and no API calls and is tested with a fake syncer.
+//! phase transitions. A pod has a thread only while it has something to do: the thread runs its
+//! steps until nothing is due, then ends and leaves the pod's next deadline with the one
+//! `pod-timer` thread, which starts a thread again when it passes. (An idle pod costs a few
+//! hundred bytes instead of a thread and its stack; see docs/PERFORMANCE.md.) What a sync *does*
+//! is behind the [`PodSyncer`] trait (the runtime one is in `pod::sync`), so this file has no CRI
+//! and no API calls and is tested with a fake syncer.
 //! A pod that finished (Succeeded/Failed) is terminating then terminated once (its volumes go)
 //! and then kept, containers and logs included, until its source deletes or removes it.
 //!
@@ -22,8 +26,10 @@
 //!           starts again)                      └────────────┘  (sandbox, volumes, logs, final delete)
 //! ```
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Condvar, Mutex};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -63,24 +69,45 @@ pub trait PodSyncer: Send + Sync {
     fn forget(&self, uid: &str);
 }
 
+/// One pod's worker: the news for it and what its runs remember between them.
 #[derive(Default)]
-struct Pending {
+struct SlotState {
     /// The newest spec, not yet seen by the worker.
-    pod: Option<Arc<Pod>>,
-    /// The pod is gone from its source.
+    news: Option<Arc<Pod>>,
+    /// News: the pod is gone from its source.
     removed: bool,
     /// Something changed in the runtime: sync again now.
     poked: bool,
+    /// The spec the worker syncs.
+    pod: Option<Arc<Pod>>,
+    /// The worker knows the pod is gone from its source.
+    source_removed: bool,
+    termination: Option<Termination>,
+    /// The containers of a terminating pod are stopped.
+    stopped: bool,
+    /// A finished pod went through its terminated phase (volumes torn down).
+    finished_done: bool,
+    /// When to run again without news (None: now).
+    deadline: Option<Instant>,
+    /// A thread runs this pod's steps now; only it touches the fields above but the news.
+    running: bool,
+    /// Terminated and forgotten: never runs again.
+    done: bool,
+}
+
+impl SlotState {
+    fn due(&self, now: Instant) -> bool {
+        self.news.is_some() || self.poked || self.removed || self.deadline.is_none_or(|d| d <= now)
+    }
 }
 
 struct Slot {
-    pending: Mutex<Pending>,
-    wake: Condvar,
+    state: Mutex<SlotState>,
 }
 
 impl Slot {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -91,27 +118,93 @@ struct Registry {
     finished: HashSet<String>,
 }
 
+/// The deadlines of idle pods, kept by the `pod-timer` thread.
+#[derive(Default)]
+struct Timers {
+    heap: Mutex<BinaryHeap<Reverse<(Instant, String)>>>,
+    wake: Condvar,
+    stop: AtomicBool,
+}
+
+impl Timers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BinaryHeap<Reverse<(Instant, String)>>> {
+        self.heap.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, at: Instant, uid: &str) {
+        let mut heap = self.lock();
+        let earliest = heap.peek().is_none_or(|Reverse((d, _))| at < *d);
+        heap.push(Reverse((at, uid.to_string())));
+        if earliest {
+            self.wake.notify_one();
+        }
+    }
+}
+
+struct Inner {
+    registry: Mutex<Registry>,
+    syncer: Arc<dyn PodSyncer>,
+    timers: Arc<Timers>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.timers.stop.store(true, Ordering::SeqCst);
+        self.timers.wake.notify_one();
+    }
+}
+
 /// The set of pod workers.
 #[derive(Clone)]
 pub struct PodWorkers {
-    registry: Arc<Mutex<Registry>>,
-    syncer: Arc<dyn PodSyncer>,
+    inner: Arc<Inner>,
 }
 
 fn has_deletion_timestamp(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
+/// Whether an update of a pod asks for a sync: its spec, labels, annotations or deletion
+/// changed (the kubelet's `podsDifferSemantically`); a new status or resourceVersion does not.
+fn differs_semantically(known: &Pod, update: &Pod) -> bool {
+    let (a, b) = (&known.metadata, &update.metadata);
+    known.spec != update.spec
+        || a.labels != b.labels
+        || a.annotations != b.annotations
+        || a.deletion_timestamp != b.deletion_timestamp
+        || a.deletion_grace_period_seconds != b.deletion_grace_period_seconds
+}
+
+/// What one step of a worker did: when to come back, or that the pod is done.
+enum Step {
+    Again(Instant),
+    Done,
+}
+
 impl PodWorkers {
+    /// The workers, with their `pod-timer` thread (which ends when the last clone is dropped).
     pub fn new(syncer: Arc<dyn PodSyncer>) -> PodWorkers {
-        PodWorkers {
-            registry: Arc::new(Mutex::new(Registry::default())),
+        let inner = Arc::new(Inner {
+            registry: Mutex::new(Registry::default()),
             syncer,
+            timers: Arc::new(Timers::default()),
+        });
+        let (timers, weak) = (inner.timers.clone(), Arc::downgrade(&inner));
+        let spawned = std::thread::Builder::new()
+            .name("pod-timer".into())
+            .spawn(move || timer_loop(&timers, &weak));
+        if let Err(e) = spawned {
+            // Without it pods are synced on news only (updates, pokes), never on a deadline.
+            log::error!("failed to start the pod timer thread: {e}");
         }
+        PodWorkers { inner }
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Delivers an event from a pod source to the pod's worker, starting one if needed.
@@ -128,27 +221,37 @@ impl PodWorkers {
                     if reg.finished.contains(&uid) {
                         return;
                     }
-                    match reg.workers.get(&uid) {
-                        Some(s) => s.clone(),
-                        None => {
-                            let slot = Arc::new(Slot {
-                                pending: Mutex::new(Pending::default()),
-                                wake: Condvar::new(),
-                            });
-                            reg.workers.insert(uid.clone(), slot.clone());
-                            self.spawn(uid.clone(), slot.clone());
-                            slot
-                        }
-                    }
+                    reg.workers
+                        .entry(uid.clone())
+                        .or_insert_with(|| {
+                            Arc::new(Slot {
+                                state: Mutex::new(SlotState::default()),
+                            })
+                        })
+                        .clone()
                 };
-                slot.lock().pod = Some(pod);
-                slot.wake.notify_one();
+                let mut st = slot.lock();
+                if st.news.is_none()
+                    && st
+                        .pod
+                        .as_ref()
+                        .is_some_and(|known| !differs_semantically(known, &pod))
+                {
+                    // Only its status (or resourceVersion) changed, most often by our own
+                    // status write coming back through the watch: as the kubelet's config
+                    // source, keep the newest object but do not sync for it.
+                    st.pod = Some(pod);
+                    return;
+                }
+                st.news = Some(pod);
+                self.wake(&uid, &slot, &mut st);
             }
             PodEvent::Remove { uid } => {
                 let slot = self.registry().workers.get(&uid).cloned();
                 if let Some(slot) = slot {
-                    slot.lock().removed = true;
-                    slot.wake.notify_one();
+                    let mut st = slot.lock();
+                    st.removed = true;
+                    self.wake(&uid, &slot, &mut st);
                 }
             }
         }
@@ -158,8 +261,9 @@ impl PodWorkers {
     pub fn poke(&self, uid: &str) {
         let slot = self.registry().workers.get(uid).cloned();
         if let Some(slot) = slot {
-            slot.lock().poked = true;
-            slot.wake.notify_one();
+            let mut st = slot.lock();
+            st.poked = true;
+            self.wake(uid, &slot, &mut st);
         }
     }
 
@@ -173,106 +277,190 @@ impl PodWorkers {
         self.registry().finished.contains(uid)
     }
 
-    fn spawn(&self, uid: String, slot: Arc<Slot>) {
-        let this = self.clone();
-        let name = format!("pod-{}", &uid[..uid.len().min(8)]);
+    /// Starts a thread for the pod if it has something to do and none runs (slot locked). An
+    /// idle pod has no thread: its deadline waits in the timer.
+    fn wake(&self, uid: &str, slot: &Arc<Slot>, st: &mut SlotState) {
+        if st.running || st.done || !st.due(Instant::now()) {
+            return;
+        }
+        st.running = true;
+        let (this, uid2, slot2) = (self.clone(), uid.to_string(), slot.clone());
         let spawned = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || this.run(&uid, &slot));
+            .name(format!("pod-{}", &uid[..uid.len().min(8)]))
+            .spawn(move || this.run(&uid2, &slot2));
         if let Err(e) = spawned {
-            log::error!("failed to start a pod worker thread: {e}");
+            log::error!("failed to start a pod worker thread, retrying in 1s: {e}");
+            st.running = false;
+            let retry = Instant::now() + Duration::from_secs(1);
+            st.deadline = Some(retry);
+            self.inner.timers.add(retry, uid);
         }
     }
 
-    /// The worker loop of one pod.
+    /// The timer says `uid`'s deadline `at` passed.
+    fn fire(&self, uid: &str, at: Instant) {
+        let slot = self.registry().workers.get(uid).cloned();
+        if let Some(slot) = slot {
+            let mut st = slot.lock();
+            // An older deadline, replaced since, is not this pod's business any more.
+            if st.deadline == Some(at) {
+                self.wake(uid, &slot, &mut st);
+            }
+        }
+    }
+
+    /// A pod's thread: runs its steps while it has something to do, then ends, leaving the
+    /// pod's deadline with the timer.
     fn run(&self, uid: &str, slot: &Slot) {
-        let mut pod: Option<Arc<Pod>> = None;
-        let mut termination: Option<Termination> = None;
-        let mut stopped = false;
-        // A finished pod went through its terminated phase (volumes torn down).
-        let mut finished_done = false;
-        let mut deadline = Instant::now();
         loop {
-            // Wait for news or the deadline, then take the newest state.
-            let removed = {
-                let mut p = slot.lock();
-                while p.pod.is_none() && !p.poked && !p.removed && Instant::now() < deadline {
-                    let wait = deadline.saturating_duration_since(Instant::now());
-                    p = slot
-                        .wake
-                        .wait_timeout(p, wait)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|e| e.into_inner().0);
+            let (pod, removed, termination, stopped, finished_done) = {
+                let mut st = slot.lock();
+                if !st.due(Instant::now()) {
+                    st.running = false;
+                    if let Some(at) = st.deadline {
+                        self.inner.timers.add(at, uid);
+                    }
+                    return;
                 }
-                if let Some(newer) = p.pod.take() {
-                    pod = Some(newer);
+                if let Some(newer) = st.news.take() {
+                    st.pod = Some(newer);
                 }
-                p.poked = false;
-                p.removed
+                st.poked = false;
+                // Taken once: a failed termination retries on its deadline, not in a loop.
+                st.source_removed |= std::mem::take(&mut st.removed);
+                (
+                    st.pod.clone(),
+                    st.source_removed,
+                    st.termination.clone(),
+                    st.stopped,
+                    st.finished_done,
+                )
             };
-            let Some(current) = pod.clone() else {
+            let Some(pod) = pod else {
                 // Removed before its first spec arrived: nothing ever ran.
-                if removed {
+                break;
+            };
+            let mut termination = termination;
+            let mut stopped = stopped;
+            let mut finished_done = finished_done;
+            let step = self.step(
+                &pod,
+                removed,
+                &mut termination,
+                &mut stopped,
+                &mut finished_done,
+            );
+            let mut st = slot.lock();
+            st.termination = termination;
+            st.stopped = stopped;
+            st.finished_done = finished_done;
+            match step {
+                Step::Again(at) => st.deadline = Some(at),
+                Step::Done => {
+                    st.done = true;
                     break;
                 }
-                deadline = Instant::now() + IDLE;
-                continue;
-            };
-            // Deletion or removal overrides "finished": the finished pod is cleaned up now.
-            let gone = if removed {
-                Some(Termination::Removed)
-            } else if has_deletion_timestamp(&current) {
-                Some(Termination::Deleted)
-            } else {
-                None
-            };
-            if let Some(g) = gone {
-                if termination.is_none() || termination == Some(Termination::Finished) {
-                    termination = Some(g);
-                    stopped = false;
-                }
             }
-            let Some(why) = termination.clone() else {
-                match self.syncer.sync_pod(&current) {
-                    SyncResult::Requeue(after) => deadline = Instant::now() + after,
-                    SyncResult::Terminal => {
-                        termination = Some(Termination::Finished);
-                        deadline = Instant::now();
-                    }
-                }
-                continue;
-            };
-            if !stopped {
-                if let Err(after) = self.syncer.sync_terminating_pod(&current, &why) {
-                    deadline = Instant::now() + after;
-                    continue;
-                }
-                stopped = true;
-            }
-            if why == Termination::Finished {
-                // Terminated (its volumes go), with its containers kept for their logs until
-                // its source lets go.
-                if !finished_done {
-                    if let Err(after) = self.syncer.sync_terminated_pod(&current, &why) {
-                        deadline = Instant::now() + after;
-                        continue;
-                    }
-                    finished_done = true;
-                }
-                deadline = Instant::now() + IDLE;
-                continue;
-            }
-            if let Err(after) = self.syncer.sync_terminated_pod(&current, &why) {
-                deadline = Instant::now() + after;
-                continue;
-            }
-            break;
         }
         let mut reg = self.registry();
         reg.workers.remove(uid);
         reg.finished.insert(uid.to_string());
         drop(reg);
-        self.syncer.forget(uid);
+        self.inner.syncer.forget(uid);
+    }
+
+    /// One step of a pod's life with its newest spec: sync, stop, or clean up.
+    fn step(
+        &self,
+        current: &Arc<Pod>,
+        removed: bool,
+        termination: &mut Option<Termination>,
+        stopped: &mut bool,
+        finished_done: &mut bool,
+    ) -> Step {
+        let syncer = &self.inner.syncer;
+        // Deletion or removal overrides "finished": the finished pod is cleaned up now.
+        let gone = if removed {
+            Some(Termination::Removed)
+        } else if has_deletion_timestamp(current) {
+            Some(Termination::Deleted)
+        } else {
+            None
+        };
+        if let Some(g) = gone {
+            if termination.is_none() || *termination == Some(Termination::Finished) {
+                *termination = Some(g);
+                *stopped = false;
+            }
+        }
+        let Some(why) = termination.clone() else {
+            return match syncer.sync_pod(current) {
+                SyncResult::Requeue(after) => Step::Again(Instant::now() + after),
+                SyncResult::Terminal => {
+                    *termination = Some(Termination::Finished);
+                    Step::Again(Instant::now())
+                }
+            };
+        };
+        if !*stopped {
+            if let Err(after) = syncer.sync_terminating_pod(current, &why) {
+                return Step::Again(Instant::now() + after);
+            }
+            *stopped = true;
+        }
+        if why == Termination::Finished {
+            // Terminated (its volumes go), with its containers kept for their logs until its
+            // source lets go.
+            if !*finished_done {
+                if let Err(after) = syncer.sync_terminated_pod(current, &why) {
+                    return Step::Again(Instant::now() + after);
+                }
+                *finished_done = true;
+            }
+            return Step::Again(Instant::now() + IDLE);
+        }
+        if let Err(after) = syncer.sync_terminated_pod(current, &why) {
+            return Step::Again(Instant::now() + after);
+        }
+        Step::Done
+    }
+}
+
+/// The `pod-timer` thread: wakes the pods whose deadline passed; ends with the workers.
+fn timer_loop(timers: &Timers, workers: &Weak<Inner>) {
+    let mut heap = timers.lock();
+    loop {
+        if timers.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while heap.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+            if let Some(Reverse(entry)) = heap.pop() {
+                due.push(entry);
+            }
+        }
+        if !due.is_empty() {
+            drop(heap);
+            let Some(inner) = workers.upgrade() else {
+                return;
+            };
+            let this = PodWorkers { inner };
+            for (at, uid) in due {
+                this.fire(&uid, at);
+            }
+            drop(this);
+            heap = timers.lock();
+            continue;
+        }
+        let wait = heap
+            .peek()
+            .map_or(IDLE, |Reverse((at, _))| at.saturating_duration_since(now));
+        heap = timers
+            .wake
+            .wait_timeout(heap, wait)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|e| e.into_inner().0);
     }
 }
 
@@ -299,6 +487,8 @@ mod tests {
         gate_cv: Condvar,
         terminal_after: Mutex<Option<String>>,
         fail_terminating_once: Mutex<bool>,
+        /// What `sync_pod` asks for (default: an hour).
+        requeue: Mutex<Option<Duration>>,
     }
 
     impl Recorder {
@@ -337,7 +527,12 @@ mod tests {
             if self.terminal_after.lock().unwrap().as_deref() == Some(label(pod).as_str()) {
                 return SyncResult::Terminal;
             }
-            SyncResult::Requeue(Duration::from_secs(3600))
+            SyncResult::Requeue(
+                self.requeue
+                    .lock()
+                    .unwrap()
+                    .unwrap_or(Duration::from_secs(3600)),
+            )
         }
         fn sync_terminating_pod(&self, pod: &Arc<Pod>, why: &Termination) -> Result<(), Duration> {
             self.calls
@@ -506,5 +701,64 @@ mod tests {
         let mut active = workers.active();
         active.sort();
         assert_eq!(active, ["a", "b", "c"]);
+    }
+
+    /// Threads of this process with this name.
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
+            })
+            .count()
+    }
+
+    #[test]
+    fn an_idle_pod_holds_no_thread_and_its_deadline_brings_it_back() {
+        let rec = Arc::new(Recorder::default());
+        open(&rec);
+        *rec.requeue.lock().unwrap() = Some(Duration::from_millis(300));
+        let workers = PodWorkers::new(rec.clone());
+        workers.dispatch(PodEvent::Upsert(pod("idlethr1", "1", false)));
+        rec.wait_for("first sync", |c| c.contains(&Call::Sync("1".into())));
+        let end = Instant::now() + Duration::from_secs(5);
+        while threads_named("pod-idlethr1") > 0 {
+            assert!(Instant::now() < end, "the worker thread outlived its sync");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        rec.wait_for("the requeued syncs", |c| {
+            c.iter().filter(|x| **x == Call::Sync("1".into())).count() >= 3
+        });
+        assert_eq!(workers.active(), ["idlethr1"]);
+    }
+
+    #[test]
+    fn a_status_only_update_does_not_sync_but_is_kept() {
+        let rec = Arc::new(Recorder::default());
+        open(&rec);
+        let workers = PodWorkers::new(rec.clone());
+        workers.dispatch(PodEvent::Upsert(pod("st1", "1", false)));
+        rec.wait_for("first sync", |c| c.contains(&Call::Sync("1".into())));
+        // Our own status write comes back: same spec, new status and resourceVersion.
+        let mut echoed = (*pod("st1", "1", false)).clone();
+        echoed.metadata.resource_version = Some("7".into());
+        echoed.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Running".into()),
+            ..Default::default()
+        });
+        workers.dispatch(PodEvent::Upsert(Arc::new(echoed)));
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            rec.calls(),
+            [Call::Sync("1".into())],
+            "a status-only update is no reason to sync"
+        );
+        // A deletion is: it terminates with the newest object.
+        workers.dispatch(PodEvent::Upsert(pod("st1", "1", true)));
+        rec.wait_for("forget", |c| c.contains(&Call::Forget("st1".into())));
+        assert!(rec
+            .calls()
+            .contains(&Call::Terminating("1".into(), Termination::Deleted)));
     }
 }

@@ -37,7 +37,8 @@ const SCRIPT: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 const OWNER_LABEL: &str = "vk-cri.io/node";
 const POD_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// `bench --daemon <static binary> --out <json>`; run with the dev environment's env.sh sourced.
+/// `bench --daemon <static binary> --out <json>`; run with the dev environment's env.sh sourced
+/// (`VKCRI_BENCH_DAEMON_LOG` sets the daemon's `RUST_LOG`, `info` by default).
 #[derive(Parser, Debug)]
 struct Args {
     /// The virtual-kubelet binary to measure (the static release build)
@@ -195,6 +196,10 @@ struct Idle {
     secs: f64,
     rss_mean_mib: f64,
     rss_max_mib: f64,
+    /// The two halves of RSS at the end: anonymous memory (heap, stacks) and the pages of the
+    /// binary mapped from the page cache (which grow with the binary's size).
+    rss_anon_mib: f64,
+    rss_file_mib: f64,
     cpu_pct: f64,
     api_rps: f64,
     cri_cps: f64,
@@ -207,6 +212,8 @@ impl Idle {
             "secs": r2(self.secs),
             "rss_mean_mib": r2(self.rss_mean_mib),
             "rss_max_mib": r2(self.rss_max_mib),
+            "rss_anon_mib": r2(self.rss_anon_mib),
+            "rss_file_mib": r2(self.rss_file_mib),
             "cpu_pct_of_one_core": (self.cpu_pct * 1000.0).round() / 1000.0,
             "api_requests_per_s": r2(self.api_rps),
             "cri_calls_per_s": r2(self.cri_cps),
@@ -368,9 +375,14 @@ impl Floor {
 
     /// StopContainer (1 s) + StopPodSandbox + RemovePodSandbox.
     fn delete(&self, s: &Started) -> Result<(), String> {
-        self.rt
-            .stop_container(&s.container, Duration::from_secs(1))
-            .map_err(|e| format!("floor: stop container: {e}"))?;
+        if let Err(first) = self.rt.stop_container(&s.container, Duration::from_secs(1)) {
+            // containerd 1.6 can lose its shim's ttrpc connection while the task exits on the
+            // SIGTERM ("ttrpc: closed"): the daemon retries a failed stop, so the floor does
+            // too, once, or a burst of 100 fails now and then.
+            self.rt
+                .stop_container(&s.container, Duration::from_secs(1))
+                .map_err(|e| format!("floor: stop container: {first}; again: {e}"))?;
+        }
         self.rt
             .stop_pod_sandbox(&s.sandbox)
             .map_err(|e| format!("floor: stop sandbox: {e}"))?;
@@ -518,7 +530,10 @@ impl Daemon {
             .args(["--node-ip", "127.0.0.1", "--cgroup-root", CGROUP_ROOT])
             .args(["--address", "127.0.0.1", "--port"])
             .arg(port.to_string())
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("VKCRI_BENCH_DAEMON_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| format!("daemon log: {e}"))?)
@@ -724,13 +739,18 @@ fn proc_cpu_ticks(pid: u32) -> Result<u64, String> {
 }
 
 fn proc_rss_kib(pid: u32) -> Result<u64, String> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A `... kB` line of /proc/PID/status, e.g. `VmRSS:`, `RssAnon:`, `RssFile:`.
+fn proc_status_kib(pid: u32, key: &str) -> Result<u64, String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
     s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+        .ok_or_else(|| format!("no {key} in /proc/{pid}/status"))
 }
 
 fn clk_tck() -> f64 {
@@ -770,6 +790,8 @@ fn measure_idle(
         secs: wall,
         rss_mean_mib: rss.iter().sum::<f64>() / rss.len().max(1) as f64,
         rss_max_mib: rss.iter().copied().fold(0.0, f64::max),
+        rss_anon_mib: proc_status_kib(pid, "RssAnon:")? as f64 / 1024.0,
+        rss_file_mib: proc_status_kib(pid, "RssFile:")? as f64 / 1024.0,
         cpu_pct: ticks as f64 / clk_tck() / wall * 100.0,
         api_rps: api as f64 / wall,
         cri_cps: cri as f64 / wall,
@@ -819,6 +841,7 @@ fn run(
     let size = std::fs::metadata(&args.daemon)
         .map_err(|e| format!("{}: {e}", args.daemon.display()))?
         .len();
+    let load_before = loadavg();
     let rt = runtime(&socket);
     let version = rt
         .version()
@@ -942,6 +965,10 @@ fn run(
             "memory_gib": r2(meminfo_kib("MemTotal").unwrap_or(0) as f64 / (1 << 20) as f64),
             "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
             "runtime": version.node_runtime_version(),
+            // Other work on the machine skews the figures: the 1-minute load average when the
+            // run started and when it ended (ratios against the floor of the same run hold up
+            // better than absolute times).
+            "loadavg_1m": [load_before, loadavg()],
         },
         "parameters": {
             "sequential": args.seq, "burst": args.burst, "idle_secs": args.idle_secs,
@@ -960,6 +987,14 @@ fn run(
     }))
 }
 
+/// The 1-minute load average (NaN if /proc/loadavg cannot be read).
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
 fn date_utc() -> String {
     Command::new("date")
         .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
@@ -972,13 +1007,16 @@ fn date_utc() -> String {
 fn table(r: &Value) -> String {
     let mut out = String::new();
     let num = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.1}"));
+    let load = &r["machine"]["loadavg_1m"];
     out.push_str(&format!(
-        "vk-cri bench {}: {} CPUs, {} GiB, kernel {}, {}\n\n",
+        "vk-cri bench {}: {} CPUs, {} GiB, kernel {}, {}, load average {:.2} → {:.2}\n\n",
         r["date"].as_str().unwrap_or(""),
         r["machine"]["cpus"],
         r["machine"]["memory_gib"],
         r["machine"]["kernel"].as_str().unwrap_or(""),
         r["machine"]["runtime"].as_str().unwrap_or(""),
+        load[0].as_f64().unwrap_or(f64::NAN),
+        load[1].as_f64().unwrap_or(f64::NAN),
     ));
     out.push_str(&format!(
         "| {:<30} | {:>9} | {:>9} | {:>9} | {:>10} | {:>6} |\n",
@@ -1018,17 +1056,19 @@ fn table(r: &Value) -> String {
     }
     out.push('\n');
     out.push_str(
-        "| idle          | RSS mean MiB | RSS max MiB | CPU % core | API req/s | CRI calls/s |\n",
+        "| idle          | RSS mean MiB | RSS max MiB | anon MiB | file MiB | CPU % core | API req/s | CRI calls/s |\n",
     );
     out.push_str(
-        "|---------------|--------------|-------------|------------|-----------|-------------|\n",
+        "|---------------|--------------|-------------|----------|----------|------------|-----------|-------------|\n",
     );
     for i in r["idle"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "| {:<13} | {:>12} | {:>11} | {:>10} | {:>9} | {:>11} |\n",
+            "| {:<13} | {:>12} | {:>11} | {:>8} | {:>8} | {:>10} | {:>9} | {:>11} |\n",
             format!("{} pods", i["pods"]),
             num(&i["rss_mean_mib"]),
             num(&i["rss_max_mib"]),
+            num(&i["rss_anon_mib"]),
+            num(&i["rss_file_mib"]),
             i["cpu_pct_of_one_core"]
                 .as_f64()
                 .map_or("-".into(), |x| format!("{x:.3}")),
