@@ -309,6 +309,8 @@ pub(crate) fn serve_connection(
             write_timeout: config.write_timeout,
             stopping: stopping.clone(),
         };
+        // Unwinding builds (debug, tests) keep a handler's panic to this connection; the release
+        // build aborts instead (Cargo.toml's profile says why).
         let ran = catch_unwind(AssertUnwindSafe(|| {
             handler.handle(request, Responder::new(&mut ex));
         }));
