@@ -1328,6 +1328,15 @@ impl PodSyncer for RuntimeSyncer {
                 }
             }
         }
+        // Deleted, or gone from its source (a removed manifest's mirror pod goes too).
+        if *why != Termination::Finished {
+            if let Err(e) = self.reporter.deleted(pod) {
+                log::warn!("pod {pod_key}: {e}");
+                return Err(RETRY);
+            }
+        }
+        // After the final delete, as the kubelet leaves it to housekeeping: removing a cgroup
+        // waits for the kernel (RCU) in every hierarchy, tens of milliseconds in all.
         match cgroups::remove_pod_cgroups(
             Path::new(cgroups::CGROUP_FS),
             &self.node.cgroup_root,
@@ -1336,13 +1345,6 @@ impl PodSyncer for RuntimeSyncer {
             Ok(n) if n > 0 => log::debug!("pod {pod_key}: {n} cgroup directories removed"),
             Ok(_) => {}
             Err(e) => log::warn!("pod {pod_key}: {e}"),
-        }
-        // Deleted, or gone from its source (a removed manifest's mirror pod goes too).
-        if *why != Termination::Finished {
-            if let Err(e) = self.reporter.deleted(pod) {
-                log::warn!("pod {pod_key}: {e}");
-                return Err(RETRY);
-            }
         }
         Ok(())
     }
