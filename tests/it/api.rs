@@ -355,10 +355,11 @@ fn a_deleted_pod_is_stopped_gracefully_then_removed_from_the_api_and_the_runtime
             .unwrap_or(false),
         "logs removed"
     );
-    assert_eq!(
-        pod_cgroups(),
-        Vec::<std::path::PathBuf>::new(),
-        "cgroups removed"
+    // Removed right after the final delete (as the kubelet's housekeeping does, off the path).
+    wait_for(
+        "the pod's cgroups to be removed",
+        Duration::from_secs(10),
+        || pod_cgroups().is_empty().then_some(()),
     );
 }
 
