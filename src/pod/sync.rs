@@ -1254,11 +1254,17 @@ impl PodSyncer for RuntimeSyncer {
         })?;
         let state = self.state(uid(pod));
         let killed = std::thread::scope(|s| {
-            let kill = s.spawn(|| self.kill_pod(pod, &observed, grace_period(pod)));
+            let (done, stopped) = crossbeam_channel::bounded::<()>(1);
+            let observed = &observed;
+            let kill = s.spawn(move || {
+                let r = self.kill_pod(pod, observed, grace_period(pod));
+                let _ = done.send(());
+                r
+            });
             if let Some(p) = &self.prober {
                 let mut last = p.readiness(uid(pod));
-                while !kill.is_finished() {
-                    std::thread::sleep(READINESS_POLL);
+                // Woken the moment the containers are stopped, not at the next poll.
+                while stopped.recv_timeout(READINESS_POLL).is_err() && !kill.is_finished() {
                     let now = p.readiness(uid(pod));
                     if now != last {
                         last = now;
