@@ -98,10 +98,39 @@ impl HostFacts {
     }
 }
 
+/// Host files (/proc, /sys, /etc) read under a prefix: `/`, or a test directory. Errors name
+/// the file. Shared by [`ProcHost`] and the node's usage sampler (`node::stats`).
+#[derive(Clone, Debug)]
+pub struct HostFiles {
+    prefix: PathBuf,
+}
+
+impl HostFiles {
+    pub fn new(prefix: impl Into<PathBuf>) -> HostFiles {
+        HostFiles {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// Where the host's absolute path `abs` is read from.
+    pub fn path(&self, abs: &str) -> PathBuf {
+        self.prefix.join(abs.trim_start_matches('/'))
+    }
+
+    pub fn read(&self, abs: &str) -> Result<String, NodeError> {
+        let path = self.path(abs);
+        fs::read_to_string(&path).map_err(|source| NodeError::ReadHostFile { path, source })
+    }
+
+    pub fn read_optional(&self, abs: &str) -> Option<String> {
+        fs::read_to_string(self.path(abs)).ok()
+    }
+}
+
 /// The real host: files under `/` (or under a test prefix) and statvfs of the root dir.
 #[derive(Clone, Debug)]
 pub struct ProcHost {
-    prefix: PathBuf,
+    files: HostFiles,
     root_dir: PathBuf,
 }
 
@@ -110,7 +139,7 @@ impl ProcHost {
     /// ephemeral storage (the volumes/log root).
     pub fn new(root_dir: impl Into<PathBuf>) -> ProcHost {
         ProcHost {
-            prefix: PathBuf::from("/"),
+            files: HostFiles::new("/"),
             root_dir: root_dir.into(),
         }
     }
@@ -119,22 +148,9 @@ impl ProcHost {
     /// uname still ask the kernel.
     pub fn with_prefix(prefix: impl Into<PathBuf>, root_dir: impl Into<PathBuf>) -> ProcHost {
         ProcHost {
-            prefix: prefix.into(),
+            files: HostFiles::new(prefix),
             root_dir: root_dir.into(),
         }
-    }
-
-    fn path(&self, abs: &str) -> PathBuf {
-        self.prefix.join(abs.trim_start_matches('/'))
-    }
-
-    fn read(&self, abs: &str) -> Result<String, NodeError> {
-        let path = self.path(abs);
-        fs::read_to_string(&path).map_err(|source| NodeError::ReadHostFile { path, source })
-    }
-
-    fn read_optional(&self, abs: &str) -> Option<String> {
-        fs::read_to_string(self.path(abs)).ok()
     }
 }
 
@@ -142,25 +158,30 @@ impl HostProbe for ProcHost {
     fn identity(&self) -> Result<HostIdentity, NodeError> {
         let uts = nix::sys::utsname::uname().map_err(NodeError::Uname)?;
         let machine_id = self
+            .files
             .read_optional("/etc/machine-id")
-            .or_else(|| self.read_optional("/var/lib/dbus/machine-id"))
+            .or_else(|| self.files.read_optional("/var/lib/dbus/machine-id"))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
         let system_uuid = self
+            .files
             .read_optional("/sys/class/dmi/id/product_uuid")
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| machine_id.clone());
         let boot_id = self
+            .files
             .read_optional("/proc/sys/kernel/random/boot_id")
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
         let os_image = self
+            .files
             .read_optional("/etc/os-release")
-            .or_else(|| self.read_optional("/usr/lib/os-release"))
+            .or_else(|| self.files.read_optional("/usr/lib/os-release"))
             .and_then(|s| parse_os_release_pretty_name(&s))
             .unwrap_or_else(|| "Linux".to_string());
         let cpu_count = self
+            .files
             .read_optional("/proc/cpuinfo")
             .map(|s| parse_cpuinfo_count(&s))
             .filter(|n| *n > 0)
@@ -188,9 +209,9 @@ impl HostProbe for ProcHost {
     #[allow(clippy::useless_conversion)]
     fn usage(&self) -> Result<HostUsage, NodeError> {
         let meminfo_path = "/proc/meminfo";
-        let mem = parse_meminfo(&self.read(meminfo_path)?).map_err(|reason| {
+        let mem = parse_meminfo(&self.files.read(meminfo_path)?).map_err(|reason| {
             NodeError::ParseHostFile {
-                path: self.path(meminfo_path),
+                path: self.files.path(meminfo_path),
                 reason,
             }
         })?;
@@ -203,12 +224,14 @@ impl HostProbe for ProcHost {
         let pid_max = ["/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max"]
             .iter()
             .map(|p| {
-                self.read_optional(p)
+                self.files
+                    .read_optional(p)
                     .and_then(|s| s.trim().parse::<u64>().ok())
             })
             .collect::<Option<Vec<u64>>>()
             .and_then(|v| v.into_iter().min());
         let pids_running = self
+            .files
             .read_optional("/proc/loadavg")
             .and_then(|s| parse_loadavg_tasks(&s));
         Ok(HostUsage {

@@ -21,6 +21,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::host::HostFiles;
 use super::NodeError;
 
 /// Memory of the node or a cgroup, bytes (faults are counts).
@@ -130,7 +131,7 @@ impl HostStats for FakeStats {
 /// The real host: files under `/` (or a test prefix) and statvfs of the pods directory.
 #[derive(Clone, Debug)]
 pub struct ProcStats {
-    prefix: PathBuf,
+    files: HostFiles,
     pods_dir: PathBuf,
     cgroup_root: String,
     /// `USER_HZ`: /proc/stat's unit.
@@ -155,36 +156,24 @@ impl ProcStats {
             .filter(|t| *t > 0)
             .unwrap_or(100);
         ProcStats {
-            prefix: prefix.into(),
+            files: HostFiles::new(prefix),
             pods_dir: pods_dir.into(),
             cgroup_root: cgroup_root.trim_matches('/').to_string(),
             clock_ticks,
         }
     }
 
-    fn path(&self, abs: &str) -> PathBuf {
-        self.prefix.join(abs.trim_start_matches('/'))
-    }
-
-    fn read(&self, abs: &str) -> Result<String, NodeError> {
-        let path = self.path(abs);
-        fs::read_to_string(&path).map_err(|source| NodeError::ReadHostFile { path, source })
-    }
-
-    fn read_optional(&self, abs: &str) -> Option<String> {
-        fs::read_to_string(self.path(abs)).ok()
-    }
-
     fn parse_error(&self, abs: &str) -> impl FnOnce(String) -> NodeError {
-        let path = self.path(abs);
+        let path = self.files.path(abs);
         move |reason| NodeError::ParseHostFile { path, reason }
     }
 
     /// This process from /proc/self/stat and /proc/self/statm: cpu, resident memory (as both
     /// usage and working set) and page faults.
     fn daemon(&self, boot_time_s: Option<i64>) -> Option<(CgroupSample, Option<i64>)> {
-        let st = parse_proc_pid_stat(&self.read_optional("/proc/self/stat")?)?;
+        let st = parse_proc_pid_stat(&self.files.read_optional("/proc/self/stat")?)?;
         let resident_pages: u64 = self
+            .files
             .read_optional("/proc/self/statm")?
             .split_whitespace()
             .nth(1)?
@@ -218,7 +207,9 @@ impl ProcStats {
     }
 
     fn unified(&self) -> bool {
-        self.path("/sys/fs/cgroup/cgroup.controllers").exists()
+        self.files
+            .path("/sys/fs/cgroup/cgroup.controllers")
+            .exists()
     }
 
     /// The pods' cgroup (`--cgroup-root`).
@@ -233,12 +224,13 @@ impl ProcStats {
     /// the unified hierarchy is mounted at /sys/fs/cgroup, else the v1 cpuacct and memory
     /// hierarchies.
     fn cgroup(&self, rel: &str) -> Option<CgroupSample> {
-        let num = |abs: String| -> Option<u64> { self.read_optional(&abs)?.trim().parse().ok() };
+        let num =
+            |abs: String| -> Option<u64> { self.files.read_optional(&abs)?.trim().parse().ok() };
         if self.unified() {
             let dir = format!("/sys/fs/cgroup/{rel}");
-            let cpu = parse_flat_keyed(&self.read_optional(&format!("{dir}/cpu.stat"))?);
+            let cpu = parse_flat_keyed(&self.files.read_optional(&format!("{dir}/cpu.stat"))?);
             let usage = num(format!("{dir}/memory.current"))?;
-            let stat = parse_flat_keyed(&self.read_optional(&format!("{dir}/memory.stat"))?);
+            let stat = parse_flat_keyed(&self.files.read_optional(&format!("{dir}/memory.stat"))?);
             let get = |m: &std::collections::HashMap<String, u64>, k: &str| {
                 m.get(k).copied().unwrap_or(0)
             };
@@ -257,7 +249,7 @@ impl ProcStats {
             let cpu = num(format!("/sys/fs/cgroup/cpuacct/{rel}/cpuacct.usage"))?;
             let dir = format!("/sys/fs/cgroup/memory/{rel}");
             let usage = num(format!("{dir}/memory.usage_in_bytes"))?;
-            let stat = parse_flat_keyed(&self.read_optional(&format!("{dir}/memory.stat"))?);
+            let stat = parse_flat_keyed(&self.files.read_optional(&format!("{dir}/memory.stat"))?);
             let get = |k: &str| stat.get(k).copied().unwrap_or(0);
             Some(CgroupSample {
                 cpu_usage_ns: cpu,
@@ -281,12 +273,13 @@ impl ProcStats {
             format!("/sys/fs/cgroup/memory/{rel}")
         };
         let procs = |d: &str| -> Vec<u64> {
-            self.read_optional(&format!("{d}/cgroup.procs"))
+            self.files
+                .read_optional(&format!("{d}/cgroup.procs"))
                 .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
                 .unwrap_or_default()
         };
         let mut pids = procs(&dir);
-        if let Ok(children) = fs::read_dir(self.path(&dir)) {
+        if let Ok(children) = fs::read_dir(self.files.path(&dir)) {
             for child in children.flatten().filter(|c| c.path().is_dir()) {
                 let name = child.file_name().to_string_lossy().into_owned();
                 pids.extend(procs(&format!("{dir}/{name}")));
@@ -314,7 +307,7 @@ impl HostStats for ProcStats {
         // The first process that is still there (any process of the pod shares its netns).
         let interfaces = pids
             .iter()
-            .find_map(|pid| self.read_optional(&format!("/proc/{pid}/net/dev")))
+            .find_map(|pid| self.files.read_optional(&format!("/proc/{pid}/net/dev")))
             .map(|t| parse_net_dev(&t))
             .unwrap_or_default();
         Some(PodCgroupSample {
@@ -328,7 +321,7 @@ impl HostStats for ProcStats {
     fn sample(&self) -> Result<HostSample, NodeError> {
         let at_ns = now_ns();
         let stat = "/proc/stat";
-        let stat_text = self.read(stat)?;
+        let stat_text = self.files.read(stat)?;
         let ticks = parse_proc_stat_busy_ticks(&stat_text).map_err(self.parse_error(stat))?;
         let boot_time_s = stat_text
             .lines()
@@ -336,18 +329,21 @@ impl HostStats for ProcStats {
             .and_then(|v| v.trim().parse::<i64>().ok());
         let meminfo = "/proc/meminfo";
         let vmstat = self
+            .files
             .read_optional("/proc/vmstat")
             .map(|t| parse_flat_keyed(&t))
             .unwrap_or_default();
         let mut memory =
-            parse_node_memory(&self.read(meminfo)?).map_err(self.parse_error(meminfo))?;
+            parse_node_memory(&self.files.read(meminfo)?).map_err(self.parse_error(meminfo))?;
         memory.page_faults = vmstat.get("pgfault").copied().unwrap_or(0);
         memory.major_page_faults = vmstat.get("pgmajfault").copied().unwrap_or(0);
         let rlimit = self
+            .files
             .read_optional("/proc/sys/kernel/pid_max")
             .and_then(|s| s.trim().parse::<u64>().ok())
             .zip(
-                self.read_optional("/proc/loadavg")
+                self.files
+                    .read_optional("/proc/loadavg")
                     .and_then(|s| super::host::parse_loadavg_tasks(&s)),
             );
         Ok(HostSample {
@@ -357,6 +353,7 @@ impl HostStats for ProcStats {
             memory,
             fs: statvfs(&self.pods_dir),
             interfaces: self
+                .files
                 .read_optional("/proc/net/dev")
                 .map(|t| parse_net_dev(&t))
                 .unwrap_or_default(),
