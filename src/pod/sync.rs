@@ -238,6 +238,25 @@ impl RuntimeSyncer {
         self
     }
 
+    /// A container that could not be started: the kubelet's `Failed` warning event with
+    /// "Error: <message>", and the waiting reason for its status.
+    fn start_error(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        reason: &'static str,
+        msg: String,
+    ) -> StartFailure {
+        self.reporter.container_event(
+            pod,
+            &c.name,
+            EventType::Warning,
+            "Failed",
+            &format!("Error: {msg}"),
+        );
+        failure(reason, msg)
+    }
+
     /// A container's environment and mounts; failures are CreateContainerConfigError, with the
     /// kubelet's `Failed` event.
     fn env_and_mounts(
@@ -246,16 +265,8 @@ impl RuntimeSyncer {
         c: &Container,
         pod_ips: &[String],
     ) -> Result<(Env, Vec<api::Mount>), StartFailure> {
-        let config_error = |msg: String| {
-            self.reporter.container_event(
-                pod,
-                &c.name,
-                EventType::Warning,
-                "Failed",
-                &format!("Error: {msg}"),
-            );
-            failure("CreateContainerConfigError", msg)
-        };
+        let config_error =
+            |msg: String| self.start_error(pod, c, "CreateContainerConfigError", msg);
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let (cms, secrets) = env::references(c);
         let objects = Objects::fetch(
@@ -736,15 +747,7 @@ impl RuntimeSyncer {
             .create_container(sandbox_id, &config, sandbox_config)
             .map_err(|e| {
                 start_failed(&e);
-                let msg = e.message().to_string();
-                self.reporter.container_event(
-                    pod,
-                    &c.name,
-                    EventType::Warning,
-                    "Failed",
-                    &format!("Error: {msg}"),
-                );
-                failure("CreateContainerError", msg)
+                self.start_error(pod, c, "CreateContainerError", e.message().to_string())
             })?;
         self.reporter.container_event(
             pod,
@@ -755,15 +758,7 @@ impl RuntimeSyncer {
         );
         self.runtime.start_container(&id).map_err(|e| {
             start_failed(&e);
-            let msg = e.message().to_string();
-            self.reporter.container_event(
-                pod,
-                &c.name,
-                EventType::Warning,
-                "Failed",
-                &format!("Error: {msg}"),
-            );
-            failure("RunContainerError", msg)
+            self.start_error(pod, c, "RunContainerError", e.message().to_string())
         })?;
         self.reporter.container_event(
             pod,
