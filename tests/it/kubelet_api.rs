@@ -91,6 +91,20 @@ impl Kubelet {
     }
 }
 
+/// A fake API server whose SubjectAccessReviews allow only kube-apiserver's client user, and
+/// every review it was asked.
+fn reviews_allowing_the_apiserver() -> (FakeApiServer, Arc<Mutex<Vec<Value>>>) {
+    let fake = FakeApiServer::start();
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen2 = seen.clone();
+    fake.set_sar_policy(move |spec: &Value| {
+        seen2.lock().unwrap().push(spec.clone());
+        let user = spec.get("user").and_then(Value::as_str).unwrap_or("");
+        (user == "kube-apiserver-kubelet-client", String::new())
+    });
+    (fake, seen)
+}
+
 fn busybox_pod(name: &str, containers: &[(&str, &str)]) -> String {
     let image = env::var("VKCRI_BUSYBOX_IMAGE");
     let mut m = format!(
@@ -107,14 +121,7 @@ fn busybox_pod(name: &str, containers: &[(&str, &str)]) -> String {
 
 #[test]
 fn kubelet_api_401_for_anonymous_403_when_the_subject_access_review_denies_400_for_dot_dot() {
-    let fake = FakeApiServer::start();
-    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let seen2 = seen.clone();
-    fake.set_sar_policy(move |spec: &Value| {
-        seen2.lock().unwrap().push(spec.clone());
-        let user = spec.get("user").and_then(Value::as_str).unwrap_or("");
-        (user == "kube-apiserver-kubelet-client", String::new())
-    });
+    let (fake, seen) = reviews_allowing_the_apiserver();
     fake.allow_token_review(
         "good-token",
         "kube-apiserver-kubelet-client",
@@ -721,14 +728,7 @@ fn stats_summary_and_metrics_resource_with_the_node_move_when_a_container_alloca
 
 #[test]
 fn metrics_count_pod_starts_runtime_calls_and_their_errors_api_requests_and_served_requests() {
-    let fake = FakeApiServer::start();
-    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let seen2 = seen.clone();
-    fake.set_sar_policy(move |spec: &Value| {
-        seen2.lock().unwrap().push(spec.clone());
-        let user = spec.get("user").and_then(Value::as_str).unwrap_or("");
-        (user == "kube-apiserver-kubelet-client", String::new())
-    });
+    let (fake, seen) = reviews_allowing_the_apiserver();
     let apiserver = fake.client_cert("kube-apiserver-kubelet-client", Some("system:masters"));
     let mut k = Kubelet::new(
         Daemon::with_api(&fake, "kapi-metrics"),
