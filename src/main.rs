@@ -345,6 +345,7 @@ fn run(config: &Config) -> Result<(), String> {
         syncer = syncer.with_api(api).with_services(services);
     }
     let syncer = Arc::new(syncer.with_prober(prober.clone()));
+    let runtime_cache = syncer.runtime_cache();
     let workers = PodWorkers::new(syncer);
     let poke = workers.clone();
     let evict_poke = workers.clone();
@@ -371,6 +372,7 @@ fn run(config: &Config) -> Result<(), String> {
     .map_err(|e| format!("failed to start container log rotation: {e}"))?;
     pleg::spawn(
         runtime,
+        runtime_cache,
         config.node_name.clone(),
         config.log_dir.clone(),
         workers.clone(),

@@ -24,7 +24,7 @@ mod transport;
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -186,6 +186,9 @@ pub struct Server {
     config: ServerConfig,
     shared: Arc<Shared>,
     accept_thread: Option<JoinHandle<()>>,
+    /// The write end of the accept thread's wake-up pipe: closing it wakes the thread (it waits
+    /// for a connection or this, with no timeout, so an idle server costs no wake-ups).
+    wake: Option<OwnedFd>,
 }
 
 impl std::fmt::Debug for Server {
@@ -231,6 +234,7 @@ impl Server {
                 conns: Mutex::new(HashMap::new()),
             }),
             accept_thread: None,
+            wake: None,
         })
     }
 
@@ -260,8 +264,14 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(|source| HttpdError::Accept { addr, source })?;
+        let (woken, wake) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| HttpdError::Accept {
+                addr,
+                source: e.into(),
+            })?;
         let acceptor = Acceptor {
             listener,
+            woken,
             tls: self.tls.clone(),
             config: self.config.clone(),
             shared: self.shared.clone(),
@@ -273,6 +283,7 @@ impl Server {
             .spawn(move || acceptor.run())
             .map_err(|source| HttpdError::Accept { addr, source })?;
         self.accept_thread = Some(handle);
+        self.wake = Some(wake);
         Ok(())
     }
 
@@ -281,6 +292,7 @@ impl Server {
     /// whatever is left and returns.
     pub fn shutdown(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
+        self.wake = None;
         if let Some(handle) = self.accept_thread.take() {
             let _ = handle.join();
         }
@@ -327,6 +339,8 @@ impl Drop for Server {
 
 struct Acceptor {
     listener: TcpListener,
+    /// The read end of the wake-up pipe (hung up when the server stops).
+    woken: OwnedFd,
     tls: Option<Arc<rustls::ServerConfig>>,
     config: ServerConfig,
     shared: Arc<Shared>,
@@ -340,8 +354,11 @@ impl Acceptor {
             match self.listener.accept() {
                 Ok((sock, remote)) => self.admit(sock, remote),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
-                    let _ = poll(&mut fds, PollTimeout::from(100u16));
+                    let mut fds = [
+                        PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+                        PollFd::new(self.woken.as_fd(), PollFlags::POLLIN),
+                    ];
+                    let _ = poll(&mut fds, PollTimeout::NONE);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {

@@ -12,6 +12,7 @@
 
 pub mod api_report;
 pub mod backoff;
+pub mod cache;
 pub mod cgroups;
 pub mod defaults;
 pub mod dns;

@@ -2,17 +2,18 @@
 //!
 //! Owns the cheap periodic relist of this node's sandboxes and containers (two CRI list calls a
 //! second: containerd 1.6 has no container events) that wakes the worker of every pod whose
-//! runtime state changed, and the housekeeping of orphans: sandboxes with this node's owner
-//! label whose pod no source knows (deleted while vk-cri was down, or left behind by a failed
-//! cleanup) are stopped and removed once every pod source has delivered its first full view.
+//! runtime state changed and confirms the unchanged ones to the [`RuntimeCache`], and the
+//! housekeeping of orphans: sandboxes with this node's owner label whose pod no source knows
+//! (deleted while vk-cri was down, or left behind by a failed cleanup) are stopped and removed
+//! once every pod source has delivered its first full view.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::cache::{self, RuntimeCache};
 use super::labels::{self, ContainerInfo, SandboxInfo};
 use super::worker::PodWorkers;
 use crate::cri::{CriError, Runtime};
@@ -70,14 +71,12 @@ pub fn relist(runtime: &dyn Runtime, node_name: &str) -> Result<Relist, CriError
             states
                 .entry(info.pod_uid)
                 .or_default()
-                .push((info.id, info.state as i32 + 100));
+                .push((info.id, info.state as i32 + cache::CONTAINER_STATE));
         }
     }
-    for (uid, mut s) in states {
-        s.sort();
-        let mut h = DefaultHasher::new();
-        s.hash(&mut h);
-        out.fingerprints.insert(uid, h.finish());
+    for (uid, s) in states {
+        let print = cache::fingerprint(s.iter().map(|(id, st)| (id.as_str(), *st)).collect());
+        out.fingerprints.insert(uid, print);
     }
     Ok(out)
 }
@@ -133,10 +132,12 @@ fn collect_orphan(
 /// pod directory).
 pub type OrphanCleanup = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// Relists every `interval` on a thread named `pleg`: pokes the workers of changed pods and
-/// collects orphans once `ready`.
+/// Relists every `interval` on a thread named `pleg`: pokes the workers of changed pods, tells
+/// the runtime cache what each relist confirmed, and collects orphans once `ready`.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     runtime: Arc<dyn Runtime>,
+    cache: Arc<RuntimeCache>,
     node_name: String,
     log_root: PathBuf,
     workers: PodWorkers,
@@ -147,14 +148,16 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("pleg".into())
         .spawn(move || {
-            let mut last: BTreeMap<String, u64> = BTreeMap::new();
+            let mut last: Arc<BTreeMap<String, u64>> = Arc::default();
             let mut failing = false;
             // A pod must be seen orphaned twice in a row: the first time, its source's event may
             // still be on its way to the workers.
             let mut suspects: HashMap<String, u32> = HashMap::new();
             loop {
+                let started = Instant::now();
                 match relist(runtime.as_ref(), &node_name) {
                     Err(e) => {
+                        cache.relist_failed();
                         if !failing {
                             log::warn!("relist failed: {e}");
                             failing = true;
@@ -165,7 +168,9 @@ pub fn spawn(
                             log::info!("relist works again");
                             failing = false;
                         }
-                        for uid in changed(&last, &now.fingerprints) {
+                        let prints = Arc::new(now.fingerprints);
+                        cache.relisted(started, prints.clone());
+                        for uid in changed(&last, &prints) {
                             workers.poke(&uid);
                         }
                         if ready.all_ready() {
@@ -186,7 +191,7 @@ pub fn spawn(
                                 }
                             }
                         }
-                        last = now.fingerprints;
+                        last = prints;
                     }
                 }
                 std::thread::sleep(interval);

@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 
 use super::backoff::Backoff;
+use super::cache::RuntimeCache;
 use super::cgroups;
 use super::labels::{self, ContainerInfo, SandboxInfo};
 use super::observed::{ContainerKind, ObservedContainer, ObservedPod, ObservedSandbox, RunState};
@@ -84,6 +85,8 @@ pub struct RuntimeSyncer {
     host_ips: Vec<String>,
     runtime_name: String,
     states: Mutex<HashMap<String, Arc<Mutex<PodState>>>>,
+    /// The last observation of each pod, while the relister confirms it.
+    cache: Arc<RuntimeCache>,
     /// The API server, for imagePullSecrets (None in standalone mode).
     api: Option<Arc<dyn KubeApi>>,
     /// The pods' volumes (None: pods with volume mounts are refused).
@@ -210,6 +213,7 @@ impl RuntimeSyncer {
             host_ips,
             runtime_name: runtime_name.to_string(),
             states: Mutex::new(HashMap::new()),
+            cache: Arc::new(RuntimeCache::new()),
             api: None,
             volumes: None,
             prober: None,
@@ -439,7 +443,21 @@ impl RuntimeSyncer {
         self.paths.pods_dir.join(uid)
     }
 
-    /// Everything the runtime has for the pod with this UID (on this node).
+    /// The cache the relister must confirm observations to (`pleg::spawn`).
+    pub fn runtime_cache(&self) -> Arc<RuntimeCache> {
+        self.cache.clone()
+    }
+
+    /// Everything the runtime has for the pod with this UID (on this node), as the last
+    /// relist confirmed it, or read now.
+    fn observe_cached(&self, uid: &str) -> Result<ObservedPod, CriError> {
+        match self.cache.confirmed(uid, Instant::now()) {
+            Some(o) => Ok(o),
+            None => self.observe(uid),
+        }
+    }
+
+    /// Everything the runtime has for the pod with this UID (on this node), read now.
     pub fn observe(&self, uid: &str) -> Result<ObservedPod, CriError> {
         let selector = labels::pod_selector(&self.node.node_name, uid);
         let mut observed = ObservedPod::default();
@@ -467,6 +485,7 @@ impl RuntimeSyncer {
             }
         }
         observed.sort();
+        self.cache.store(uid, &observed);
         Ok(observed)
     }
 
@@ -858,7 +877,7 @@ impl RuntimeSyncer {
         let state = self.state(uid(pod));
         let mut st = lock(&state);
         let first_seen = *st.first_seen.get_or_insert_with(Instant::now);
-        let observed = match self.observe(uid(pod)) {
+        let observed = match self.observe_cached(uid(pod)) {
             Ok(o) => o,
             Err(e) => {
                 log::warn!("pod {pod_key}: {e}");
@@ -1352,6 +1371,7 @@ impl PodSyncer for RuntimeSyncer {
 
     fn forget(&self, uid: &str) {
         lock(&self.states).remove(uid);
+        self.cache.forget(uid);
         if let Some(p) = &self.prober {
             p.forget(uid);
         }
@@ -1366,7 +1386,7 @@ mod tests {
     use crate::pod::report::LogReporter;
 
     #[test]
-    fn a_sync_with_nothing_to_do_reads_the_runtime_once() {
+    fn a_sync_with_nothing_to_do_reads_the_runtime_once_and_a_confirmed_resync_not_at_all() {
         let dir = std::env::temp_dir().join(format!("vk-cri-sync-test-{}", std::process::id()));
         let rt = Arc::new(FakeRuntime::new());
         rt.add_image("busybox");
@@ -1406,9 +1426,31 @@ mod tests {
                 Call::ListPodSandbox,
                 Call::PodSandboxStatus(sandbox),
                 Call::ListContainers,
-                Call::ContainerStatus(container),
+                Call::ContainerStatus(container.clone()),
             ],
             "nothing changed: the status comes from the one observation"
+        );
+
+        // Once a relist shows the same runtime state, a resync reads nothing at all.
+        let relisted = |syncer: &RuntimeSyncer| {
+            let prints = crate::pod::pleg::relist(rt.as_ref(), "vk-node").unwrap();
+            syncer
+                .runtime_cache()
+                .relisted(Instant::now(), Arc::new(prints.fingerprints));
+            rt.take_calls();
+        };
+        relisted(&syncer);
+        assert_eq!(syncer.sync(&pod), SyncResult::Requeue(RESYNC));
+        assert_eq!(rt.take_calls(), [], "the relist confirmed the observation");
+
+        // The container exited: the next relist differs, the sync reads the runtime again.
+        rt.stop_container(&container, Duration::ZERO).unwrap();
+        relisted(&syncer);
+        syncer.sync(&pod);
+        assert_eq!(
+            rt.take_calls().first(),
+            Some(&Call::ListPodSandbox),
+            "a changed pod is observed afresh"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

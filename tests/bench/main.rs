@@ -59,6 +59,10 @@ struct Args {
     /// Time the restarted daemon gets to adopt its pods before an idle measurement, in seconds
     #[arg(long, default_value_t = 10)]
     settle_secs: u64,
+    /// Only the idle measurements (with the pods, then without): for profiling the idle cost.
+    /// The daemon's pid is printed when each idle period starts (attach perf, heaptrack…)
+    #[arg(long)]
+    idle_only: bool,
 }
 
 /// What to remove whatever happens (also from the panic hook: release builds abort on panic).
@@ -768,6 +772,7 @@ fn measure_idle(
     secs: u64,
 ) -> Result<Idle, String> {
     let pid = d.pid()?;
+    eprintln!("bench: idle period of {secs} s starts, daemon pid {pid}");
     let (ticks0, api0, cri0, t0) = (
         proc_cpu_ticks(pid)?,
         f.requests().len(),
@@ -846,6 +851,10 @@ fn run(
     let version = rt
         .version()
         .map_err(|e| format!("containerd at {} does not answer: {e}", socket.display()))?;
+
+    if args.idle_only {
+        return idle_only(args, fake, &socket, scratch, image);
+    }
 
     // 1. The floor.
     let floor = Floor::new(rt.clone(), floor_node, scratch, &image)?;
@@ -987,6 +996,42 @@ fn run(
     }))
 }
 
+/// `--idle-only`: the daemon starts the pods, then the two idle measurements of the full run.
+fn idle_only(
+    args: &Args,
+    fake: &FakeApiServer,
+    socket: &Path,
+    scratch: &Path,
+    image: String,
+) -> Result<Value, String> {
+    let mut d = Daemon::new(&args.daemon, fake, &scratch.join("daemon"))?;
+    d.start(socket)?;
+    let mut vk = VkBench {
+        f: fake,
+        image,
+        n: 0,
+    };
+    let fail = |d: &Daemon, e: String| format!("{e}\n--- daemon log (tail) ---\n{}", d.log_tail());
+    eprintln!("bench: vk-cri, {} at once", args.burst);
+    let (names, _) = vk.burst_create(args.burst).map_err(|e| fail(&d, e))?;
+    let proxy = proxy::Proxy::start(&scratch.join("cri-proxy.sock"), socket)
+        .map_err(|e| format!("cri proxy: {e}"))?;
+    eprintln!("bench: idle with {} pods, {} s", args.burst, args.idle_secs);
+    restart(&mut d, &proxy.path, args.settle_secs)?;
+    let full = measure_idle(fake, &mut d, &proxy, args.burst, args.idle_secs)?;
+    restart(&mut d, socket, args.settle_secs)?;
+    vk.burst_delete(&names).map_err(|e| fail(&d, e))?;
+    eprintln!("bench: idle with 0 pods, {} s", args.idle_secs);
+    restart(&mut d, &proxy.path, args.settle_secs)?;
+    let empty = measure_idle(fake, &mut d, &proxy, 0, args.idle_secs)?;
+    d.kill();
+    Ok(json!({
+        "date": date_utc(),
+        "parameters": {"burst": args.burst, "idle_secs": args.idle_secs, "idle_only": true},
+        "idle": [full.json(), empty.json()],
+    }))
+}
+
 /// The 1-minute load average (NaN if /proc/loadavg cannot be read).
 fn loadavg() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -1033,6 +1078,9 @@ fn table(r: &Value) -> String {
         ("delete_burst", "delete, at once"),
     ] {
         let e = &r[key];
+        if e.is_null() {
+            continue; // --idle-only
+        }
         let ratio = if e["ratio_wall"].is_null() {
             &e["ratio_p50"]
         } else {
