@@ -42,6 +42,7 @@
 //! wholesale, yielding Deleted for what vanished while we were not watching.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
@@ -600,19 +601,20 @@ impl<K: Object> Watcher<K> {
     }
 }
 
-/// A change to the cache, for the consumers of the watch (pod workers).
+/// A change to the cache, for the consumers of the watch (pod workers). The object is the one
+/// the store holds: the store, the pod index and the pod's worker share one copy of a pod.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Delta<K> {
-    Added(K),
-    Updated(K),
-    Deleted(K),
+    Added(Arc<K>),
+    Updated(Arc<K>),
+    Deleted(Arc<K>),
 }
 
 /// The cache of watched objects, keyed by UID (a pod deleted and recreated under the same name
 /// is a different pod).
 #[derive(Clone, Debug)]
 pub struct Store<K> {
-    objects: HashMap<String, K>,
+    objects: HashMap<String, Arc<K>>,
 }
 
 impl<K> Default for Store<K> {
@@ -636,7 +638,7 @@ impl<K: Object> Store<K> {
         Store::default()
     }
 
-    pub fn get(&self, uid: &str) -> Option<&K> {
+    pub fn get(&self, uid: &str) -> Option<&Arc<K>> {
         self.objects.get(uid)
     }
 
@@ -649,7 +651,7 @@ impl<K: Object> Store<K> {
     }
 
     /// All objects, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &K> {
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<K>> {
         self.objects.values()
     }
 
@@ -661,25 +663,32 @@ impl<K: Object> Store<K> {
             CacheEvent::Deleted(k) => {
                 let removed = uid_of(&k).and_then(|uid| self.objects.remove(uid));
                 // Unknown UID: already gone (e.g. removed by a relist), never a second Deleted.
-                removed.map(|_| Delta::Deleted(k)).into_iter().collect()
+                removed
+                    .map(|_| Delta::Deleted(Arc::new(k)))
+                    .into_iter()
+                    .collect()
             }
             CacheEvent::Relisted { objects, keep_uids } => self.replace(objects, &keep_uids),
         }
     }
 
-    fn upsert(&mut self, k: K) -> Option<Delta<K>> {
+    fn upsert(&mut self, mut k: K) -> Option<Delta<K>> {
         let uid = uid_of(&k)?.to_string();
-        match self.objects.get(&uid) {
-            Some(old) if rv_of(old) == rv_of(&k) => None,
-            Some(_) => {
-                self.objects.insert(uid, k.clone());
-                Some(Delta::Updated(k))
-            }
-            None => {
-                self.objects.insert(uid, k.clone());
-                Some(Delta::Added(k))
-            }
-        }
+        let known = match self.objects.get(&uid) {
+            Some(old) if rv_of(old.as_ref()) == rv_of(&k) => return None,
+            known => known.is_some(),
+        };
+        // Nothing on a node reads managedFields, and on a real API server's objects they are
+        // the largest part (a JSON tree per field manager): dropped as client-go's
+        // TransformStripManagedFields drops them from an informer's cache.
+        k.metadata_mut().managed_fields = None;
+        let k = Arc::new(k);
+        self.objects.insert(uid, k.clone());
+        Some(if known {
+            Delta::Updated(k)
+        } else {
+            Delta::Added(k)
+        })
     }
 
     /// Wholesale replacement after a relist: Deleted (sorted by UID) for what vanished, then
@@ -843,6 +852,25 @@ mod tests {
             },
             phase: super::super::error::TransportPhase::Exchange,
             message: "connection reset".into(),
+        }
+    }
+
+    #[test]
+    fn the_store_drops_managed_fields() {
+        // The recorded list carries the real API server's managedFields.
+        let listed = page("01-pods-list-by-node").items;
+        assert!(listed.iter().any(|p| p.metadata.managed_fields.is_some()));
+        let mut store = Store::new();
+        let deltas = store.apply(CacheEvent::Relisted {
+            objects: listed.clone(),
+            keep_uids: vec![],
+        });
+        assert_eq!(deltas.len(), listed.len());
+        for d in &deltas {
+            let (Delta::Added(p) | Delta::Updated(p) | Delta::Deleted(p)) = d;
+            assert_eq!(p.metadata.managed_fields, None);
+            let stored = store.get(p.metadata.uid.as_deref().unwrap()).unwrap();
+            assert!(Arc::ptr_eq(stored, p), "the delta is the stored object");
         }
     }
 
