@@ -180,6 +180,9 @@ enum Auth {
     File(TokenFile),
 }
 
+/// The size of each input and output buffer of a connection, and the largest response header.
+const HTTP_BUFFER: usize = 16 * 1024;
+
 /// The API server client: one connection pool, one identity.
 pub struct ApiClient {
     agent: ureq::Agent,
@@ -214,6 +217,14 @@ impl ApiClient {
             .max_redirects(0)
             .max_redirects_will_error(false)
             .timeout_connect(Some(options.connect_timeout))
+            // ureq gives each connection 128 KiB in and 128 KiB out, twice over TLS (the socket
+            // and the TLS layer): 512 KiB per connection, 1.5 MiB of an idle daemon's heap for
+            // its three watches and its pool. The API server's headers are a few hundred bytes
+            // and bodies stream through, so 16 KiB buffers cost nothing in speed (a header must fit
+            // in half, so that a longer one is an error that says so).
+            .input_buffer_size(HTTP_BUFFER)
+            .output_buffer_size(HTTP_BUFFER)
+            .max_response_header_size(HTTP_BUFFER / 2)
             .build();
         let auth = match identity {
             Identity::Anonymous | Identity::ClientCert { .. } => Auth::None,

@@ -163,9 +163,9 @@ pub fn run_pod_reflector(
     run_reflector(&calls, watcher, |applied| {
         for delta in applied.deltas {
             let event = match delta {
-                Delta::Added(p) | Delta::Updated(p) => PodEvent::Upsert(Arc::new(p)),
+                Delta::Added(p) | Delta::Updated(p) => PodEvent::Upsert(p),
                 Delta::Deleted(p) => PodEvent::Remove {
-                    uid: p.metadata.uid.unwrap_or_default(),
+                    uid: p.metadata.uid.clone().unwrap_or_default(),
                 },
             };
             if tx.send(event).is_err() {
@@ -199,7 +199,10 @@ pub fn run_service_reflector(api: Arc<dyn KubeApi>, config: WatchConfig, cache: 
 /// The services the service reflector has seen, shared with the pod workers. `None` until the
 /// first complete list arrived (the kubelet's `serviceHasSynced`).
 #[derive(Clone, Default)]
-pub struct ServiceCache(Arc<Mutex<Option<Arc<Vec<Service>>>>>);
+pub struct ServiceCache(Arc<Mutex<Option<Services>>>);
+
+/// Every service of the cluster, shared with the reflector's store.
+pub type Services = Arc<Vec<Arc<Service>>>;
 
 impl ServiceCache {
     pub fn new() -> ServiceCache {
@@ -207,12 +210,12 @@ impl ServiceCache {
     }
 
     /// Replaces the set; the cache counts as synced from the first call on.
-    pub fn replace(&self, services: Vec<Service>) {
+    pub fn replace(&self, services: Vec<Arc<Service>>) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(services));
     }
 
     /// Every service known, or `None` before the first complete list.
-    pub fn snapshot(&self) -> Option<Arc<Vec<Service>>> {
+    pub fn snapshot(&self) -> Option<Services> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }

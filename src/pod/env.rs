@@ -14,6 +14,7 @@
 //! to them, and a variable the container defines itself wins. Pure.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, ObjectFieldSelector, Pod, Service};
 
@@ -60,7 +61,7 @@ pub enum Services<'a> {
     /// The first complete list has not arrived yet.
     NotSynced,
     /// Every service of the cluster.
-    Synced(&'a [Service]),
+    Synced(&'a [Arc<Service>]),
 }
 
 /// The kubelet's "master services": always injected from the `default` namespace.
@@ -130,12 +131,16 @@ fn service_vars(s: &Service, out: &mut BTreeMap<String, String>) {
 /// of `default`, and with `enable_service_links` every service of `namespace` with a cluster
 /// IP; a service of the pod's own namespace wins over a master service of the same name.
 pub fn service_env(
-    services: &[Service],
+    services: &[Arc<Service>],
     namespace: &str,
     enable_service_links: bool,
 ) -> BTreeMap<String, String> {
     let mut chosen: BTreeMap<&str, &Service> = BTreeMap::new();
-    for s in services.iter().filter(|s| has_cluster_ip(s)) {
+    for s in services
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|s| has_cluster_ip(s))
+    {
         let name = s.metadata.name.as_deref().unwrap_or_default();
         let ns = s.metadata.namespace.as_deref().unwrap_or_default();
         if ns == "default" && MASTER_SERVICES.contains(&name) {
@@ -665,15 +670,16 @@ mod tests {
         );
     }
 
-    fn service(ns: &str, name: &str, ip: &str, ports: serde_json::Value) -> Service {
+    fn service(ns: &str, name: &str, ip: &str, ports: serde_json::Value) -> Arc<Service> {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "namespace": ns},
             "spec": {"clusterIP": ip, "ports": ports}
         }))
+        .map(Arc::new)
         .unwrap()
     }
 
-    fn cluster() -> Vec<Service> {
+    fn cluster() -> Vec<Arc<Service>> {
         vec![
             service(
                 "default",

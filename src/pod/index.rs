@@ -39,7 +39,7 @@ impl PodIndex {
     /// Every pod, ordered by namespace and name, with its status replaced by `status(uid)`
     /// where that has one (what vk-cri reported last is newer than what the source had; for
     /// static pods it is the only status there is, as in the kubelet's `GetPods`).
-    pub fn list(&self, status: impl Fn(&str) -> Option<PodStatus>) -> Vec<Pod> {
+    pub fn list(&self, status: impl Fn(&str) -> Option<Arc<PodStatus>>) -> Vec<Pod> {
         let pods: Vec<Arc<Pod>> = self
             .pods
             .read()
@@ -52,7 +52,7 @@ impl PodIndex {
             .map(|p| {
                 let mut pod = Pod::clone(p);
                 if let Some(s) = status(super::uid(p)) {
-                    pod.status = Some(s);
+                    pod.status = Some(PodStatus::clone(&s));
                 }
                 pod
             })
@@ -98,9 +98,11 @@ mod tests {
         index.apply(&PodEvent::Upsert(pod("a", "db", "u2", "Pending")));
         index.apply(&PodEvent::Upsert(pod("b", "web", "u1", "Unknown")));
         let reported = |uid: &str| {
-            (uid == "u2").then(|| PodStatus {
-                phase: Some("Running".into()),
-                ..PodStatus::default()
+            (uid == "u2").then(|| {
+                Arc::new(PodStatus {
+                    phase: Some("Running".into()),
+                    ..PodStatus::default()
+                })
             })
         };
         assert_eq!(

@@ -8,7 +8,7 @@
 //! Container events ([`PodReporter::container_event`]) name the container by its field path.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 
@@ -39,7 +39,7 @@ pub trait PodReporter: Send + Sync {
     /// The pod is stopped and cleaned up: finish its deletion at its source.
     fn deleted(&self, pod: &Pod) -> Result<(), String>;
     /// The last status reported for the pod with this UID.
-    fn last_status(&self, uid: &str) -> Option<PodStatus>;
+    fn last_status(&self, uid: &str) -> Option<Arc<PodStatus>>;
     /// Forget the pod with this UID.
     fn forget(&self, uid: &str);
 }
@@ -47,7 +47,7 @@ pub trait PodReporter: Send + Sync {
 /// Standalone reporting: to the log.
 #[derive(Default)]
 pub struct LogReporter {
-    last: Mutex<HashMap<String, PodStatus>>,
+    last: Mutex<HashMap<String, Arc<PodStatus>>>,
 }
 
 impl LogReporter {
@@ -55,7 +55,7 @@ impl LogReporter {
         LogReporter::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodStatus>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PodStatus>>> {
         self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -101,7 +101,9 @@ impl PodReporter for LogReporter {
         if changed {
             log::info!("pod {}: {}", key(pod), summary(status));
         }
-        last.insert(uid, status.clone());
+        if last.get(&uid).is_none_or(|old| **old != *status) {
+            last.insert(uid, Arc::new(status.clone()));
+        }
     }
 
     fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) {
@@ -135,7 +137,7 @@ impl PodReporter for LogReporter {
         Ok(())
     }
 
-    fn last_status(&self, uid: &str) -> Option<PodStatus> {
+    fn last_status(&self, uid: &str) -> Option<Arc<PodStatus>> {
         self.lock().get(uid).cloned()
     }
 
@@ -178,7 +180,7 @@ mod tests {
             ..Default::default()
         };
         r.status(&pod, &s);
-        assert_eq!(r.last_status("u"), Some(s));
+        assert_eq!(r.last_status("u").as_deref(), Some(&s));
         r.forget("u");
         assert_eq!(r.last_status("u"), None);
     }

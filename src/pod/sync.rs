@@ -515,7 +515,7 @@ impl RuntimeSyncer {
         let old = self
             .reporter
             .last_status(uid(pod))
-            .or_else(|| pod.status.clone());
+            .or_else(|| pod.status.clone().map(Arc::new));
         let is_static = pod
             .metadata
             .annotations
@@ -524,7 +524,7 @@ impl RuntimeSyncer {
         let status = status::pod_status(&StatusInput {
             pod,
             observed,
-            old: old.as_ref(),
+            old: old.as_deref(),
             waiting: &st.waiting,
             readiness: &self
                 .prober
@@ -1116,12 +1116,11 @@ impl RuntimeSyncer {
             p.track(pod, &running, &self.pod_ip(pod, &after));
         }
         let done = actions.kill_pod && actions.create_sandbox.is_none();
-        let was_pending = self
-            .reporter
-            .last_status(uid(pod))
-            .or_else(|| pod.status.clone())
-            .and_then(|s| s.phase)
-            .is_none_or(|p| p == "Pending");
+        let was_pending = match self.reporter.last_status(uid(pod)) {
+            Some(s) => s.phase.clone(),
+            None => pod.status.as_ref().and_then(|s| s.phase.clone()),
+        }
+        .is_none_or(|p| p == "Pending");
         let status = self.report_status(pod, &after, &st, false);
         // The kubelet's pod start duration: first seen → the first Running status of a pod
         // that was Pending (a pod adopted while running is not counted).

@@ -167,7 +167,7 @@ mod tests {
         fn deleted(&self, _: &Pod) -> Result<(), String> {
             Ok(())
         }
-        fn last_status(&self, _: &str) -> Option<PodStatus> {
+        fn last_status(&self, _: &str) -> Option<Arc<PodStatus>> {
             None
         }
         fn forget(&self, _: &str) {}
