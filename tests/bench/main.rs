@@ -879,25 +879,14 @@ fn run(
         image,
         n: 0,
     };
-    let fail = |d: &Daemon, e: String| format!("{e}\n--- daemon log (tail) ---\n{}", d.log_tail());
     eprintln!("bench: vk-cri, {} sequential", args.seq);
-    let (vk_up, vk_down) = vk.sequential(args.seq).map_err(|e| fail(&d, e))?;
+    let (vk_up, vk_down) = vk.sequential(args.seq).map_err(|e| with_log(&d, e))?;
     eprintln!("bench: vk-cri, {} at once", args.burst);
-    let (names, vk_burst_up) = vk.burst_create(args.burst).map_err(|e| fail(&d, e))?;
+    let (names, vk_burst_up) = vk.burst_create(args.burst).map_err(|e| with_log(&d, e))?;
 
     // 3. Idle with the pods, then without, through the counting proxy.
-    let proxy = proxy::Proxy::start(&scratch.join("cri-proxy.sock"), &socket)
-        .map_err(|e| format!("cri proxy: {e}"))?;
-    eprintln!("bench: idle with {} pods, {} s", args.burst, args.idle_secs);
-    restart(&mut d, &proxy.path, args.settle_secs)?;
-    let idle_full = measure_idle(fake, &mut d, &proxy, args.burst, args.idle_secs)?;
-    eprintln!("bench: vk-cri, {} deleted at once", args.burst);
-    restart(&mut d, &socket, args.settle_secs)?;
-    let vk_burst_down = vk.burst_delete(&names).map_err(|e| fail(&d, e))?;
-    eprintln!("bench: idle with 0 pods, {} s", args.idle_secs);
-    restart(&mut d, &proxy.path, args.settle_secs)?;
-    let idle_empty = measure_idle(fake, &mut d, &proxy, 0, args.idle_secs)?;
-    d.kill();
+    let (idle_full, vk_burst_down, idle_empty) =
+        idle_and_delete(args, &mut d, &vk, &names, &socket, scratch)?;
 
     // 4. The report.
     let ratio = |a: f64, b: f64| r2(a / b);
@@ -996,6 +985,37 @@ fn run(
     }))
 }
 
+/// An error with the tail of the daemon's log.
+fn with_log(d: &Daemon, e: String) -> String {
+    format!("{e}\n--- daemon log (tail) ---\n{}", d.log_tail())
+}
+
+/// The idle cost with the `names` pods running, their deletion all at once, and the idle cost
+/// with none. The daemon is restarted onto the counting CRI proxy for each idle period (and
+/// lets its pods settle first), and onto containerd itself for the deletion.
+fn idle_and_delete(
+    args: &Args,
+    d: &mut Daemon,
+    vk: &VkBench<'_>,
+    names: &[String],
+    socket: &Path,
+    scratch: &Path,
+) -> Result<(Idle, Series, Idle), String> {
+    let proxy = proxy::Proxy::start(&scratch.join("cri-proxy.sock"), socket)
+        .map_err(|e| format!("cri proxy: {e}"))?;
+    eprintln!("bench: idle with {} pods, {} s", args.burst, args.idle_secs);
+    restart(d, &proxy.path, args.settle_secs)?;
+    let full = measure_idle(vk.f, d, &proxy, args.burst, args.idle_secs)?;
+    eprintln!("bench: vk-cri, {} deleted at once", args.burst);
+    restart(d, socket, args.settle_secs)?;
+    let deleted = vk.burst_delete(names).map_err(|e| with_log(d, e))?;
+    eprintln!("bench: idle with 0 pods, {} s", args.idle_secs);
+    restart(d, &proxy.path, args.settle_secs)?;
+    let empty = measure_idle(vk.f, d, &proxy, 0, args.idle_secs)?;
+    d.kill();
+    Ok((full, deleted, empty))
+}
+
 /// `--idle-only`: the daemon starts the pods, then the two idle measurements of the full run.
 fn idle_only(
     args: &Args,
@@ -1011,20 +1031,9 @@ fn idle_only(
         image,
         n: 0,
     };
-    let fail = |d: &Daemon, e: String| format!("{e}\n--- daemon log (tail) ---\n{}", d.log_tail());
     eprintln!("bench: vk-cri, {} at once", args.burst);
-    let (names, _) = vk.burst_create(args.burst).map_err(|e| fail(&d, e))?;
-    let proxy = proxy::Proxy::start(&scratch.join("cri-proxy.sock"), socket)
-        .map_err(|e| format!("cri proxy: {e}"))?;
-    eprintln!("bench: idle with {} pods, {} s", args.burst, args.idle_secs);
-    restart(&mut d, &proxy.path, args.settle_secs)?;
-    let full = measure_idle(fake, &mut d, &proxy, args.burst, args.idle_secs)?;
-    restart(&mut d, socket, args.settle_secs)?;
-    vk.burst_delete(&names).map_err(|e| fail(&d, e))?;
-    eprintln!("bench: idle with 0 pods, {} s", args.idle_secs);
-    restart(&mut d, &proxy.path, args.settle_secs)?;
-    let empty = measure_idle(fake, &mut d, &proxy, 0, args.idle_secs)?;
-    d.kill();
+    let (names, _) = vk.burst_create(args.burst).map_err(|e| with_log(&d, e))?;
+    let (full, _, empty) = idle_and_delete(args, &mut d, &vk, &names, socket, scratch)?;
     Ok(json!({
         "date": date_utc(),
         "parameters": {"burst": args.burst, "idle_secs": args.idle_secs, "idle_only": true},
