@@ -33,6 +33,9 @@ struct Queue {
     latest: HashMap<String, Arc<PodStatus>>,
     /// The mirror pod's uid of each static pod uid.
     mirrors: HashMap<String, String>,
+    /// The pod uid whose status the `status` thread is writing now (taken from `pending`, not
+    /// in `written` yet): a status equal to the one written before must still be queued.
+    in_flight: Option<String>,
 }
 
 struct Shared {
@@ -93,10 +96,12 @@ fn status_loop(api: &dyn KubeApi, shared: &Shared) {
             loop {
                 if let Some(id) = q.order.pop_front() {
                     if let Some(item) = q.pending.remove(&id) {
+                        q.in_flight = Some(id);
                         break item;
                     }
                     continue;
                 }
+                q.in_flight = None;
                 q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
@@ -272,12 +277,23 @@ impl PodReporter for ApiReporter {
     fn status(&self, pod: &Pod, status: &PodStatus) {
         let id = uid(pod).to_string();
         let mut q = lock(&self.shared);
-        if let Some(written) = q.written.get(&id).filter(|w| ***w == *status).cloned() {
+        let writing = q.in_flight.as_deref() == Some(id.as_str());
+        if let Some(written) = q.written.get(&id).filter(|w| !writing && ***w == *status) {
+            let written = written.clone();
             q.latest.insert(id.clone(), written);
             q.pending.remove(&id);
             return;
         }
         let status = Arc::new(status.clone());
+        // The first status since the daemon started, and the API server already has it (the
+        // daemon restarted under a running pod): nothing to write, as the kubelet's status
+        // manager finds no reconcile needed against its copy of the pod.
+        if !q.latest.contains_key(&id) && pod.status.as_ref() == Some(&*status) {
+            q.written.insert(id.clone(), status.clone());
+            q.latest.insert(id.clone(), status);
+            q.pending.remove(&id);
+            return;
+        }
         q.latest.insert(id.clone(), status.clone());
         if q.pending
             .insert(id.clone(), (Arc::new(pod.clone()), status))
@@ -420,6 +436,48 @@ mod tests {
         assert_eq!(body["metadata"]["uid"], "u-1");
         assert_eq!(body["status"]["phase"], "Running");
         assert_eq!(r.last_status("u-1").as_deref(), Some(&s));
+    }
+
+    #[test]
+    fn a_status_the_api_server_already_has_is_not_written_after_a_restart() {
+        let api = Arc::new(FakeApi::new());
+        let fixture = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/apiserver/07k-pod-get-200/response-body.json"
+        ))
+        .unwrap();
+        for _ in 0..2 {
+            api.push_json(
+                RequestKind::PatchPodStatus,
+                serde_json::from_slice(&fixture).unwrap(),
+            );
+        }
+        let r = ApiReporter::start(api.clone(), "vk-node").unwrap();
+        let s = PodStatus {
+            phase: Some("Running".into()),
+            ..Default::default()
+        };
+        let mut adopted = pod();
+        adopted.status = Some(s.clone());
+        r.status(&adopted, &s);
+        assert_eq!(r.last_status("u-1").as_deref(), Some(&s));
+        // A change is written as usual, and going back to the API server's old status is a
+        // change too (what counts then is what this daemon wrote last).
+        let failed = PodStatus {
+            phase: Some("Failed".into()),
+            ..Default::default()
+        };
+        r.status(&adopted, &failed);
+        wait_for(&api, RequestKind::PatchPodStatus, 1);
+        r.status(&adopted, &s);
+        wait_for(&api, RequestKind::PatchPodStatus, 2);
+        let phases: Vec<serde_json::Value> = api
+            .calls_of(RequestKind::PatchPodStatus)
+            .iter()
+            .map(|c| serde_json::from_slice::<serde_json::Value>(c.body.as_ref().unwrap()).unwrap())
+            .map(|b| b["status"]["phase"].clone())
+            .collect();
+        assert_eq!(phases, ["Failed", "Running"]);
     }
 
     #[test]

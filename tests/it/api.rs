@@ -446,6 +446,55 @@ fn a_pod_deleted_while_the_daemon_was_down_is_cleaned_up() {
 }
 
 #[test]
+fn a_restarted_daemon_does_not_rewrite_the_status_the_api_server_has() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-again");
+    d.start();
+    let node = f.node_name().to_string();
+    f.create_pod(pod("kept", &node, COOPERATIVE, 2));
+    wait_pod(&f, "kept", "kept Running", running_and_ready);
+    let status_patches = |f: &FakeApiServer| {
+        f.requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with("/pods/kept/status"))
+            .count()
+    };
+    let lists = |f: &FakeApiServer| {
+        f.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == "/api/v1/pods")
+            .count()
+    };
+    d.kill();
+    let before = status_patches(&f);
+    let lists_before = lists(&f);
+    d.start();
+    // The restarted daemon lists the pod, adopts its running container and computes the same
+    // status as the one it wrote before: the kubelet's status manager writes nothing then.
+    wait_for(
+        "the restarted daemon's pod list",
+        Duration::from_secs(30),
+        || (lists(&f) > lists_before).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        status_patches(&f),
+        before,
+        "no status write after the restart"
+    );
+    assert!(running_and_ready(&f.get_pod("default", "kept").unwrap()));
+    // It still manages the pod: a deletion is carried out and its statuses written.
+    f.delete_pod("default", "kept", Some(2));
+    assert!(
+        f.wait_for(Duration::from_secs(60), |v| v
+            .get(Res::Pods, "default", "kept")
+            .is_none()),
+        "kept never went"
+    );
+    assert!(status_patches(&f) > before);
+}
+
+#[test]
 fn image_pull_secrets_authenticate_the_pull_and_their_absence_gives_err_image_pull() {
     let f = fake();
     let mut d = Daemon::with_api(&f, "api-auth");
