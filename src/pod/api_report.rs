@@ -404,21 +404,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_status_is_written_once_as_a_merge_patch_with_the_uid() {
+    /// A reporter on a fake API that answers `n` status patches with the recorded pod.
+    fn reporter_answering_patches(n: usize) -> (Arc<FakeApi>, Arc<ApiReporter>) {
         let api = Arc::new(FakeApi::new());
         let fixture = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/apiserver/07k-pod-get-200/response-body.json"
         ))
         .unwrap();
-        for _ in 0..3 {
+        for _ in 0..n {
             api.push_json(
                 RequestKind::PatchPodStatus,
                 serde_json::from_slice(&fixture).unwrap(),
             );
         }
         let r = ApiReporter::start(api.clone(), "vk-node").unwrap();
+        (api, r)
+    }
+
+    #[test]
+    fn a_status_is_written_once_as_a_merge_patch_with_the_uid() {
+        let (api, r) = reporter_answering_patches(3);
         let s = PodStatus {
             phase: Some("Running".into()),
             ..Default::default()
@@ -440,19 +446,7 @@ mod tests {
 
     #[test]
     fn a_status_the_api_server_already_has_is_not_written_after_a_restart() {
-        let api = Arc::new(FakeApi::new());
-        let fixture = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/apiserver/07k-pod-get-200/response-body.json"
-        ))
-        .unwrap();
-        for _ in 0..2 {
-            api.push_json(
-                RequestKind::PatchPodStatus,
-                serde_json::from_slice(&fixture).unwrap(),
-            );
-        }
-        let r = ApiReporter::start(api.clone(), "vk-node").unwrap();
+        let (api, r) = reporter_answering_patches(2);
         let s = PodStatus {
             phase: Some("Running".into()),
             ..Default::default()
