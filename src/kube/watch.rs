@@ -47,6 +47,7 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::error::{ApiError, RequestRef};
 use super::request::{self, ListOptions, Request, WatchOptions};
@@ -84,12 +85,14 @@ pub enum WatchEvent<K> {
     Undecodable(Undecodable),
 }
 
+/// A watch line. The object stays raw text until its type is known: a typed object is
+/// decoded straight from it (no `serde_json::Value` tree in between).
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     #[serde(rename = "type")]
     event_type: String,
-    #[serde(default)]
-    object: serde_json::Value,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
 }
 
 fn meta_str(object: &serde_json::Value, key: &str) -> Option<String> {
@@ -111,13 +114,42 @@ fn undecodable(event_type: &str, object: &serde_json::Value, message: String) ->
     }
 }
 
+/// The raw text as a `Value` (`null` if absent); only for objects that are not typed.
+fn to_value(object: Option<&RawValue>) -> serde_json::Value {
+    object
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default()
+}
+
+/// Decodes one object from its raw text. Going through a `serde_json::Value` first would build
+/// a tree of maps ~5× the size of the text: for a list of 100 pods that tree was the daemon's
+/// peak heap, which the allocator keeps (docs/PERFORMANCE.md). Only an object that fails is
+/// read into a `Value`, for the names its error reports.
 fn decode_object<K: DeserializeOwned>(
     event_type: &str,
-    object: serde_json::Value,
+    object: Option<&RawValue>,
 ) -> Result<K, Box<Undecodable>> {
-    // Keep the identifying fields before `object` is consumed.
-    let shell = serde_json::json!({ "metadata": object.get("metadata").cloned() });
-    K::deserialize(object).map_err(|e| Box::new(undecodable(event_type, &shell, e.to_string())))
+    let decoded = match object {
+        Some(raw) => serde_json::from_str(raw.get()),
+        None => K::deserialize(serde_json::Value::Null),
+    };
+    decoded.map_err(|e| {
+        Box::new(undecodable(
+            event_type,
+            &to_value(object),
+            without_position(e),
+        ))
+    })
+}
+
+/// serde_json's message without its " at line L column C": the position within one object's
+/// text means nothing to someone reading the event or the log.
+fn without_position(e: serde_json::Error) -> String {
+    let message = e.to_string();
+    match message.rfind(" at line ") {
+        Some(at) if e.line() > 0 => message[..at].to_string(),
+        _ => message,
+    }
 }
 
 /// Decodes one NDJSON line of a watch. Only a line that is not a JSON `{type, object}` envelope
@@ -135,18 +167,21 @@ pub fn decode_watch_line<K: DeserializeOwned>(
         "ADDED" => typed(WatchEvent::Added, object),
         "MODIFIED" => typed(WatchEvent::Modified, object),
         "DELETED" => typed(WatchEvent::Deleted, object),
-        "BOOKMARK" => match meta_str(&object, "resourceVersion") {
-            Some(resource_version) => WatchEvent::Bookmark { resource_version },
-            None => WatchEvent::Undecodable(undecodable(
-                &event_type,
-                &object,
-                "bookmark without metadata.resourceVersion".into(),
-            )),
-        },
-        "ERROR" => WatchEvent::Error(object),
+        "BOOKMARK" => {
+            let object = to_value(object);
+            match meta_str(&object, "resourceVersion") {
+                Some(resource_version) => WatchEvent::Bookmark { resource_version },
+                None => WatchEvent::Undecodable(undecodable(
+                    &event_type,
+                    &object,
+                    "bookmark without metadata.resourceVersion".into(),
+                )),
+            }
+        }
+        "ERROR" => WatchEvent::Error(to_value(object)),
         _ => WatchEvent::Undecodable(undecodable(
             &event_type,
-            &object,
+            &to_value(object),
             format!("unknown watch event type {event_type:?}"),
         )),
     })
@@ -164,11 +199,12 @@ pub struct Page<K> {
     pub undecodable: Vec<Undecodable>,
 }
 
+/// A list response, its items left as raw text (see [`decode_object`]).
 #[derive(Deserialize)]
-struct RawList {
+struct RawList<'a> {
     metadata: RawListMeta,
-    #[serde(default)]
-    items: Option<Vec<serde_json::Value>>,
+    #[serde(borrow, default)]
+    items: Option<Vec<&'a RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -187,7 +223,7 @@ pub fn decode_page<K: DeserializeOwned>(body: &[u8]) -> Result<Page<K>, serde_js
     let mut items = Vec::new();
     let mut bad = Vec::new();
     for item in raw.items.unwrap_or_default() {
-        match decode_object::<K>("LIST", item) {
+        match decode_object::<K>("LIST", Some(item)) {
             Ok(k) => items.push(k),
             Err(u) => bad.push(*u),
         }
@@ -924,7 +960,19 @@ mod tests {
                 assert_eq!(u.name.as_deref(), Some("bad"));
                 assert_eq!(u.namespace.as_deref(), Some("ns"));
                 assert_eq!(u.resource_version.as_deref(), Some("9"));
-                assert!(u.message.contains("invalid type"), "{}", u.message);
+                // The object's own position in the line means nothing to a reader.
+                assert_eq!(
+                    u.message, "invalid type: integer `7`, expected a string",
+                    "{}",
+                    u.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match decode_watch_line::<Pod>(br#"{"type":"ADDED","object":null}"#).unwrap() {
+            WatchEvent::Undecodable(u) => {
+                assert_eq!(u.message, "invalid type: null, expected Pod");
+                assert_eq!(u.name, None);
             }
             other => panic!("{other:?}"),
         }
