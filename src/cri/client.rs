@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use grpcio::{CallOption, ChannelBuilder, EnvBuilder, Environment};
 
 use super::api::{self, grpc};
+use super::lanes::Lanes;
 use super::{Code, CriError, ExecOutput, Labels, PullAuth, Runtime, Target, VersionInfo};
 
 /// How long calls may take.
@@ -32,6 +33,9 @@ impl Default for Deadlines {
     }
 }
 
+/// Reads of the runtime in flight at once (see [`Lanes`]).
+pub const READ_LANES: usize = 8;
+
 /// CRI v1 client over one gRPC channel to the runtime's Unix socket.
 #[derive(Clone)]
 pub struct GrpcRuntime {
@@ -39,6 +43,8 @@ pub struct GrpcRuntime {
     runtime: grpc::RuntimeServiceClient,
     images: grpc::ImageServiceClient,
     deadlines: Deadlines,
+    /// Shared by every clone: how many reads may be in flight (see [`Lanes`]).
+    read_lanes: Arc<Lanes>,
     // Keeps the completion-queue thread alive as long as a clone of the client exists.
     _env: Arc<Environment>,
 }
@@ -78,6 +84,7 @@ impl GrpcRuntime {
             runtime: grpc::RuntimeServiceClient::new(channel.clone()),
             images: grpc::ImageServiceClient::new(channel),
             deadlines,
+            read_lanes: Arc::new(Lanes::new(READ_LANES)),
             _env: env,
         }
     }
@@ -85,6 +92,16 @@ impl GrpcRuntime {
     /// The socket this client talks to.
     pub fn endpoint(&self) -> &Path {
         &self.endpoint
+    }
+
+    /// A read of the runtime (a list or a status): it waits for one of the read lanes.
+    fn read<T>(
+        &self,
+        op: &'static str,
+        call: impl FnOnce() -> grpcio::Result<T>,
+    ) -> grpcio::Result<T> {
+        let _lane = self.read_lanes.take();
+        metered(op, call)
     }
 
     fn opt(&self) -> CallOption {
@@ -151,7 +168,8 @@ impl Runtime for GrpcRuntime {
             version: "v1".into(),
             ..Default::default()
         };
-        let r = metered("version", || self.runtime.version(&req, self.opt()))
+        let r = self
+            .read("version", || self.runtime.version(&req, self.opt()))
             .map_err(fail("get the version of", Target::Runtime))?;
         Ok(VersionInfo {
             runtime_name: r.runtime_name,
@@ -161,11 +179,12 @@ impl Runtime for GrpcRuntime {
     }
 
     fn status(&self) -> Result<api::RuntimeStatus, CriError> {
-        let r = metered("status", || {
-            self.runtime
-                .status(&api::StatusRequest::default(), self.opt())
-        })
-        .map_err(fail("get the status of", Target::Runtime))?;
+        let r = self
+            .read("status", || {
+                self.runtime
+                    .status(&api::StatusRequest::default(), self.opt())
+            })
+            .map_err(fail("get the status of", Target::Runtime))?;
         Ok(r.status.unwrap_or_default())
     }
 
@@ -221,13 +240,14 @@ impl Runtime for GrpcRuntime {
             pod_sandbox_id: sandbox_id.to_string(),
             ..Default::default()
         };
-        let r = metered("podsandbox_status", || {
-            self.runtime.pod_sandbox_status(&req, self.opt())
-        })
-        .map_err(fail(
-            "get the status of",
-            Target::Sandbox(sandbox_id.into()),
-        ))?;
+        let r = self
+            .read("podsandbox_status", || {
+                self.runtime.pod_sandbox_status(&req, self.opt())
+            })
+            .map_err(fail(
+                "get the status of",
+                Target::Sandbox(sandbox_id.into()),
+            ))?;
         Ok(r.status.unwrap_or_default())
     }
 
@@ -240,10 +260,11 @@ impl Runtime for GrpcRuntime {
             .into(),
             ..Default::default()
         };
-        let r = metered("list_podsandbox", || {
-            self.runtime.list_pod_sandbox(&req, self.opt())
-        })
-        .map_err(fail("list sandboxes of", Target::Runtime))?;
+        let r = self
+            .read("list_podsandbox", || {
+                self.runtime.list_pod_sandbox(&req, self.opt())
+            })
+            .map_err(fail("list sandboxes of", Target::Runtime))?;
         Ok(r.items)
     }
 
@@ -321,10 +342,11 @@ impl Runtime for GrpcRuntime {
             .into(),
             ..Default::default()
         };
-        let r = metered("list_containers", || {
-            self.runtime.list_containers(&req, self.opt())
-        })
-        .map_err(fail("list containers of", Target::Runtime))?;
+        let r = self
+            .read("list_containers", || {
+                self.runtime.list_containers(&req, self.opt())
+            })
+            .map_err(fail("list containers of", Target::Runtime))?;
         Ok(r.containers)
     }
 
@@ -333,13 +355,14 @@ impl Runtime for GrpcRuntime {
             container_id: container_id.to_string(),
             ..Default::default()
         };
-        let r = metered("container_status", || {
-            self.runtime.container_status(&req, self.opt())
-        })
-        .map_err(fail(
-            "get the status of",
-            Target::Container(container_id.into()),
-        ))?;
+        let r = self
+            .read("container_status", || {
+                self.runtime.container_status(&req, self.opt())
+            })
+            .map_err(fail(
+                "get the status of",
+                Target::Container(container_id.into()),
+            ))?;
         Ok(r.status.unwrap_or_default())
     }
 
@@ -418,10 +441,11 @@ impl Runtime for GrpcRuntime {
             container_id: container_id.to_string(),
             ..Default::default()
         };
-        let r = metered("container_stats", || {
-            self.runtime.container_stats(&req, self.opt())
-        })
-        .map_err(fail("get stats of", Target::Container(container_id.into())))?;
+        let r = self
+            .read("container_stats", || {
+                self.runtime.container_stats(&req, self.opt())
+            })
+            .map_err(fail("get stats of", Target::Container(container_id.into())))?;
         Ok(r.stats.unwrap_or_default())
     }
 
@@ -434,10 +458,11 @@ impl Runtime for GrpcRuntime {
             .into(),
             ..Default::default()
         };
-        let r = metered("list_container_stats", || {
-            self.runtime.list_container_stats(&req, self.opt())
-        })
-        .map_err(fail("list container stats of", Target::Runtime))?;
+        let r = self
+            .read("list_container_stats", || {
+                self.runtime.list_container_stats(&req, self.opt())
+            })
+            .map_err(fail("list container stats of", Target::Runtime))?;
         Ok(r.stats)
     }
 
@@ -446,10 +471,11 @@ impl Runtime for GrpcRuntime {
             pod_sandbox_id: sandbox_id.to_string(),
             ..Default::default()
         };
-        let r = metered("podsandbox_stats", || {
-            self.runtime.pod_sandbox_stats(&req, self.opt())
-        })
-        .map_err(fail("get stats of", Target::Sandbox(sandbox_id.into())))?;
+        let r = self
+            .read("podsandbox_stats", || {
+                self.runtime.pod_sandbox_stats(&req, self.opt())
+            })
+            .map_err(fail("get stats of", Target::Sandbox(sandbox_id.into())))?;
         Ok(r.stats.unwrap_or_default())
     }
 
@@ -465,10 +491,11 @@ impl Runtime for GrpcRuntime {
             .into(),
             ..Default::default()
         };
-        let r = metered("list_podsandbox_stats", || {
-            self.runtime.list_pod_sandbox_stats(&req, self.opt())
-        })
-        .map_err(fail("list sandbox stats of", Target::Runtime))?;
+        let r = self
+            .read("list_podsandbox_stats", || {
+                self.runtime.list_pod_sandbox_stats(&req, self.opt())
+            })
+            .map_err(fail("list sandbox stats of", Target::Runtime))?;
         Ok(r.stats)
     }
 
@@ -477,10 +504,11 @@ impl Runtime for GrpcRuntime {
             image: Some(image_spec(image)).into(),
             ..Default::default()
         };
-        let r = metered("image_status", || {
-            self.images.image_status(&req, self.opt())
-        })
-        .map_err(fail("get the status of", Target::Image(image.into())))?;
+        let r = self
+            .read("image_status", || {
+                self.images.image_status(&req, self.opt())
+            })
+            .map_err(fail("get the status of", Target::Image(image.into())))?;
         // An absent image is an empty (or missing) `image`, not an error.
         Ok(r.image.into_option().filter(|i| !i.id.is_empty()))
     }
@@ -513,11 +541,12 @@ impl Runtime for GrpcRuntime {
     }
 
     fn list_images(&self) -> Result<Vec<api::Image>, CriError> {
-        let r = metered("list_images", || {
-            self.images
-                .list_images(&api::ListImagesRequest::default(), self.opt())
-        })
-        .map_err(fail("list images of", Target::Runtime))?;
+        let r = self
+            .read("list_images", || {
+                self.images
+                    .list_images(&api::ListImagesRequest::default(), self.opt())
+            })
+            .map_err(fail("list images of", Target::Runtime))?;
         Ok(r.images)
     }
 

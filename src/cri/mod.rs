@@ -10,6 +10,7 @@
 pub mod api;
 pub mod client;
 pub mod fake;
+pub mod lanes;
 
 use std::collections::HashMap;
 use std::fmt;

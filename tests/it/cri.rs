@@ -502,6 +502,63 @@ fn listing_by_our_labels_returns_only_what_this_test_created() {
     assert!(rt.list_containers(&nobody, None).expect("list").is_empty());
 }
 
+/// Reads share a few lanes (`cri/lanes.rs`); many at once all get answered, a failed read gives
+/// its lane back, and a pod sandbox can still be run while reads queue.
+#[test]
+fn many_reads_at_once_are_all_answered_and_failed_reads_free_their_lane() {
+    let rt = runtime();
+    let lanes = vk_cri::cri::client::READ_LANES;
+    // Failed reads, more than there are lanes: each must give its lane back (a lane kept
+    // would make the later ones wait forever; the test gives up after 30 s and says so).
+    let (done, finished) = std::sync::mpsc::channel();
+    let failing = {
+        let rt = rt.clone();
+        std::thread::spawn(move || {
+            for _ in 0..3 * lanes {
+                let err = rt
+                    .pod_sandbox_status("no-such-sandbox")
+                    .expect_err("no such sandbox");
+                assert_eq!(err.code(), Some(Code::NotFound), "{err}");
+            }
+            let _ = done.send(());
+        })
+    };
+    finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("failed reads did not give their lanes back");
+    failing.join().expect("failed reads");
+    let case = env::unique("lanes");
+    let selector: Labels = [(TEST_LABEL.to_string(), case.clone())].into();
+    let threads: Vec<_> = (0..8 * lanes)
+        .map(|_| {
+            let (rt, selector) = (rt.clone(), selector.clone());
+            std::thread::spawn(move || {
+                let version = rt.version().expect("CRI Version");
+                let sandboxes = rt.list_pod_sandboxes(&selector).expect("ListPodSandbox");
+                (version.runtime_name, sandboxes.len())
+            })
+        })
+        .collect();
+    // A write while the reads queue: not held back behind them.
+    let logs = Scratch::new("lanes");
+    let mut cleanup = Cleanup {
+        rt: rt.clone(),
+        sandboxes: Vec::new(),
+    };
+    let id = rt
+        .run_pod_sandbox(&sandbox_config("lanes", &case, true, &logs.0), "")
+        .expect("RunPodSandbox while reads queue");
+    cleanup.sandboxes.push(id.clone());
+    for t in threads {
+        let (name, listed) = t.join().expect("a reader panicked");
+        assert_eq!(name, "containerd");
+        assert!(listed <= 1, "{listed} sandboxes carry this test's label");
+    }
+    let listed = rt.list_pod_sandboxes(&selector).expect("ListPodSandbox");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, id);
+}
+
 #[test]
 fn a_runtime_that_is_not_there_fails_fast_and_says_so() {
     let missing = Scratch::new("no-runtime");
