@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use crossbeam_channel::Sender;
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Toleration};
 
+use crate::kube::watch::decode_json;
 use crate::pod::pleg::SourcesReady;
 use crate::pod::{self, defaults, PodEvent};
 
@@ -68,7 +69,7 @@ pub fn parse_manifest(
         return Err(parse_err("empty file".into()));
     }
     let value: serde_json::Value = if trimmed.starts_with('{') {
-        serde_json::from_str(text).map_err(|e| parse_err(format!("invalid JSON: {e}")))?
+        serde_json::from_slice(content).map_err(|e| parse_err(format!("invalid JSON: {e}")))?
     } else {
         serde_saphyr::from_str(text).map_err(|e| parse_err(format!("invalid YAML: {e}")))?
     };
@@ -85,8 +86,12 @@ pub fn parse_manifest(
             )))
         }
     }
+    // Decoded from JSON text, not from the Value, so that one decoder of Pod is compiled
+    // (kube::watch::decode_json); a manifest is read once, the round trip costs nothing.
+    let json =
+        serde_json::to_vec(&value).map_err(|e| parse_err(format!("not a valid Pod: {e}")))?;
     let mut pod: Pod =
-        serde_json::from_value(value).map_err(|e| parse_err(format!("not a valid Pod: {e}")))?;
+        decode_json(&json).map_err(|e| parse_err(format!("not a valid Pod: {e}")))?;
     defaults::apply_defaults(&mut pod);
     defaults::validate(&pod).map_err(|problems| ManifestError::Invalid {
         path: path.to_path_buf(),

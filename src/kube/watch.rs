@@ -117,7 +117,7 @@ fn undecodable(event_type: &str, object: &serde_json::Value, message: String) ->
 /// The raw text as a `Value` (`null` if absent); only for objects that are not typed.
 fn to_value(object: Option<&RawValue>) -> serde_json::Value {
     object
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .and_then(|raw| serde_json::from_slice(raw.get().as_bytes()).ok())
         .unwrap_or_default()
 }
 
@@ -129,27 +129,25 @@ fn decode_object<K: DeserializeOwned>(
     event_type: &str,
     object: Option<&RawValue>,
 ) -> Result<K, Box<Undecodable>> {
-    let decoded = match object {
-        Some(raw) => serde_json::from_str(raw.get()),
-        None => K::deserialize(serde_json::Value::Null),
-    };
-    decoded.map_err(|e| {
-        Box::new(undecodable(
-            event_type,
-            &to_value(object),
-            without_position(e),
-        ))
-    })
+    let text = object.map_or("null", |raw| raw.get());
+    decode_json(text.as_bytes())
+        .map_err(|message| Box::new(undecodable(event_type, &to_value(object), message)))
 }
 
-/// serde_json's message without its " at line L column C": the position within one object's
-/// text means nothing to someone reading the event or the log.
-fn without_position(e: serde_json::Error) -> String {
-    let message = e.to_string();
-    match message.rfind(" at line ") {
-        Some(at) if e.line() > 0 => message[..at].to_string(),
-        _ => message,
-    }
+/// Decodes one Kubernetes object from JSON text; the error is serde_json's message without its
+/// " at line L column C" (a position within one object means nothing to whoever reads it).
+///
+/// Every object the daemon decodes goes through serde_json's slice reader (this and
+/// [`super::api`]'s bodies): each other `Deserializer` would compile the whole generated decoder
+/// of `Pod` again — 200–300 KB of text per reader, and text is most of the daemon's RSS.
+pub fn decode_json<K: DeserializeOwned>(text: &[u8]) -> Result<K, String> {
+    serde_json::from_slice(text).map_err(|e| {
+        let message = e.to_string();
+        match message.rfind(" at line ") {
+            Some(at) if e.line() > 0 => message[..at].to_string(),
+            _ => message,
+        }
+    })
 }
 
 /// Decodes one NDJSON line of a watch. Only a line that is not a JSON `{type, object}` envelope

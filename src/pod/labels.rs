@@ -377,14 +377,14 @@ impl ContainerInfo {
         let pre_stop = ann
             .optional(PRE_STOP_HANDLER)
             .map(|v| {
-                serde_json::from_str::<LifecycleHandler>(v)
+                serde_json::from_slice::<LifecycleHandler>(v.as_bytes())
                     .map_err(|_| ann.malformed(PRE_STOP_HANDLER, v, "a JSON lifecycle handler"))
             })
             .transpose()?;
         let ports = ann
             .optional(CONTAINER_PORTS)
             .map(|v| {
-                serde_json::from_str::<Vec<ContainerPort>>(v)
+                serde_json::from_slice::<Vec<ContainerPort>>(v.as_bytes())
                     .map_err(|_| ann.malformed(CONTAINER_PORTS, v, "a JSON list of ports"))
             })
             .transpose()?
