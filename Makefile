@@ -14,15 +14,17 @@ ZIG_VENV := $(HOME)/.cache/vk-cri/zig-venv
 ZIG_CXX := $(HOME)/.cache/vk-cri/zig-cxx-musl
 # The static musl release build (zig as the C/C++ compiler for gRPC core), shared by `static`
 # and `bench`; append cargo arguments (e.g. `--example bench`).
-ZIGBUILD = PATH="$(ZIG_VENV)/bin:$$PATH" \
+ZIGENV = PATH="$(ZIG_VENV)/bin:$$PATH" \
 	CXX_$(subst -,_,$(MUSL_TARGET))="$(ZIG_CXX)" \
 	CFLAGS_$(subst -,_,$(MUSL_TARGET))="-D_LARGEFILE64_SOURCE" \
-	CXXFLAGS_$(subst -,_,$(MUSL_TARGET))="-D_LARGEFILE64_SOURCE -Wno-missing-template-arg-list-after-template-kw" \
-	  cargo-zigbuild zigbuild --locked --release --target $(MUSL_TARGET)
+	CXXFLAGS_$(subst -,_,$(MUSL_TARGET))="-D_LARGEFILE64_SOURCE -Wno-missing-template-arg-list-after-template-kw"
+ZIGBUILD = $(ZIGENV) cargo-zigbuild zigbuild --locked --release --target $(MUSL_TARGET)
 BENCH_BIN := $(CARGO_TARGET_DIR)/$(MUSL_TARGET)/release/examples/bench
 BENCH_OUT := $(CARGO_TARGET_DIR)/bench/last.json
 
-.PHONY: help build-deps build test unit env-up env-down lint static check-static run bench
+TEXT_PROF := $(CARGO_TARGET_DIR)/text-layout/virtual-kubelet
+
+.PHONY: help build-deps build test unit env-up env-down lint static check-static run bench text-layout
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +71,9 @@ static: build-deps ## fully static x86_64 musl release binary (zig as the C/C++ 
 
 check-static: ## verify the static binary: linkage, size, --version
 	@file "$(STATIC_BIN)" | tee /dev/stderr | grep -q "statically linked"
+	@hot=$$(readelf -SW "$(STATIC_BIN)" | sed -n 's/.* \.text\.hot  *PROGBITS  *[0-9a-f]* [0-9a-f]* \([0-9a-f]*\) .*/\1/p'); \
+	  echo "text layout: .text.hot $$(( 0x$${hot:-0} / 1000 )) kB"; \
+	  [ $$(( 0x$${hot:-0} )) -gt 1000000 ] || { echo "the text layout (contrib/static/hot-text.txt) placed under 1 MB: see docs/PERFORMANCE.md" >&2; exit 1; }
 	@ls -l "$(STATIC_BIN)" | awk '{printf "size: %.1f MB\n", $$5/1e6}'
 	"$(STATIC_BIN)" --version
 
@@ -76,3 +81,13 @@ bench: static env-up ## measure the static daemon against the CRI floor on the t
 	$(ZIGBUILD) --example bench
 	. "$(VKCRI_DEV_BASE)/env.sh" && "$(BENCH_BIN)" --daemon "$(STATIC_BIN)" --out "$(BENCH_OUT)"
 	@echo "bench report: $(BENCH_OUT)"
+
+text-layout: static env-up ## regenerate contrib/static/hot-text.txt from a profile of the static daemon (root, ~10 min)
+	$(ZIGBUILD) --example bench
+	$(ZIGENV) cargo-zigbuild rustc --locked --release --target $(MUSL_TARGET) --bin virtual-kubelet -- \
+	  -C llvm-args=-align-all-functions=12 -C strip=none
+	install -D -m 755 "$(STATIC_BIN)" "$(TEXT_PROF)"
+	. "$(VKCRI_DEV_BASE)/env.sh" && python3 contrib/static/text-layout.py \
+	  --daemon "$(TEXT_PROF)" --bench "$(BENCH_BIN)" --out contrib/static/hot-text.txt \
+	  --pages "$(dir $(TEXT_PROF))pages.json"
+	$(MAKE) --no-print-directory static
