@@ -84,7 +84,7 @@ def load_segments(exe):
     out = subprocess.run(["readelf", "-lW", exe], capture_output=True, text=True, check=True)
     for line in out.stdout.splitlines():
         p = line.split()
-        if p and p[0] == "LOAD":
+        if p and p[0] == "LOAD" and "E" in p[6:-1]:  # executable: the r-xp mappings
             segs.append((int(p[1], 16), int(p[2], 16), int(p[4], 16)))
     return segs
 
@@ -151,13 +151,15 @@ def main():
         with open(args.pages, "w") as f:
             json.dump(sorted(pages), f)
 
+    segments = load_segments(exe)
+
     def vaddr(off):
-        for o, v, size in load_segments.cache:
-            if o <= off < o + size:
+        # A segment's first page starts below its (unaligned) file offset.
+        for o, v, size in segments:
+            if o & ~4095 <= off < o + size:
                 return off - o + v
         return None
 
-    load_segments.cache = load_segments(exe)
     touched = {vaddr(o) // 4096 for o in pages if vaddr(o) is not None}
     names, seen, ran, near = [], set(), 0, 0
     for addr, size, name in sorted(functions(exe)):
