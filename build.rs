@@ -32,11 +32,11 @@ fn main() {
 
 /// For the static release binary: a linker script that puts the functions in [`HOT_TEXT`] (and
 /// the static initialisers and the C library) together at the start of `.text`, before the code
-/// that never runs.
-/// The kernel maps a binary's cached pages 64 KiB around every page fault, so code that runs
-/// once per 64 KiB keeps all of it resident; grouped, the daemon's resident text is the code it
-/// runs (docs/PERFORMANCE.md, third pass, "Text layout"). A stale list only costs memory: a name that no
-/// longer matches a section is ignored, and its function stays where the linker put it.
+/// that never runs. The kernel maps a binary's cached pages 64 KiB around every page fault, so
+/// code that runs once per 64 KiB keeps all of it resident; grouped, the daemon's resident text
+/// is the code it runs (docs/PERFORMANCE.md, third pass, "Text layout"). A stale list only
+/// costs memory: a name that no longer matches a section is ignored, and its function stays
+/// where the linker put it.
 /// `VKCRI_TEXT_LAYOUT=off` builds without it.
 fn text_layout() {
     println!("cargo:rerun-if-changed={HOT_TEXT}");

@@ -27,7 +27,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 
 
 def block_queue(path):
@@ -160,7 +159,7 @@ def main():
                 return off - o + v
         return None
 
-    touched = {vaddr(o) // 4096 for o in pages if vaddr(o) is not None}
+    touched = {v // 4096 for v in map(vaddr, pages) if v is not None}
     names, seen, ran, near = [], set(), 0, 0
     for addr, size, name in sorted(functions(exe)):
         if not any(p in touched for p in range(addr // 4096, (addr + size - 1) // 4096 + 1)):
