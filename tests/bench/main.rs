@@ -395,18 +395,15 @@ impl Floor {
             .map_err(|e| format!("floor: remove sandbox: {e}"))
     }
 
-    fn sequential(&self, n: usize) -> Result<(Series, Series), String> {
-        let (mut up, mut down) = (Vec::new(), Vec::new());
-        for _ in 0..n {
-            let p = self.prepare()?;
-            let t = Instant::now();
-            let s = self.start(&p)?;
-            up.push(t.elapsed());
-            let t = Instant::now();
-            self.delete(&s)?;
-            down.push(t.elapsed());
-        }
-        Ok((Series::new(up, None), Series::new(down, None)))
+    /// One pod started, then deleted: (start, delete) latencies.
+    fn one(&self) -> Result<(Duration, Duration), String> {
+        let p = self.prepare()?;
+        let t = Instant::now();
+        let s = self.start(&p)?;
+        let up = t.elapsed();
+        let t = Instant::now();
+        self.delete(&s)?;
+        Ok((up, t.elapsed()))
     }
 
     /// `n` pods started at once from `n` threads, then deleted at once.
@@ -660,21 +657,19 @@ impl VkBench<'_> {
             .create_pod(pod_json(name, self.f.node_name(), &self.image));
     }
 
-    /// Created → Running and ready, then admin DELETE (grace 1) → gone, one pod at a time.
-    fn sequential(&mut self, n: usize) -> Result<(Series, Series), String> {
-        let (mut up, mut down) = (Vec::new(), Vec::new());
-        for name in self.names(n, "seq") {
-            let one = std::slice::from_ref(&name);
-            let t = Instant::now();
-            self.create(&name);
-            let at = wait_pods(self.f, one, "running", running_and_ready)?;
-            up.push(at[&name] - t);
-            let t = Instant::now();
-            self.f.delete_pod(NS, &name, Some(1));
-            let at = wait_pods(self.f, one, "deleted", gone)?;
-            down.push(at[&name] - t);
-        }
-        Ok((Series::new(up, None), Series::new(down, None)))
+    /// One pod created → Running and ready, then admin DELETE (grace 1) → gone: (start,
+    /// delete) latencies.
+    fn one(&mut self) -> Result<(Duration, Duration), String> {
+        let name = self.names(1, "seq").remove(0);
+        let one = std::slice::from_ref(&name);
+        let t = Instant::now();
+        self.create(&name);
+        let at = wait_pods(self.f, one, "running", running_and_ready)?;
+        let up = at[&name] - t;
+        let t = Instant::now();
+        self.f.delete_pod(NS, &name, Some(1));
+        let at = wait_pods(self.f, one, "deleted", gone)?;
+        Ok((up, at[&name] - t))
     }
 
     /// `n` pods created at once; returns their names and the start series.
@@ -856,14 +851,9 @@ fn run(
         return idle_only(args, fake, &socket, scratch, image);
     }
 
-    // 1. The floor.
+    // 1. The daemon, on containerd directly; it idles while the floor runs (it lists only the
+    // sandboxes with its own node's owner label, and the floor's carry another node's).
     let floor = Floor::new(rt.clone(), floor_node, scratch, &image)?;
-    eprintln!("bench: CRI floor, {} sequential", args.seq);
-    let (floor_up, floor_down) = floor.sequential(args.seq)?;
-    eprintln!("bench: CRI floor, {} at once", args.burst);
-    let (floor_burst_up, floor_burst_down) = floor.burst(args.burst)?;
-
-    // 2. The daemon, on containerd directly.
     let mut d = Daemon::new(&args.daemon, fake, &scratch.join("daemon"))?;
     d.start(&socket)?;
     let node = fake.node_name().to_string();
@@ -879,16 +869,39 @@ fn run(
         image,
         n: 0,
     };
-    eprintln!("bench: vk-cri, {} sequential", args.seq);
-    let (vk_up, vk_down) = vk.sequential(args.seq).map_err(|e| with_log(&d, e))?;
+    // 2. One by one, a floor pod and a vk-cri pod in turn (which of the two goes first
+    // alternates): containerd's speed drifts over a run (by tens of milliseconds a pod between
+    // runs), and measured in turn the drift lands on both series alike.
+    eprintln!(
+        "bench: CRI floor and vk-cri in turn, {} sequential each",
+        args.seq
+    );
+    let (mut fl, mut vks) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+    for i in 0..args.seq {
+        for floor_turn in [i % 2 == 0, i % 2 == 1] {
+            let ((up, down), into) = if floor_turn {
+                (floor.one()?, &mut fl)
+            } else {
+                (vk.one().map_err(|e| with_log(&d, e))?, &mut vks)
+            };
+            into.0.push(up);
+            into.1.push(down);
+        }
+    }
+    let (floor_up, floor_down) = (Series::new(fl.0, None), Series::new(fl.1, None));
+    let (vk_up, vk_down) = (Series::new(vks.0, None), Series::new(vks.1, None));
+
+    // 3. At once: the floor's pods, then the daemon's.
+    eprintln!("bench: CRI floor, {} at once", args.burst);
+    let (floor_burst_up, floor_burst_down) = floor.burst(args.burst)?;
     eprintln!("bench: vk-cri, {} at once", args.burst);
     let (names, vk_burst_up) = vk.burst_create(args.burst).map_err(|e| with_log(&d, e))?;
 
-    // 3. Idle with the pods, then without, through the counting proxy.
+    // 4. Idle with the pods, then without, through the counting proxy.
     let (idle_full, vk_burst_down, idle_empty) =
         idle_and_delete(args, &mut d, &vk, &names, &socket, scratch)?;
 
-    // 4. The report.
+    // 5. The report.
     let ratio = |a: f64, b: f64| r2(a / b);
     let targets = [
         Target {
