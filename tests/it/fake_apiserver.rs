@@ -405,8 +405,12 @@ fn admin_creates_are_defaulted_like_the_real_server() {
         "00d-admin-create-secret-used",
         "00f-admin-create-pod-p1",
         "00g-admin-create-pod-p2",
+        // Field for field: probes, handlers, ports and host ports, env and volume sources,
+        // requests from limits and quantities in canonical form (the fake has no dry run).
+        "13a-admin-create-pod-rich-dry-run-server",
+        "13b-admin-create-pod-hostnet-dry-run-server",
     ] {
-        let r = replay(&fake, dir);
+        let r = replay_with(&fake, dir, &[("?dryRun=All", "")]);
         assert_eq!(r.status, 201, "{dir}");
         let mut got = normalize(r.json());
         let mut want = normalize(fixture_json(dir));
@@ -870,24 +874,6 @@ fn pod_status_patches_follow_06() {
     );
     let r = replay(&fake, "06j-pod-status-patch-p2-failed-terminated");
     assert_eq!(r.json()["status"]["phase"], "Failed");
-    // Container statuses merge by name, pod IPs by ip.
-    let r = send(
-        &fake,
-        Who::Node,
-        "PATCH",
-        "/api/v1/namespaces/fixtures/pods/p1/status",
-        Some("application/strategic-merge-patch+json"),
-        Some(
-            r#"{"status":{"containerStatuses":[{"name":"c","ready":false}],"podIPs":[{"ip":"fd00::5"}]}}"#,
-        ),
-    );
-    let st = r.json()["status"].clone();
-    assert_eq!(st["containerStatuses"][0]["ready"], false);
-    assert_eq!(st["containerStatuses"][0]["restartCount"], 0);
-    assert_eq!(
-        st["podIPs"],
-        json!([{"ip": "10.244.0.5"}, {"ip": "fd00::5"}])
-    );
     // The node may not patch a pod's spec.
     let r = send(
         &fake,
@@ -898,6 +884,35 @@ fn pod_status_patches_follow_06() {
         Some(r#"{"metadata":{"labels":{"x":"y"}}}"#),
     );
     assert_eq!(r.status, 403);
+}
+
+#[test]
+fn pod_status_strategic_merge_follows_13c() {
+    let fake = fixture_world();
+    let created = replay(&fake, "13c0-admin-create-pod-gated");
+    assert_eq!(created.status, 201, "{}", created.body);
+    let recorded_uid = uid_of(&fixture_json("13c0-admin-create-pod-gated"));
+    let ours = uid_of(&created.json());
+    for dir in [
+        // The kubelet's conditions, a readiness gate's missing.
+        "13c1-pod-status-patch-smp-kubelet-conditions-gate-missing",
+        // Another client adds the gate's condition: without $setElementOrder it goes first.
+        "13c2-admin-pod-status-patch-smp-add-gate-condition",
+        // The kubelet's next patch orders only its own conditions: the foreign one keeps its
+        // place, and a one-element containerStatuses replaces the list.
+        "13c3-pod-status-patch-smp-kubelet-order-keeps-foreign-condition-replaces-container-statuses",
+        // A partial container status is stored with its required fields; a podIPs element
+        // merged in front of podIP is dropped again by the v1 conversion.
+        "13c4-pod-status-patch-smp-partial-container-status-and-pod-ip",
+    ] {
+        let r = replay_with(&fake, dir, &[(&recorded_uid, &ours)]);
+        assert_eq!(r.status, 200, "{dir}: {}", r.body);
+        assert_eq!(
+            r.json()["status"],
+            fixture_json(dir)["status"],
+            "{dir}"
+        );
+    }
 }
 
 #[test]

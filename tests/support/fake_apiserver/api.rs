@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use vk_cri::httpd::Request;
 
 use super::authz::{self, Attributes, Identity};
+use super::defaults;
 use super::patch;
 use super::routes::{self, ResourcePath, Route, Selector};
 use super::status::{self, Denied, Status};
@@ -642,36 +643,6 @@ fn validate(res: Res, obj: &Value) -> ApiResult<()> {
     }
 }
 
-fn default_container(c: &mut Value) {
-    let Some(m) = c.as_object_mut() else {
-        return;
-    };
-    m.entry("resources").or_insert(json!({}));
-    m.entry("terminationMessagePath")
-        .or_insert(json!("/dev/termination-log"));
-    m.entry("terminationMessagePolicy").or_insert(json!("File"));
-    let image = m
-        .get("image")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let last = image.rsplit('/').next().unwrap_or("");
-    let latest = !last.contains(':') || image.ends_with(":latest");
-    let policy = if latest && !image.contains('@') {
-        "Always"
-    } else {
-        "IfNotPresent"
-    };
-    m.entry("imagePullPolicy").or_insert(json!(policy));
-    if let Some(ports) = m.get_mut("ports").and_then(Value::as_array_mut) {
-        for p in ports {
-            if let Some(pm) = p.as_object_mut() {
-                pm.entry("protocol").or_insert(json!("TCP"));
-            }
-        }
-    }
-}
-
 /// The service cluster IP range the fake allocates from (kube-apiserver's default
 /// `--service-cluster-ip-range` 10.96.0.0/12 hands out 10.96.0.1 to `kubernetes` first).
 const SERVICE_NET: [u8; 2] = [10, 96];
@@ -787,107 +758,6 @@ pub fn seed_kubernetes_service(store: &mut Store) {
     }
 }
 
-/// What admission and defaulting do to a new Pod (as in 00f).
-fn default_pod(pod: &mut Value, inject_sa_volume: bool) {
-    if !pod.get("spec").is_some_and(Value::is_object) {
-        pod["spec"] = json!({});
-    }
-    let spec = &mut pod["spec"];
-    for list in ["containers", "initContainers"] {
-        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
-            cs.iter_mut().for_each(default_container);
-        }
-    }
-    if let Some(vols) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
-        for v in vols {
-            for kind in ["configMap", "secret"] {
-                if let Some(src) = v.get_mut(kind).and_then(Value::as_object_mut) {
-                    src.entry("defaultMode").or_insert(json!(420));
-                }
-            }
-        }
-    }
-    let Some(s) = spec.as_object_mut() else {
-        return;
-    };
-    s.entry("restartPolicy").or_insert(json!("Always"));
-    s.entry("terminationGracePeriodSeconds")
-        .or_insert(json!(30));
-    s.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
-    let sa = s
-        .get("serviceAccountName")
-        .and_then(Value::as_str)
-        .unwrap_or("default")
-        .to_string();
-    s.insert("serviceAccountName".into(), json!(sa));
-    s.insert("serviceAccount".into(), json!(sa));
-    s.entry("securityContext").or_insert(json!({}));
-    s.entry("schedulerName")
-        .or_insert(json!("default-scheduler"));
-    s.entry("priority").or_insert(json!(0));
-    s.entry("enableServiceLinks").or_insert(json!(true));
-    s.entry("preemptionPolicy")
-        .or_insert(json!("PreemptLowerPriority"));
-    let tolerations = s.entry("tolerations").or_insert(json!([]));
-    if let Some(t) = tolerations.as_array_mut() {
-        for key in [
-            "node.kubernetes.io/not-ready",
-            "node.kubernetes.io/unreachable",
-        ] {
-            if !t
-                .iter()
-                .any(|x| x.get("key").and_then(Value::as_str) == Some(key))
-            {
-                t.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
-            }
-        }
-    }
-    let automount = s
-        .get("automountServiceAccountToken")
-        .and_then(Value::as_bool)
-        != Some(false);
-    if inject_sa_volume && automount {
-        let vol_name = format!("kube-api-access-{}", store::random_suffix());
-        let vols = s.entry("volumes").or_insert(json!([]));
-        if let Some(v) = vols.as_array_mut() {
-            v.push(json!({"name": vol_name, "projected": {"sources": [
-                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
-            ], "defaultMode": 420}}));
-        }
-        for list in ["containers", "initContainers"] {
-            if let Some(cs) = s.get_mut(list).and_then(Value::as_array_mut) {
-                for c in cs {
-                    let mounts = c
-                        .as_object_mut()
-                        .map(|m| m.entry("volumeMounts").or_insert(json!([])));
-                    if let Some(Value::Array(ms)) = mounts {
-                        ms.push(json!({"name": vol_name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}));
-                    }
-                }
-            }
-        }
-    }
-    let has_resources = ["containers", "initContainers"].iter().any(|l| {
-        s.get(*l)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .any(|c| {
-                c.get("resources")
-                    .and_then(Value::as_object)
-                    .is_some_and(|r| !r.is_empty())
-            })
-    });
-    let qos = if has_resources {
-        "Burstable"
-    } else {
-        "BestEffort"
-    };
-    pod["status"] = json!({"phase": "Pending", "qosClass": qos});
-}
-
 /// The namespace's `kube-root-ca.crt` ConfigMap and `default` ServiceAccount, which the
 /// controller-manager would have made.
 fn ensure_namespace_objects(store: &mut Store, ns: &str, ca_pem: &str) {
@@ -980,7 +850,7 @@ pub fn create(
     }
     match res {
         Res::Pods => {
-            default_pod(&mut obj, config.inject_service_account_volume);
+            defaults::default_pod(&mut obj, config.inject_service_account_volume);
             ensure_namespace_objects(&mut inner.store, ns, &inner.ca_pem);
         }
         Res::Nodes => {
@@ -1216,6 +1086,9 @@ fn patch_object(
                 None,
             )
         })?,
+    }
+    if res == Res::Pods {
+        defaults::normalize_pod_status(&mut new);
     }
     // A patch that sets metadata.resourceVersion is a precondition; otherwise none.
     let check_rv = meta_str(&new, "resourceVersion") != meta_str(&old, "resourceVersion");
@@ -1457,34 +1330,5 @@ mod tests {
         );
         let ours = continue_token(7, "a/b\u{0}");
         assert_eq!(parse_continue(&ours).unwrap(), (7, "a/b\u{0}".to_string()));
-    }
-
-    #[test]
-    fn pod_defaults_follow_00f() {
-        let mut pod = json!({"metadata": {"name": "p1"}, "spec": {"nodeName": "vk-node",
-            "containers": [{"name": "c", "image": "busybox:1.36", "ports": [{"containerPort": 80}]}],
-            "volumes": [{"name": "conf", "configMap": {"name": "cm-used"}}]}});
-        default_pod(&mut pod, true);
-        assert_eq!(
-            pod["status"],
-            json!({"phase": "Pending", "qosClass": "BestEffort"})
-        );
-        assert_eq!(
-            pod["spec"]["containers"][0]["imagePullPolicy"],
-            "IfNotPresent"
-        );
-        assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
-        assert_eq!(pod["spec"]["volumes"][0]["configMap"]["defaultMode"], 420);
-        let projected = &pod["spec"]["volumes"][1];
-        assert!(projected["name"]
-            .as_str()
-            .unwrap()
-            .starts_with("kube-api-access-"));
-        assert_eq!(
-            projected["projected"]["sources"][1]["configMap"]["name"],
-            "kube-root-ca.crt"
-        );
-        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
-        assert_eq!(pod["spec"]["serviceAccountName"], "default");
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod authz;
+pub mod defaults;
 pub mod patch;
 pub mod routes;
 pub mod status;
@@ -270,6 +271,17 @@ impl View<'_> {
 
     pub fn resource_version(&self) -> u64 {
         self.store.rv
+    }
+
+    /// Every version of one object still in the watch history, oldest first.
+    pub fn versions(&self, res: Res, ns: &str, name: &str) -> Vec<&Value> {
+        self.store
+            .history
+            .iter()
+            .filter(|c| c.res == res)
+            .map(|c| &c.object)
+            .filter(|o| o["metadata"]["namespace"] == ns && o["metadata"]["name"] == name)
+            .collect()
     }
 }
 
@@ -544,6 +556,18 @@ impl FakeApiServer {
             }
             inner = self.shared.wait(inner, deadline - now);
         }
+    }
+
+    /// Every version of one object still in the watch history, oldest first.
+    pub fn versions(&self, res: Res, ns: &str, name: &str) -> Vec<Value> {
+        let inner = self.shared.lock();
+        View {
+            store: &inner.store,
+        }
+        .versions(res, ns, name)
+        .into_iter()
+        .cloned()
+        .collect()
     }
 
     /// The current global resourceVersion.

@@ -1,7 +1,8 @@
 //! Patch application as the real server does it for the objects the daemon touches: JSON merge
 //! patch (RFC 7386), strategic merge patch with the merge keys of the Pod, Node and container
-//! lists (conditions by `type`, container statuses by `name`, pod/host IPs by `ip`, node
-//! addresses by `type`, ...) and the `$patch: delete|replace` directives, and JSON patch
+//! lists (conditions by `type`, pod/host IPs by `ip`, containers by `name`, node addresses by
+//! `type`, ...; container statuses have none and are replaced), the `$patch: delete|replace`
+//! directives and `$setElementOrder` as apimachinery orders a merged list, and JSON patch
 //! (RFC 6902: add, remove, replace, test).
 //!
 //! Owns: pure value transformations. Must not know about storage or HTTP.
@@ -37,10 +38,8 @@ pub fn merge_key(res: Res, path: &[&str]) -> Option<&'static str> {
     let containers = |f: &str| matches!(f, "containers" | "initContainers" | "ephemeralContainers");
     match (res, path) {
         (Res::Pods, ["status", "conditions"]) => Some("type"),
-        (
-            Res::Pods,
-            ["status", "containerStatuses" | "initContainerStatuses" | "ephemeralContainerStatuses"],
-        ) => Some("name"),
+        // containerStatuses, initContainerStatuses and ephemeralContainerStatuses have no patch
+        // strategy in v1.28's types.go: they are replaced whole.
         (Res::Pods, ["status", "podIPs" | "hostIPs"]) => Some("ip"),
         (Res::Pods, ["status", "resourceClaimStatuses"]) => Some("name"),
         (Res::Pods, ["spec", c]) if containers(c) => Some("name"),
@@ -86,6 +85,21 @@ fn smp_value(res: Res, path: &mut Vec<String>, target: &mut Value, patch: &Value
     };
     for (k, v) in p {
         if is_directive(k) {
+            // `$setElementOrder/F` of a list the patch does not change: only reorders it.
+            if let Some(field) = k.strip_prefix("$setElementOrder/") {
+                if p.contains_key(field) {
+                    continue;
+                }
+                path.push(field.to_string());
+                let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+                if let (Some(key), Some(Value::Array(order)), Some(Value::Array(existing))) =
+                    (merge_key(res, &refs), Some(v), t.get_mut(field))
+                {
+                    let original = existing.clone();
+                    *existing = normalize_order(std::mem::take(existing), order, &original, key);
+                }
+                path.pop();
+            }
             continue;
         }
         if v.is_null() {
@@ -97,7 +111,18 @@ fn smp_value(res: Res, path: &mut Vec<String>, target: &mut Value, patch: &Value
         let key = merge_key(res, &refs);
         match (key, v, t.get_mut(k)) {
             (Some(key), Value::Array(items), Some(Value::Array(existing))) => {
+                let original = existing.clone();
                 smp_list(res, path, key, existing, items);
+                // The order: `$setElementOrder/F` if given, else the patch list's own.
+                let order = match p.get(&format!("$setElementOrder/{k}")) {
+                    Some(Value::Array(o)) => o.clone(),
+                    _ => items
+                        .iter()
+                        .filter(|i| i.get("$patch").is_none())
+                        .cloned()
+                        .collect(),
+                };
+                *existing = normalize_order(std::mem::take(existing), &order, &original, key);
             }
             (_, Value::Array(items), _) => {
                 // Replace, dropping any directive elements.
@@ -146,6 +171,42 @@ fn smp_list(
             }
         }
     }
+}
+
+/// apimachinery's `normalizeElementOrder`: the merged items named by `order` sorted by it, the
+/// others (server-only) in their live order, and the two interleaved by their positions in the
+/// live list (`mergeSortedSlice`: a server-only item goes before a patch item only when both are
+/// in the live list and it came first there).
+fn normalize_order(merged: Vec<Value>, order: &[Value], live: &[Value], key: &str) -> Vec<Value> {
+    let pos = |list: &[Value], item: &Value| {
+        list.iter()
+            .position(|x| x.get(key).is_some() && x.get(key) == item.get(key))
+    };
+    let (mut patched, server_only): (Vec<Value>, Vec<Value>) =
+        merged.into_iter().partition(|m| pos(order, m).is_some());
+    patched.sort_by_key(|m| pos(order, m));
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(patched.len() + server_only.len());
+    while i < server_only.len() || j < patched.len() {
+        let take_left = if i >= server_only.len() {
+            false
+        } else if j >= patched.len() {
+            true
+        } else {
+            matches!(
+                (pos(live, &server_only[i]), pos(live, &patched[j])),
+                (Some(l), Some(r)) if l < r
+            )
+        };
+        if take_left {
+            out.push(server_only[i].clone());
+            i += 1;
+        } else {
+            out.push(patched[j].clone());
+            j += 1;
+        }
+    }
+    out
 }
 
 /// Why a JSON patch failed.
@@ -283,25 +344,67 @@ mod tests {
             json!({"status": {"conditions": [
                 {"type": "Initialized", "status": "True"},
                 {"type": "Ready", "status": "False", "lastProbeTime": null, "reason": "X"}
-            ], "podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}})
+            ], "podIPs": [{"ip": "fd00::1"}, {"ip": "10.0.0.1"}]}}),
+            "without $setElementOrder a new element goes before the live ones (13c2)"
         );
     }
 
     #[test]
-    fn smp_container_statuses_by_name_delete_directive_and_unkeyed_replace() {
-        let mut pod = json!({"status": {"containerStatuses": [{"name": "a", "ready": false}, {"name": "b"}]},
+    fn smp_replaces_container_statuses_and_deletes_keyed_elements() {
+        let mut pod = json!({"status": {"containerStatuses": [{"name": "a", "ready": false}, {"name": "b"}],
+                                        "conditions": [{"type": "A"}, {"type": "B"}]},
                              "spec": {"tolerations": [{"key": "x"}]}});
         strategic_merge(
             Res::Pods,
             &mut pod,
-            &json!({"status": {"containerStatuses": [{"name": "a", "ready": true}, {"name": "b", "$patch": "delete"}]},
+            &json!({"status": {"containerStatuses": [{"name": "a", "ready": true}],
+                               "conditions": [{"type": "B", "$patch": "delete"}]},
                     "spec": {"tolerations": [{"key": "y"}]}}),
         );
         assert_eq!(
             pod,
-            json!({"status": {"containerStatuses": [{"name": "a", "ready": true}]},
+            json!({"status": {"containerStatuses": [{"name": "a", "ready": true}],
+                              "conditions": [{"type": "A"}]},
                    "spec": {"tolerations": [{"key": "y"}]}})
         );
+    }
+
+    #[test]
+    fn smp_orders_by_set_element_order_keeping_server_only_items_in_place() {
+        // The kubelet's order, with a condition of another client's in the live list.
+        let mut pod = json!({"status": {"conditions": [
+            {"type": "example.com/gate", "status": "True"},
+            {"type": "Initialized", "status": "True"},
+            {"type": "Ready", "status": "False"},
+            {"type": "PodScheduled", "status": "True"}
+        ]}});
+        strategic_merge(
+            Res::Pods,
+            &mut pod,
+            &json!({"status": {
+                "$setElementOrder/conditions": [{"type": "PodReadyToStartContainers"}, {"type": "Initialized"},
+                                                {"type": "Ready"}, {"type": "PodScheduled"}],
+                "conditions": [{"type": "PodReadyToStartContainers", "status": "True"},
+                               {"type": "Ready", "status": "True"}]}}),
+        );
+        let types: Vec<&str> = pod["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            // As a real v1.28.7 server orders them (recorded: 13c-...).
+            [
+                "PodReadyToStartContainers",
+                "example.com/gate",
+                "Initialized",
+                "Ready",
+                "PodScheduled"
+            ]
+        );
+        assert_eq!(pod["status"]["conditions"][3]["status"], "True");
     }
 
     #[test]
