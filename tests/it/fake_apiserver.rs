@@ -916,6 +916,43 @@ fn pod_status_strategic_merge_follows_13c() {
 }
 
 #[test]
+fn a_node_creates_only_mirror_pods_owned_by_its_node_like_13d() {
+    let fake = fixture_world();
+    let node = replay(&fake, "04b-node-create-201");
+    assert_eq!(node.status, 201, "{}", node.body);
+    let ours = uid_of(&node.json());
+    let recorded = uid_of(&fixture_json("04b-node-create-201"));
+    // 13d was recorded against a later registration of vk-node, with another uid.
+    let recorded_13d = fixture_json("13d2-node-create-mirror-pod-owned-by-node-201")["metadata"]
+        ["ownerReferences"][0]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(recorded, recorded_13d);
+    let subs = [(recorded_13d.as_str(), ours.as_str())];
+    assert_fixture(
+        &fake,
+        "13d0-node-create-mirror-pod-without-owner-reference-403",
+        &subs,
+    );
+    assert_fixture(
+        &fake,
+        "13d1-node-create-mirror-pod-owner-reference-wrong-uid-403",
+        &subs,
+    );
+    let dir = "13d2-node-create-mirror-pod-owned-by-node-201";
+    let r = replay_with(&fake, dir, &subs);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut want = fixture_json(dir);
+    want["metadata"]["ownerReferences"][0]["uid"] = json!(ours);
+    assert_eq!(
+        normalize(r.json()),
+        normalize(want),
+        "no service account, no token volume"
+    );
+}
+
+#[test]
 fn configmaps_and_secrets_need_a_pod_on_the_node() {
     let fake = fixture_world();
     assert_fixture(&fake, "07a-pod-get-missing-404", &[]);

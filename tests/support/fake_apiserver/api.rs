@@ -819,16 +819,10 @@ pub fn create(
                     "can only access node lease with the same name as the requesting node",
                 ))
             }
-            Res::Pods
-                if obj
-                    .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
-                    .is_none() =>
-            {
-                return Err(status::forbidden_admission(
-                    res,
-                    &name,
-                    &format!("pod does not have \"kubernetes.io/config.mirror\" annotation, node \"{node}\" can only create mirror pods"),
-                ))
+            Res::Pods => {
+                if let Err(why) = authz::mirror_pod_admission(&inner.store, node, &obj) {
+                    return Err(status::forbidden_admission(res, &name, &why));
+                }
             }
             _ => {}
         }

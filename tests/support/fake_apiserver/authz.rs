@@ -391,6 +391,88 @@ pub fn pod_admission(
     }
 }
 
+/// NodeRestriction's `admitPodCreate`: a node may create only a mirror pod, bound to itself,
+/// with one controller owner reference to its own Node (the right uid, no
+/// blockOwnerDeletion), and referencing no service account, secret, config map or claim. The
+/// messages are the plugin's (13d0, 13d1; the uid mismatch names them the other way round).
+pub fn mirror_pod_admission(store: &Store, node: &str, pod: &Value) -> Result<(), String> {
+    if pod
+        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_none()
+    {
+        return Err(format!("pod does not have \"kubernetes.io/config.mirror\" annotation, node \"{node}\" can only create mirror pods"));
+    }
+    if pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node) {
+        return Err(format!(
+            "node \"{node}\" can only create pods with spec.nodeName set to itself"
+        ));
+    }
+    let owners: Vec<&Value> = strs(pod.pointer("/metadata/ownerReferences")).collect();
+    let owner = match owners.as_slice() {
+        [] => {
+            return Err(format!(
+                "node \"{node}\" can only create pods with an owner reference set to itself"
+            ))
+        }
+        [one] => *one,
+        _ => {
+            return Err(format!(
+                "node \"{node}\" can only create pods with a single owner reference set to itself"
+            ))
+        }
+    };
+    if owner["apiVersion"] != "v1" || owner["kind"] != "Node" || owner["name"] != node {
+        return Err(format!(
+            "node \"{node}\" can only create pods with an owner reference set to itself"
+        ));
+    }
+    if owner["controller"] != true {
+        return Err(format!(
+            "node \"{node}\" can only create pods with a controller owner reference set to itself"
+        ));
+    }
+    if owner["blockOwnerDeletion"] == true {
+        return Err(format!(
+            "node \"{node}\" must not set blockOwnerDeletion on an owner reference"
+        ));
+    }
+    let have = store
+        .get(Res::Nodes, "", node)
+        .map(|n| meta_str(n, "uid").to_string())
+        .unwrap_or_default();
+    let claimed = owner["uid"].as_str().unwrap_or("");
+    if claimed != have {
+        return Err(format!(
+            "node {node} UID mismatch: expected {claimed} got {have}"
+        ));
+    }
+    if pod
+        .pointer("/spec/serviceAccountName")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(format!(
+            "node \"{node}\" can not create pods that reference a service account"
+        ));
+    }
+    if !pod_references(pod, true).is_empty() {
+        return Err(format!(
+            "node \"{node}\" can not create pods that reference secrets"
+        ));
+    }
+    if !pod_references(pod, false).is_empty() {
+        return Err(format!(
+            "node \"{node}\" can not create pods that reference configmaps"
+        ));
+    }
+    if strs(pod.pointer("/spec/volumes")).any(|v| v.get("persistentVolumeClaim").is_some()) {
+        return Err(format!(
+            "node \"{node}\" can not create pods that reference persistentvolumeclaims"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,9 @@ pub fn default_pod(pod: &mut Value, inject_sa_volume: bool) {
     if !pod.get("spec").is_some_and(Value::is_object) {
         pod["spec"] = json!({});
     }
+    let pod_is_mirror = pod
+        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_some();
     let spec = &mut pod["spec"];
     let host_network = spec["hostNetwork"] == true;
     for list in ["containers", "initContainers"] {
@@ -37,13 +40,18 @@ pub fn default_pod(pod: &mut Value, inject_sa_volume: bool) {
     s.entry("terminationGracePeriodSeconds")
         .or_insert(json!(30));
     s.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
-    let sa = s
-        .get("serviceAccountName")
-        .and_then(Value::as_str)
-        .unwrap_or("default")
-        .to_string();
-    s.insert("serviceAccountName".into(), json!(sa));
-    s.insert("serviceAccount".into(), json!(sa));
+    // The ServiceAccount admission plugin leaves mirror pods alone (13d2): no account, no
+    // token volume.
+    let mirror = pod_is_mirror;
+    if !mirror {
+        let sa = s
+            .get("serviceAccountName")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
+        s.insert("serviceAccountName".into(), json!(sa));
+        s.insert("serviceAccount".into(), json!(sa));
+    }
     s.entry("securityContext").or_insert(json!({}));
     s.entry("schedulerName")
         .or_insert(json!("default-scheduler"));
@@ -69,7 +77,7 @@ pub fn default_pod(pod: &mut Value, inject_sa_volume: bool) {
         .get("automountServiceAccountToken")
         .and_then(Value::as_bool)
         != Some(false);
-    if inject_sa_volume && automount {
+    if inject_sa_volume && automount && !mirror {
         let vol_name = format!("kube-api-access-{}", store::random_suffix());
         let vols = s.entry("volumes").or_insert(json!([]));
         if let Some(v) = vols.as_array_mut() {
