@@ -51,6 +51,16 @@ pub enum ManifestError {
     Dir { path: PathBuf, message: String },
 }
 
+/// Whether a pod came from a source other than the API server (the kubelet's `IsStaticPod`: its
+/// config-source annotation is set and is not `api`).
+pub fn is_static(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONFIG_SOURCE))
+        .is_some_and(|s| s != "api")
+}
+
 /// Parses one manifest into the static pod the kubelet would run on `node_name`.
 /// `seen` is the value of the config.seen annotation (the time the file was first read).
 pub fn parse_manifest(
@@ -169,10 +179,11 @@ pub struct ManifestDir {
 }
 
 /// The outcome of one scan: the pods the directory defines now, keyed by UID, and the problems
-/// that are new since the last scan (each bad file version is reported once).
+/// that are new since the last scan (each bad file version is reported once). `pods` is `None`
+/// when the directory itself could not be read: nothing is known then, not "no pods".
 #[derive(Debug, Default)]
 pub struct Scan {
-    pub pods: BTreeMap<String, Arc<Pod>>,
+    pub pods: Option<BTreeMap<String, Arc<Pod>>>,
     pub new_errors: Vec<ManifestError>,
 }
 
@@ -201,7 +212,8 @@ impl ManifestDir {
                         message: e.to_string(),
                     });
                 }
-                self.files.clear();
+                // What was read before is kept: an unreadable directory (a typo in the path, a
+                // permission change, a remount) must not stop the pods it defined.
                 return scan;
             }
         };
@@ -244,6 +256,7 @@ impl ManifestDir {
         self.files.retain(|p, _| present.contains(p));
 
         // One pod per namespace/name: the first file (by name) wins.
+        let mut pods = BTreeMap::new();
         let mut owners: HashMap<String, PathBuf> = HashMap::new();
         let mut dups = std::collections::BTreeSet::new();
         for (path, entry) in &self.files {
@@ -261,9 +274,10 @@ impl ManifestDir {
                 continue;
             }
             owners.insert(key, path.clone());
-            scan.pods.insert(pod::uid(pod).to_string(), pod.clone());
+            pods.insert(pod::uid(pod).to_string(), pod.clone());
         }
         self.dups_reported = dups;
+        scan.pods = Some(pods);
         scan
     }
 }
@@ -286,7 +300,10 @@ pub fn diff(old: &BTreeMap<String, Arc<Pod>>, new: &BTreeMap<String, Arc<Pod>>) 
 
 /// Polls `dir` every `interval` on a thread named `static-pods`, sending the changes; stops when
 /// the receiver is gone. Problems with manifests are logged here, once per file version.
-/// `ready` is told once the first scan has been delivered.
+/// `ready` is told once the first successful scan has been delivered. While the directory cannot
+/// be read nothing is sent and the source is not ready, so no pod is cleaned up as unknown: the
+/// kubelet does the same for a path it cannot read, but marks a path that does not exist as read
+/// and empty (and so stops a previous run's static pods); here a mistyped path never stops one.
 pub fn spawn_watcher(
     dir: PathBuf,
     node_name: String,
@@ -304,9 +321,19 @@ pub fn spawn_watcher(
                 let now = k8s_openapi::jiff::Timestamp::now().to_string();
                 let scan = source.scan(&now);
                 for e in &scan.new_errors {
-                    log::error!("{e}");
+                    match e {
+                        ManifestError::Dir { .. } => log::error!(
+                            "{e}: static pods keep running, and no pod is cleaned up as unknown \
+                             until the directory can be read"
+                        ),
+                        _ => log::error!("{e}"),
+                    }
                 }
-                for ev in diff(&current, &scan.pods) {
+                let Some(pods) = scan.pods else {
+                    std::thread::sleep(interval);
+                    continue;
+                };
+                for ev in diff(&current, &pods) {
                     match &ev {
                         PodEvent::Upsert(p) => {
                             log::info!("static pod {} added (uid {})", pod::key(p), pod::uid(p))
@@ -317,7 +344,7 @@ pub fn spawn_watcher(
                         return;
                     }
                 }
-                current = scan.pods;
+                current = pods;
                 if first {
                     ready.done();
                     first = false;
@@ -440,26 +467,26 @@ mod tests {
     fn scanning_notices_added_changed_and_removed_files() {
         let dir = temp_dir("scan");
         let mut src = ManifestDir::new(&dir, "n");
-        assert!(src.scan("t").pods.is_empty());
+        assert!(src.scan("t").pods.unwrap().is_empty());
 
         std::fs::write(dir.join("web.yaml"), YAML).unwrap();
         std::fs::write(dir.join(".hidden.yaml"), YAML.replace("web", "hidden")).unwrap();
         std::fs::create_dir(dir.join("subdir")).unwrap();
         let first = src.scan("t");
         assert_eq!(
-            first.pods.len(),
+            first.pods.as_ref().unwrap().len(),
             1,
             "hidden files and directories are ignored"
         );
         assert!(first.new_errors.is_empty());
-        let old = first.pods.clone();
+        let old = first.pods.clone().unwrap();
         let uid = old.keys().next().unwrap().clone();
         assert_eq!(
             diff(&BTreeMap::new(), &old),
             vec![PodEvent::Upsert(old[&uid].clone())]
         );
         assert!(
-            diff(&old, &src.scan("t").pods).is_empty(),
+            diff(&old, &src.scan("t").pods.unwrap()).is_empty(),
             "an unchanged directory gives no events"
         );
 
@@ -468,14 +495,14 @@ mod tests {
             YAML.replace("sleep 3600", "sleep 3601"),
         )
         .unwrap();
-        let changed = src.scan("t").pods;
+        let changed = src.scan("t").pods.unwrap();
         let events = diff(&old, &changed);
         assert_eq!(events.len(), 2);
         assert_eq!(events[0], PodEvent::Remove { uid: uid.clone() });
         assert!(matches!(&events[1], PodEvent::Upsert(p) if pod::uid(p) != uid));
 
         std::fs::remove_file(dir.join("web.yaml")).unwrap();
-        let gone = src.scan("t").pods;
+        let gone = src.scan("t").pods.unwrap();
         assert_eq!(diff(&changed, &gone).len(), 1);
         assert!(gone.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
@@ -489,7 +516,7 @@ mod tests {
         std::fs::write(dir.join("c-dup.yaml"), YAML).unwrap();
         let mut src = ManifestDir::new(&dir, "n");
         let s = src.scan("t");
-        assert_eq!(s.pods.len(), 1);
+        assert_eq!(s.pods.unwrap().len(), 1);
         let errs: Vec<String> = s.new_errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(
@@ -501,7 +528,7 @@ mod tests {
             "{errs:?}"
         );
         let again = src.scan("t");
-        assert_eq!(again.pods.len(), 1);
+        assert_eq!(again.pods.unwrap().len(), 1);
         assert!(again.new_errors.is_empty(), "{:?}", again.new_errors);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -509,7 +536,37 @@ mod tests {
     #[test]
     fn a_missing_directory_is_reported_once() {
         let mut src = ManifestDir::new(Path::new("/nonexistent/vk-cri-manifests"), "n");
-        assert_eq!(src.scan("t").new_errors.len(), 1);
+        let first = src.scan("t");
+        assert_eq!(first.new_errors.len(), 1);
+        assert!(
+            first.pods.is_none(),
+            "a missing directory is not an empty one"
+        );
         assert!(src.scan("t").new_errors.is_empty());
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_read_keeps_the_pods_it_defined() {
+        let dir = temp_dir("gone");
+        std::fs::write(dir.join("web.yaml"), YAML).unwrap();
+        let mut src = ManifestDir::new(&dir, "n");
+        let before = src.scan("t").pods.unwrap();
+        assert_eq!(before.len(), 1);
+
+        let moved = dir.with_extension("moved");
+        let _ = std::fs::remove_dir_all(&moved);
+        std::fs::rename(&dir, &moved).unwrap();
+        let unreadable = src.scan("t");
+        assert!(unreadable.pods.is_none(), "{:?}", unreadable.pods);
+        assert_eq!(unreadable.new_errors.len(), 1);
+
+        std::fs::rename(&moved, &dir).unwrap();
+        let back = src.scan("t");
+        assert!(back.new_errors.is_empty(), "{:?}", back.new_errors);
+        assert!(
+            diff(&before, &back.pods.unwrap()).is_empty(),
+            "the same pods, with the same UIDs, once it can be read again"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Owns the request builders (`request`, pure), the decoding of API errors (`error`, pure), the
 //! list+watch state machine and the object cache (`watch`, pure), retry backoff arithmetic
-//! (`backoff`, pure), the one place HTTP happens (`client`, ureq), and the [`KubeApi`] trait the
+//! (`backoff`, pure), the pod status patch (`smp`, pure), the one place HTTP happens (`client`, ureq), and the [`KubeApi`] trait the
 //! rest of the daemon talks to, with its real implementation over [`client::ApiClient`] and a
 //! recording fake ([`fake::FakeApi`]). It does not decide *what* to write (node specs, pod
 //! status): callers hand it typed objects or patches.
@@ -14,6 +14,7 @@ pub mod error;
 pub mod fake;
 pub mod reflector;
 pub mod request;
+pub mod smp;
 pub mod watch;
 
 pub use api::{EventStream, KubeApi};

@@ -1,8 +1,8 @@
 //! [`ApiReporter`]: pod status, events and final deletion, written to the API server.
 //!
 //! Owns the kubelet's status manager and event recorder plumbing: statuses are queued per pod
-//! (the newest wins) and written by one `status` thread as a merge patch of `/status` carrying
-//! the pod's uid, only when they differ from what was written last; events go through the pure
+//! (the newest wins) and written by one `status` thread as the kubelet's strategic merge patch
+//! of `/status` (against what the API server has, carrying the pod's uid), only when they differ from what was written last; events go through the pure
 //! [`EventRecorder`] (aggregation, dedup into count patches, rate limits) and are written by one
 //! `events` thread, so a slow API server never blocks a pod worker. The final delete (grace 0
 //! with a uid precondition) is synchronous: the worker must know it happened.
@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 
 use super::report::{EventType, PodReporter};
+use super::status::KUBELET_CONDITIONS;
 use super::{key, uid};
 use crate::kube::{ApiError, KubeApi, PatchType};
 use crate::node::events::{container_ref_path, pod_ref, EventDecision, EventRecorder};
-use crate::static_pods::{CONFIG_HASH, CONFIG_MIRROR, CONFIG_SOURCE};
+use crate::static_pods::{CONFIG_HASH, CONFIG_MIRROR};
 
 #[derive(Default)]
 struct Queue {
@@ -33,6 +35,8 @@ struct Queue {
     latest: HashMap<String, Arc<PodStatus>>,
     /// The mirror pod's uid of each static pod uid.
     mirrors: HashMap<String, String>,
+    /// Why a static pod has no mirror pod, by static pod uid, as last logged (logged once).
+    mirror_failures: HashMap<String, String>,
     /// The pod uid whose status the `status` thread is writing now (taken from `pending`, not
     /// in `written` yet): a status equal to the one written before must still be queued.
     in_flight: Option<String>,
@@ -70,9 +74,10 @@ impl ApiReporter {
         {
             let api = api.clone();
             let shared = shared.clone();
+            let node = node_name.to_string();
             std::thread::Builder::new()
                 .name("status".into())
-                .spawn(move || status_loop(api.as_ref(), &shared))?;
+                .spawn(move || status_loop(api.as_ref(), &node, &shared))?;
         }
         {
             let api = api.clone();
@@ -89,7 +94,7 @@ impl ApiReporter {
     }
 }
 
-fn status_loop(api: &dyn KubeApi, shared: &Shared) {
+fn status_loop(api: &dyn KubeApi, node_name: &str, shared: &Shared) {
     loop {
         let (pod, status) = {
             let mut q = lock(shared);
@@ -111,10 +116,32 @@ fn status_loop(api: &dyn KubeApi, shared: &Shared) {
         }
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
+        // What the API server has: what we wrote last, else its copy of the pod (a mirror
+        // pod's, for a static pod).
+        let mut base = lock(shared).written.get(&id).cloned();
         // A static pod's status goes to its mirror pod, which has a uid of its own.
-        let target_uid = if is_static(&pod) {
+        let target_uid = if crate::static_pods::is_static(&pod) {
             let known = lock(shared).mirrors.get(&id).cloned();
-            match known.or_else(|| ensure_mirror(api, &pod)) {
+            let found = match known {
+                Some(m) => Some(m),
+                None => match ensure_mirror(api, node_name, &pod) {
+                    Ok((m, status)) => {
+                        lock(shared).mirror_failures.remove(&id);
+                        base = base.take().or(status.map(Arc::new));
+                        Some(m)
+                    }
+                    Err(why) => {
+                        // Retried with every status; logged when the reason is new.
+                        let mut q = lock(shared);
+                        if q.mirror_failures.get(&id) != Some(&why) {
+                            log::warn!("static pod {}: {why}", key(&pod));
+                            q.mirror_failures.insert(id.clone(), why);
+                        }
+                        None
+                    }
+                },
+            };
+            match found {
                 Some(m) => {
                     lock(shared).mirrors.insert(id.clone(), m.clone());
                     m
@@ -122,13 +149,14 @@ fn status_loop(api: &dyn KubeApi, shared: &Shared) {
                 None => continue,
             }
         } else {
+            base = base.or_else(|| pod.status.clone().map(Arc::new));
             id.clone()
         };
-        let patch = serde_json::json!({
-            "metadata": {"uid": target_uid},
-            "status": &*status,
-        });
-        match api.patch_pod_status(ns, name, PatchType::Merge, &patch) {
+        let Some(patch) = status_patch(&target_uid, base.as_deref(), &status) else {
+            lock(shared).written.insert(id, status);
+            continue;
+        };
+        match api.patch_pod_status(ns, name, PatchType::StrategicMerge, &patch) {
             Ok(_) => {
                 lock(shared).written.insert(id, status);
             }
@@ -151,18 +179,32 @@ fn status_loop(api: &dyn KubeApi, shared: &Shared) {
     }
 }
 
-/// The pod came from a manifest file.
-fn is_static(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CONFIG_SOURCE))
-        .is_some_and(|s| s == "file")
+/// The kubelet's status patch (`statusutil.PatchPodStatus`): a two-way strategic merge patch
+/// from what the API server has to the new status, with the uid as a precondition. Conditions
+/// the kubelet does not own are left out on both sides, so a condition another client wrote
+/// (a readiness gate's, DisruptionTarget) is never touched, even when our copy of it is stale.
+/// `None`: nothing differs.
+fn status_patch(uid: &str, base: Option<&PodStatus>, new: &PodStatus) -> Option<serde_json::Value> {
+    let own = |s: &PodStatus| {
+        let mut v = serde_json::to_value(s).unwrap_or_default();
+        if let Some(cs) = v.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+            cs.retain(|c| {
+                c.get("type")
+                    .and_then(|t| t.as_str())
+                    .is_some_and(|t| KUBELET_CONDITIONS.contains(&t))
+            });
+        }
+        v
+    };
+    let old = base.map(own).unwrap_or_else(|| serde_json::json!({}));
+    crate::kube::smp::pod_status_patch(uid, &old, &own(new))
 }
 
-/// The mirror pod of a static pod, as the kubelet creates it: the same metadata and spec, with
-/// the `kubernetes.io/config.mirror` annotation carrying the static pod's hash.
-pub fn mirror_pod(pod: &Pod) -> Pod {
+/// The mirror pod of a static pod, as the kubelet creates it (`CreateMirrorPod`): the same
+/// metadata and spec, with the `kubernetes.io/config.mirror` annotation carrying the static
+/// pod's hash, owned by the Node (NodeRestriction lets a node create only a pod with a single
+/// controller owner reference to itself, with the Node's uid).
+pub fn mirror_pod(pod: &Pod, node_name: &str, node_uid: &str) -> Pod {
     let mut m = pod.clone();
     let hash = pod
         .metadata
@@ -175,6 +217,14 @@ pub fn mirror_pod(pod: &Pod) -> Pod {
         .annotations
         .get_or_insert_with(Default::default)
         .insert(CONFIG_MIRROR.into(), hash);
+    m.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "Node".into(),
+        name: node_name.into(),
+        uid: node_uid.into(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }]);
     m.metadata.uid = None;
     m.metadata.resource_version = None;
     m.metadata.creation_timestamp = None;
@@ -182,18 +232,23 @@ pub fn mirror_pod(pod: &Pod) -> Pod {
     m
 }
 
-/// Finds or creates the static pod's mirror pod; its uid. A mirror of an older version of the
-/// manifest is replaced; a regular pod of the same name is left alone (and gets no status).
-fn ensure_mirror(api: &dyn KubeApi, pod: &Pod) -> Option<String> {
+/// Finds or creates the static pod's mirror pod; its uid and the status the API server has
+/// for it. A mirror of an older version of the manifest is replaced; a regular pod of the same
+/// name is left alone (and gets no status). `Err`: why there is none (for the caller to log).
+fn ensure_mirror(
+    api: &dyn KubeApi,
+    node_name: &str,
+    pod: &Pod,
+) -> Result<(String, Option<PodStatus>), String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let want = mirror_pod(pod);
-    let hash = want
+    let hash = pod
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(CONFIG_MIRROR))
-        .cloned();
+        .and_then(|a| a.get(CONFIG_HASH))
+        .cloned()
+        .unwrap_or_else(|| uid(pod).to_string());
     match api.get_pod(ns, name) {
         Ok(existing) => {
             let theirs = existing
@@ -203,41 +258,47 @@ fn ensure_mirror(api: &dyn KubeApi, pod: &Pod) -> Option<String> {
                 .and_then(|a| a.get(CONFIG_MIRROR))
                 .cloned();
             match theirs {
-                Some(h) if Some(&h) == hash.as_ref() => return existing.metadata.uid,
+                Some(h) if h == hash => {
+                    return existing
+                        .metadata
+                        .uid
+                        .map(|u| (u, existing.status))
+                        .ok_or_else(|| "its mirror pod has no uid".to_string());
+                }
                 Some(_) => {
                     let old_uid = existing.metadata.uid.clone().unwrap_or_default();
                     if let Err(e) = api.delete_pod(ns, name, &old_uid, 0) {
-                        log::warn!(
-                            "pod {}: failed to replace its outdated mirror pod: {e}",
-                            key(pod)
-                        );
-                        return None;
+                        return Err(format!("failed to replace its outdated mirror pod: {e}"));
                     }
                 }
                 None => {
-                    log::warn!("static pod {}: a pod of the same name exists in the API server; no mirror pod", key(pod));
-                    return None;
+                    return Err(
+                        "a pod of the same name exists in the API server; no mirror pod".into(),
+                    );
                 }
             }
         }
         Err(ApiError::NotFound { .. }) => {}
-        Err(e) => {
-            log::debug!("pod {}: mirror pod lookup failed: {e}", key(pod));
-            return None;
-        }
+        Err(e) => return Err(format!("mirror pod lookup failed: {e}")),
     }
-    match api.create_pod(ns, &want) {
+    // The owner reference needs the Node's uid, which changes when the Node is recreated.
+    let node_uid = match api.get_node(node_name) {
+        Ok(n) => n.metadata.uid.unwrap_or_default(),
+        Err(e) => return Err(format!("no mirror pod: cannot read node {node_name}: {e}")),
+    };
+    if node_uid.is_empty() {
+        return Err(format!("no mirror pod: node {node_name} has no uid"));
+    }
+    match api.create_pod(ns, &mirror_pod(pod, node_name, &node_uid)) {
         Ok(created) => {
             log::info!("created mirror pod for static pod {}", key(pod));
-            created.metadata.uid
+            created
+                .metadata
+                .uid
+                .map(|u| (u, created.status))
+                .ok_or_else(|| "the created mirror pod has no uid".to_string())
         }
-        Err(e) => {
-            log::warn!(
-                "static pod {}: failed to create its mirror pod: {e}",
-                key(pod)
-            );
-            None
-        }
+        Err(e) => Err(format!("failed to create its mirror pod: {e}")),
     }
 }
 
@@ -341,7 +402,7 @@ impl PodReporter for ApiReporter {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         // A static pod is represented in the API server by its mirror pod.
-        let target = if is_static(pod) {
+        let target = if crate::static_pods::is_static(pod) {
             match lock(&self.shared).mirrors.get(uid(pod)).cloned() {
                 Some(m) => m,
                 None => match self.api.get_pod(ns, name) {
@@ -423,7 +484,7 @@ mod tests {
     }
 
     #[test]
-    fn a_status_is_written_once_as_a_merge_patch_with_the_uid() {
+    fn a_status_is_written_once_as_a_strategic_merge_patch_with_the_uid() {
         let (api, r) = reporter_answering_patches(3);
         let s = PodStatus {
             phase: Some("Running".into()),
@@ -436,7 +497,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         let calls = api.calls_of(RequestKind::PatchPodStatus);
         assert_eq!(calls.len(), 1, "an unchanged status is not written again");
-        assert_eq!(calls[0].content_type, Some("application/merge-patch+json"));
+        assert_eq!(
+            calls[0].content_type,
+            Some("application/strategic-merge-patch+json")
+        );
         let body: serde_json::Value =
             serde_json::from_slice(calls[0].body.as_ref().unwrap()).unwrap();
         assert_eq!(body["metadata"]["uid"], "u-1");

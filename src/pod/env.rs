@@ -157,14 +157,6 @@ pub fn service_env(
 }
 
 /// Whether the pod came from a file rather than the API server (the kubelet's `IsStaticPod`).
-fn is_static(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(crate::static_pods::CONFIG_SOURCE))
-        .is_some_and(|s| s != "api")
-}
-
 /// The service variables for this pod, or the kubelet's error for an API pod before the
 /// services were listed once (a static pod gets what is known).
 fn services_for(pod: &Pod, services: Services<'_>) -> Result<BTreeMap<String, String>, EnvError> {
@@ -176,7 +168,7 @@ fn services_for(pod: &Pod, services: Services<'_>) -> Result<BTreeMap<String, St
         .unwrap_or(true);
     match services {
         Services::NoApiServer => Ok(BTreeMap::new()),
-        Services::NotSynced if is_static(pod) => Ok(BTreeMap::new()),
+        Services::NotSynced if crate::static_pods::is_static(pod) => Ok(BTreeMap::new()),
         Services::NotSynced => Err(EnvError::ServicesNotSynced),
         Services::Synced(list) => Ok(service_env(list, ns, links)),
     }

@@ -176,23 +176,27 @@ pub fn compute_actions(input: PlanInput<'_>) -> Actions {
             actions.kill_pod = true;
             return actions;
         }
-        let to_start: Vec<(&Container, ContainerKind)> = match init.first() {
-            Some(first) => vec![(first, ContainerKind::Init)],
-            None => app
-                .iter()
-                .filter(|c| {
-                    !(policy == "OnFailure"
-                        && observed
-                            .latest(&c.name, ContainerKind::App)
-                            .is_some_and(ObservedContainer::succeeded))
-                })
-                .map(|c| (c, ContainerKind::App))
-                .collect(),
-        };
-        if to_start.is_empty() {
+        // The app containers that would run again (under OnFailure, not those that
+        // succeeded); none: the pod is done and gets no new sandbox, even if it has init
+        // containers (which would otherwise run again first). The kubelet's order.
+        let apps: Vec<(&Container, ContainerKind)> = app
+            .iter()
+            .filter(|c| {
+                !(policy == "OnFailure"
+                    && observed
+                        .latest(&c.name, ContainerKind::App)
+                        .is_some_and(ObservedContainer::succeeded))
+            })
+            .map(|c| (c, ContainerKind::App))
+            .collect();
+        if apps.is_empty() {
             actions.kill_pod = true;
             return actions;
         }
+        let to_start = match init.first() {
+            Some(first) => vec![(first, ContainerKind::Init)],
+            None => apps,
+        };
         actions.create_sandbox = Some(attempt);
         for (c, kind) in to_start {
             plan_start(&input, &mut actions, c, kind);
@@ -674,6 +678,39 @@ mod tests {
         assert!(a.kill_pod);
         assert_eq!(a.create_sandbox, None);
         assert!(a.start.is_empty());
+    }
+
+    #[test]
+    fn a_finished_on_failure_pod_with_init_containers_is_not_run_again() {
+        // After a daemon restart the stopped sandbox is not ready: the pod must not get a new
+        // one and run its init containers again when every app container succeeded.
+        let done = Case::new(
+            pod("OnFailure", &["i"], &["a", "b"], false),
+            vec![sandbox(0, false)],
+            vec![
+                ctr("i", Init, 0, Exited, 0),
+                ctr("a", App, 0, Exited, 0),
+                ctr("b", App, 0, Exited, 0),
+            ],
+        )
+        .plan();
+        assert!(done.kill_pod);
+        assert_eq!(done.create_sandbox, None);
+        assert!(done.start.is_empty(), "{:?}", starts(&done));
+
+        // One app container failed: a new sandbox, and the init containers first.
+        let failed = Case::new(
+            pod("OnFailure", &["i"], &["a", "b"], false),
+            vec![sandbox(0, false)],
+            vec![
+                ctr("i", Init, 0, Exited, 0),
+                ctr("a", App, 0, Exited, 0),
+                ctr("b", App, 0, Exited, 1),
+            ],
+        )
+        .plan();
+        assert_eq!(failed.create_sandbox, Some(1));
+        assert_eq!(starts(&failed), [("i".into(), Init, 1)]);
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! second: containerd 1.6 has no container events) that wakes the worker of every pod whose
 //! runtime state changed and confirms the unchanged ones to the [`RuntimeCache`], and the
 //! housekeeping of orphans: sandboxes with this node's owner label whose pod no source knows
-//! (deleted while vk-cri was down, or left behind by a failed cleanup) are stopped and removed
+//! (deleted while vk-cri was down, or left behind by a failed cleanup) are stopped as the kubelet
+//! stops them (each running container with a 2 s shutdown window, then the sandbox) and removed,
 //! once every pod source has delivered its first full view.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::cache::{self, RuntimeCache};
@@ -120,22 +121,65 @@ pub fn changed(old: &BTreeMap<String, u64>, new: &BTreeMap<String, u64>) -> Vec<
     out
 }
 
-/// Stops and removes every sandbox of an orphaned pod, and its log directory; whether all of
-/// them are gone.
+/// The kubelet's shutdown window for an orphan's containers: it kills a runtime pod no source
+/// knows with a grace period override of 1 s, raised to its minimum of 2 s
+/// (`SyncTerminatingRuntimePod`, `killContainer`); the spec, and so any preStop hook, is gone.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+
+/// Stops an orphaned pod the way the kubelet does: its running containers first, in parallel,
+/// with `StopContainer` and [`ORPHAN_GRACE`] (SIGTERM, SIGKILL after the window), then every
+/// sandbox is stopped and removed, and its log directory. Whether all of it is gone.
 fn collect_orphan(
     runtime: &dyn Runtime,
+    node_name: &str,
     uid: &str,
     sandboxes: &[RelistedSandbox],
     log_root: &std::path::Path,
 ) -> bool {
+    let Some(first) = sandboxes.first() else {
+        return true;
+    };
+    let key = format!("{}/{}", first.pod_namespace, first.pod_name);
+    log::info!(
+        "stopping pod {key} (uid {uid}, {} sandbox(es)): no pod source knows it",
+        sandboxes.len()
+    );
+    let running: Vec<String> = match runtime
+        .list_containers(&labels::pod_selector(node_name, uid), None)
+    {
+        Ok(cs) => cs
+            .into_iter()
+            .filter(|c| c.state.enum_value_or_default() == api::ContainerState::CONTAINER_RUNNING)
+            .map(|c| c.id)
+            .collect(),
+        Err(e) => {
+            log::warn!("orphan {key}: {e}");
+            return false;
+        }
+    };
     let mut all = true;
+    std::thread::scope(|s| {
+        let stops: Vec<_> = running
+            .iter()
+            .map(|id| s.spawn(move || (id, runtime.stop_container(id, ORPHAN_GRACE))))
+            .collect();
+        for stop in stops {
+            if let Ok((id, Err(e))) = stop.join() {
+                if !e.is_not_found() {
+                    log::warn!("orphan {key}: container {}: {e}", crate::cri::short_id(id));
+                    all = false;
+                }
+            }
+        }
+    });
+    if !all {
+        return false;
+    }
     for sb in sandboxes {
-        let key = format!("{}/{}", sb.pod_namespace, sb.pod_name);
         log::info!(
             "removing sandbox {} of pod {key} (uid {uid}): no pod source knows it",
             crate::cri::short_id(&sb.id)
         );
-        // The pod is gone: its containers get the grace the runtime gives on StopPodSandbox.
         if let Err(e) = runtime.stop_pod_sandbox(&sb.id) {
             if !e.is_not_found() {
                 log::warn!("orphan {key}: {e}");
@@ -181,6 +225,8 @@ pub fn spawn(
             // A pod must be seen orphaned twice in a row: the first time, its source's event may
             // still be on its way to the workers.
             let mut suspects: HashMap<String, u32> = HashMap::new();
+            // Orphans whose cleanup runs now, each on its own thread.
+            let collecting: Arc<Mutex<HashSet<String>>> = Arc::default();
             loop {
                 let started = Instant::now();
                 match relist(runtime.as_ref(), &node_name) {
@@ -211,9 +257,34 @@ pub fn spawn(
                                 }
                                 let seen = suspects.entry(uid.clone()).or_insert(0);
                                 *seen += 1;
-                                if *seen >= 2 {
-                                    if collect_orphan(runtime.as_ref(), uid, sandboxes, &log_root) {
-                                        on_orphan(uid);
+                                if *seen >= 2 && collecting.lock().unwrap().insert(uid.clone()) {
+                                    // On its own thread: the shutdown window must not hold up
+                                    // the relist of the other pods.
+                                    let (runtime, node, logs, done, working) = (
+                                        runtime.clone(),
+                                        node_name.clone(),
+                                        log_root.clone(),
+                                        on_orphan.clone(),
+                                        collecting.clone(),
+                                    );
+                                    let (id, sbs) = (uid.clone(), sandboxes.clone());
+                                    let spawned = std::thread::Builder::new()
+                                        .name("orphan".into())
+                                        .spawn(move || {
+                                            if collect_orphan(
+                                                runtime.as_ref(),
+                                                &node,
+                                                &id,
+                                                &sbs,
+                                                &logs,
+                                            ) {
+                                                done(&id);
+                                            }
+                                            working.lock().unwrap().remove(&id);
+                                        });
+                                    if let Err(e) = spawned {
+                                        log::warn!("orphan {uid}: cannot start its cleanup: {e}");
+                                        collecting.lock().unwrap().remove(uid);
                                     }
                                     suspects.remove(uid);
                                 }
@@ -275,5 +346,67 @@ mod tests {
         rt.stop_pod_sandbox(&sb).unwrap();
         let second = relist(&rt, "node-a").unwrap();
         assert_eq!(changed(&first.fingerprints, &second.fingerprints), ["u1"]);
+    }
+
+    #[test]
+    fn an_orphan_gets_the_kubelets_shutdown_window_before_its_sandbox_stops() {
+        use crate::cri::fake::{Call, FakeRuntime};
+        let rt = FakeRuntime::new();
+        rt.add_image("busybox");
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {"containers": [{"name": "a", "image": "busybox"}, {"name": "b", "image": "busybox"}]}
+        }))
+        .unwrap();
+        let node = crate::pod::translate::NodeContext::new("node-a");
+        let cfg = crate::pod::translate::sandbox_config(&pod, &node, 0).unwrap();
+        let sb = rt.run_pod_sandbox(&cfg, "").unwrap();
+        let mut ids = Vec::new();
+        for name in ["a", "b"] {
+            let mut c = api::ContainerConfig::new();
+            c.metadata = Some(api::ContainerMetadata {
+                name: name.into(),
+                ..Default::default()
+            })
+            .into();
+            c.image = Some(api::ImageSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            })
+            .into();
+            c.labels = labels::container_labels(&pod, name, "node-a");
+            let id = rt.create_container(&sb, &c, &cfg).unwrap();
+            rt.start_container(&id).unwrap();
+            ids.push(id);
+        }
+        rt.exit_container(&ids[1], 0);
+        let listed = relist(&rt, "node-a").unwrap();
+        rt.take_calls();
+
+        let logs = std::env::temp_dir().join(format!("vk-cri-orphan-{}", std::process::id()));
+        assert!(collect_orphan(
+            &rt,
+            "node-a",
+            "u1",
+            &listed.sandboxes["u1"],
+            &logs
+        ));
+        let calls: Vec<Call> = rt
+            .take_calls()
+            .into_iter()
+            .filter(|c| !matches!(c, Call::ListContainers))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                Call::StopContainer {
+                    id: ids[0].clone(),
+                    timeout_secs: 2
+                },
+                Call::StopPodSandbox(sb.clone()),
+                Call::RemovePodSandbox(sb.clone()),
+            ],
+            "only the running container is stopped, with 2 s, before its sandbox"
+        );
     }
 }

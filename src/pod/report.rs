@@ -185,3 +185,66 @@ mod tests {
         assert_eq!(r.last_status("u"), None);
     }
 }
+
+/// A reporter that records what it is told, for the tests of the pod's steps.
+#[cfg(test)]
+pub mod recorded {
+    use super::*;
+
+    /// One event: (container or "", type, reason, message).
+    pub type Event = (String, EventType, String, String);
+
+    #[derive(Default)]
+    pub struct Recorded {
+        pub events: Mutex<Vec<Event>>,
+        pub statuses: Mutex<Vec<PodStatus>>,
+    }
+
+    impl Recorded {
+        /// The events so far as "REASON: message", clearing them.
+        pub fn take_events(&self) -> Vec<String> {
+            std::mem::take(&mut *self.events.lock().unwrap())
+                .into_iter()
+                .map(|(_, _, r, m)| format!("{r}: {m}"))
+                .collect()
+        }
+
+        pub fn last_status_seen(&self) -> Option<PodStatus> {
+            self.statuses.lock().unwrap().last().cloned()
+        }
+    }
+
+    impl PodReporter for Recorded {
+        fn status(&self, _: &Pod, status: &PodStatus) {
+            self.statuses.lock().unwrap().push(status.clone());
+        }
+        fn event(&self, _: &Pod, kind: EventType, reason: &str, message: &str) {
+            self.events
+                .lock()
+                .unwrap()
+                .push((String::new(), kind, reason.into(), message.into()));
+        }
+        fn container_event(
+            &self,
+            _: &Pod,
+            container: &str,
+            kind: EventType,
+            reason: &str,
+            message: &str,
+        ) {
+            self.events.lock().unwrap().push((
+                container.into(),
+                kind,
+                reason.into(),
+                message.into(),
+            ));
+        }
+        fn deleted(&self, _: &Pod) -> Result<(), String> {
+            Ok(())
+        }
+        fn last_status(&self, _: &str) -> Option<Arc<PodStatus>> {
+            self.statuses.lock().unwrap().last().cloned().map(Arc::new)
+        }
+        fn forget(&self, _: &str) {}
+    }
+}

@@ -7,10 +7,12 @@
 //! clock (`now` comes in) and writes nothing; the status manager decides whether to send it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodReadinessGate,
+    PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -50,6 +52,34 @@ pub struct StatusInput<'a> {
     /// (Succeeded if every container succeeded, else Failed), as the kubelet does for API pods.
     pub terminal: bool,
     pub now: Timestamp,
+}
+
+/// How long a restarted container must have run before it may be Ready: one relist period.
+/// The kubelet sees a container start only through its relist (every second), so one that exits
+/// at once in CrashLoopBackOff is practically never reported Ready; here the status is observed
+/// right after the start, and without this a container that is about to exit would be Ready (and
+/// get traffic) for up to a second after each restart. A first start (restart count 0) is Ready as
+/// soon as it runs, so a pod's start latency does not pay for it.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// For a running container that restarted less than [`SETTLE`] ago, what is left of it.
+pub fn settle_left(c: &ObservedContainer, now: Timestamp) -> Option<Duration> {
+    if c.restart_count == 0 || !c.is_running() {
+        return None;
+    }
+    let ran = now.as_nanosecond() - i128::from(c.started_at);
+    let settle = SETTLE.as_nanos() as i128;
+    (ran < settle).then(|| Duration::from_nanos((settle - ran.max(0)) as u64))
+}
+
+/// The earliest moment a settling container of the pod becomes Ready, from now.
+pub fn next_settled(observed: &ObservedPod, now: Timestamp) -> Option<Duration> {
+    observed
+        .containers
+        .iter()
+        .filter(|c| c.kind == ContainerKind::App)
+        .filter_map(|c| settle_left(c, now))
+        .min()
 }
 
 /// A whole-second timestamp (`metav1.Time` has second precision on the wire) from nanoseconds.
@@ -241,9 +271,11 @@ fn container_status(
                 ..Default::default()
             });
             status.started = Some(started);
-            // An init container is ready once it has completed, not while it runs.
+            // An init container is ready once it has completed, not while it runs; a
+            // restarted one once it has outlived its first relist period.
             status.ready = kind == ContainerKind::App
                 && started
+                && settle_left(c, input.now).is_none()
                 && input.readiness.get(&c.id).copied().unwrap_or(true);
         }
         Some(RunState::Exited) => {
@@ -348,7 +380,6 @@ fn conditions(
     init: &[ContainerStatus],
     app: &[ContainerStatus],
 ) -> Vec<PodCondition> {
-    let completed = phase == "Succeeded";
     let old = |t: &str| {
         input
             .old
@@ -375,9 +406,73 @@ fn conditions(
 
     let sandbox_ready = input.observed.latest_sandbox().is_some_and(|s| s.ready);
     // Conditions the kubelet does not own (DisruptionTarget, readiness gates set by
-    // controllers) are kept as they are.
-    let mut out: Vec<PodCondition> = input
-        .old
+    // controllers, any custom type) are kept as the API server has them.
+    let mut out: Vec<PodCondition> = foreign_conditions(input);
+    out.push(make("PodReadyToStartContainers", sandbox_ready, None, None));
+
+    let initialized = initialized_condition(init_specs, init, app, phase);
+    out.push(make(
+        "Initialized",
+        initialized.ok,
+        initialized.reason,
+        initialized.message,
+    ));
+    let containers_ready = containers_ready_condition(app, phase);
+    let ready = ready_condition(
+        &containers_ready,
+        input
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.readiness_gates.as_deref()),
+        &out,
+    );
+    out.push(make("Ready", ready.ok, ready.reason, ready.message));
+    out.push(make(
+        "ContainersReady",
+        containers_ready.ok,
+        containers_ready.reason,
+        containers_ready.message,
+    ));
+    // The kubelet always reports PodScheduled (static pods never meet a scheduler).
+    out.push(make("PodScheduled", true, None, None));
+    out
+}
+
+/// A condition's value before its transition time is kept or set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Computed {
+    ok: bool,
+    reason: Option<&'static str>,
+    message: Option<String>,
+}
+
+impl Computed {
+    fn yes() -> Computed {
+        Computed {
+            ok: true,
+            reason: None,
+            message: None,
+        }
+    }
+
+    fn no(reason: &'static str, message: Option<String>) -> Computed {
+        Computed {
+            ok: false,
+            reason: Some(reason),
+            message,
+        }
+    }
+}
+
+/// The conditions of the API server's copy of the pod that the kubelet does not own (in
+/// standalone mode, where there is no API copy, those of the last computed status).
+fn foreign_conditions(input: &StatusInput<'_>) -> Vec<PodCondition> {
+    let source = match input.pod.status.as_ref() {
+        Some(s) => Some(s),
+        None => input.old,
+    };
+    source
         .and_then(|s| s.conditions.as_ref())
         .map(|cs| {
             cs.iter()
@@ -385,60 +480,143 @@ fn conditions(
                 .cloned()
                 .collect()
         })
-        .unwrap_or_default();
-    out.push(make("PodReadyToStartContainers", sandbox_ready, None, None));
+        .unwrap_or_default()
+}
 
-    let unfinished: Vec<&str> = init_specs
+/// Go's `fmt.Sprintf("%s", []string)`: `[a b]`.
+fn go_list(names: &[&str]) -> String {
+    format!("[{}]", names.join(" "))
+}
+
+/// The kubelet's `GeneratePodInitializedCondition`.
+fn initialized_condition(
+    init_specs: &[Container],
+    init: &[ContainerStatus],
+    app: &[ContainerStatus],
+    phase: &str,
+) -> Computed {
+    if phase == "Succeeded" {
+        return Computed {
+            ok: true,
+            reason: Some("PodCompleted"),
+            message: None,
+        };
+    }
+    // A regular container that has run means the pod was initialized before.
+    let app_started = app.iter().any(|s| {
+        s.state
+            .as_ref()
+            .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+    });
+    if app_started {
+        return Computed::yes();
+    }
+    let incomplete: Vec<&str> = init_specs
         .iter()
         .zip(init)
-        .filter(|(_, s)| {
-            s.state
-                .as_ref()
-                .and_then(|st| st.terminated.as_ref())
-                .is_none_or(|t| t.exit_code != 0)
-        })
+        .filter(|(_, s)| !s.ready)
         .map(|(c, _)| c.name.as_str())
         .collect();
-    if unfinished.is_empty() || completed {
-        let reason = (completed && !init_specs.is_empty()).then_some("PodCompleted");
-        out.push(make("Initialized", true, reason, None));
+    if incomplete.is_empty() {
+        Computed::yes()
     } else {
-        out.push(make(
-            "Initialized",
-            false,
-            Some("ContainersNotInitialized"),
+        Computed::no(
+            "ContainersNotInitialized",
             Some(format!(
-                "containers with incomplete status: [{}]",
-                unfinished.join(" ")
+                "containers with incomplete status: {}",
+                go_list(&incomplete)
             )),
-        ));
+        )
     }
+}
 
+/// The kubelet's `GenerateContainersReadyCondition`.
+fn containers_ready_condition(app: &[ContainerStatus], phase: &str) -> Computed {
+    match phase {
+        "Succeeded" => return Computed::no("PodCompleted", None),
+        "Failed" => return Computed::no("PodFailed", None),
+        _ => {}
+    }
     let unready: Vec<&str> = app
         .iter()
         .filter(|s| !s.ready)
         .map(|s| s.name.as_str())
         .collect();
-    for t in ["Ready", "ContainersReady"] {
-        if completed {
-            out.push(make(t, false, Some("PodCompleted"), None));
-        } else if unready.is_empty() {
-            out.push(make(t, true, None, None));
-        } else {
-            out.push(make(
-                t,
-                false,
-                Some("ContainersNotReady"),
-                Some(format!(
-                    "containers with unready status: [{}]",
-                    unready.join(" ")
-                )),
-            ));
-        }
+    if unready.is_empty() {
+        Computed::yes()
+    } else {
+        Computed::no(
+            "ContainersNotReady",
+            Some(format!(
+                "containers with unready status: {}",
+                go_list(&unready)
+            )),
+        )
     }
-    // The kubelet always reports PodScheduled (static pods never meet a scheduler).
-    out.push(make("PodScheduled", true, None, None));
-    out
+}
+
+/// The kubelet's `GeneratePodReadyCondition`: ContainersReady, then every readiness gate's
+/// condition True among `conditions` (the API server's copy, as the kubelet reads them).
+fn ready_condition(
+    containers_ready: &Computed,
+    gates: Option<&[PodReadinessGate]>,
+    conditions: &[PodCondition],
+) -> Computed {
+    if !containers_ready.ok {
+        return containers_ready.clone();
+    }
+    let unready: Vec<String> = gates
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|g| {
+            let t = &g.condition_type;
+            match conditions.iter().find(|c| &c.type_ == t) {
+                None => Some(format!(
+                    "corresponding condition of pod readiness gate {t:?} does not exist."
+                )),
+                Some(c) if c.status != "True" => Some(format!(
+                    "the status of pod readiness gate {t:?} is not \"True\", but {}",
+                    c.status
+                )),
+                Some(_) => None,
+            }
+        })
+        .collect();
+    if unready.is_empty() {
+        Computed::yes()
+    } else {
+        Computed::no("ReadinessGatesNotReady", Some(unready.join(", ")))
+    }
+}
+
+/// The kubelet's `NeedToReconcilePodReadiness`: the pod has readiness gates and the Ready
+/// condition the API server has no longer matches what they and the containers say (a gate's
+/// condition was set by a controller). Such a status-only update asks for a sync.
+pub fn needs_readiness_reconcile(pod: &Pod) -> bool {
+    let Some(gates) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_deref())
+        .filter(|g| !g.is_empty())
+    else {
+        return false;
+    };
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    let Some(current) = conditions.iter().find(|c| c.type_ == "Ready") else {
+        return false;
+    };
+    let app = status.container_statuses.as_deref().unwrap_or_default();
+    let phase = status.phase.as_deref().unwrap_or_default();
+    let want = ready_condition(
+        &containers_ready_condition(app, phase),
+        Some(gates),
+        conditions,
+    );
+    let want_status = if want.ok { "True" } else { "False" };
+    current.status != want_status || current.message != want.message
 }
 
 #[cfg(test)]
@@ -505,6 +683,7 @@ mod tests {
         old: Option<PodStatus>,
         pod_failed: bool,
         terminal: bool,
+        now: Timestamp,
     }
 
     impl Case {
@@ -528,6 +707,7 @@ mod tests {
                 old: None,
                 pod_failed: false,
                 terminal: false,
+                now: Timestamp::from_second(1_800_000_100).unwrap(),
             }
         }
 
@@ -544,7 +724,7 @@ mod tests {
                 pod_failed: self.pod_failed,
                 is_static: false,
                 terminal: self.terminal,
-                now: Timestamp::from_second(1_800_000_100).unwrap(),
+                now: self.now,
             })
         }
     }
@@ -852,5 +1032,193 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    fn with_gate(mut p: Pod, gate: &str, condition: Option<&str>) -> Pod {
+        let spec = p.spec.as_mut().unwrap();
+        spec.readiness_gates = Some(vec![PodReadinessGate {
+            condition_type: gate.into(),
+        }]);
+        p.status = Some(PodStatus {
+            conditions: condition.map(|st| {
+                vec![PodCondition {
+                    type_: gate.into(),
+                    status: st.into(),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        });
+        p
+    }
+
+    #[test]
+    fn readiness_gates_hold_ready_until_their_condition_is_true() {
+        let running = || vec![ctr("a", App, 0, Running, 0)];
+        let missing = Case::new(
+            with_gate(pod("Always", &[], &["a"]), "example.com/lb", None),
+            running(),
+        )
+        .status();
+        let ready = cond(&missing, "Ready");
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason.as_deref(), Some("ReadinessGatesNotReady"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some(
+                "corresponding condition of pod readiness gate \"example.com/lb\" does not exist."
+            )
+        );
+        assert_eq!(cond(&missing, "ContainersReady").status, "True");
+
+        let unready = Case::new(
+            with_gate(pod("Always", &[], &["a"]), "example.com/lb", Some("False")),
+            running(),
+        )
+        .status();
+        assert_eq!(
+            cond(&unready, "Ready").message.as_deref(),
+            Some("the status of pod readiness gate \"example.com/lb\" is not \"True\", but False")
+        );
+
+        let open = Case::new(
+            with_gate(pod("Always", &[], &["a"]), "example.com/lb", Some("True")),
+            running(),
+        )
+        .status();
+        assert_eq!(cond(&open, "Ready").status, "True");
+        // The gate's own condition is the API server's, kept as it is.
+        assert_eq!(cond(&open, "example.com/lb").status, "True");
+    }
+
+    #[test]
+    fn conditions_of_others_come_from_the_api_servers_copy() {
+        // Our last status knew no DisruptionTarget; the API server's copy of the pod has it.
+        let mut p = pod("Always", &[], &["a"]);
+        p.status = Some(PodStatus {
+            conditions: Some(vec![PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                reason: Some("EvictionByEvictionAPI".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let mut c = Case::new(p, vec![ctr("a", App, 0, Running, 0)]);
+        c.old = Some(PodStatus {
+            conditions: Some(vec![PodCondition {
+                type_: "example.com/stale".into(),
+                status: "True".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let s = c.status();
+        assert_eq!(cond(&s, "DisruptionTarget").status, "True");
+        assert!(s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|c| c.type_ != "example.com/stale"));
+    }
+
+    #[test]
+    fn terminal_pods_say_pod_failed_or_pod_completed() {
+        let mut failed = Case::new(pod("Never", &[], &["a"]), vec![ctr("a", App, 0, Exited, 1)]);
+        failed.observed.sandboxes[0].ready = false;
+        let s = failed.status();
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        for t in ["Ready", "ContainersReady"] {
+            let c = cond(&s, t);
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_deref()),
+                ("False", Some("PodFailed"))
+            );
+            assert_eq!(c.message, None);
+        }
+        let done = Case::new(pod("Never", &[], &["a"]), vec![ctr("a", App, 0, Exited, 0)]).status();
+        assert_eq!(done.phase.as_deref(), Some("Succeeded"));
+        for t in ["Ready", "ContainersReady"] {
+            assert_eq!(cond(&done, t).reason.as_deref(), Some("PodCompleted"));
+        }
+        // The kubelet says PodCompleted on Initialized of every succeeded pod.
+        assert_eq!(
+            cond(&done, "Initialized").reason.as_deref(),
+            Some("PodCompleted")
+        );
+    }
+
+    #[test]
+    fn readiness_reconcile_is_needed_only_when_ready_disagrees_with_the_gates() {
+        let api_pod = |gate: Option<&str>, ready: &str, message: Option<&str>| {
+            let mut conditions =
+                vec![serde_json::json!({"type": "Ready", "status": ready, "message": message})];
+            if let Some(g) = gate {
+                conditions.push(serde_json::json!({"type": "example.com/lb", "status": g}));
+            }
+            serde_json::from_value::<Pod>(serde_json::json!({
+                "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+                "spec": {"containers": [{"name": "a", "image": "busybox"}],
+                         "readinessGates": [{"conditionType": "example.com/lb"}]},
+                "status": {"phase": "Running", "conditions": conditions,
+                           "containerStatuses": [{"name": "a", "ready": true, "restartCount": 0, "image": "b", "imageID": ""}]}
+            }))
+            .unwrap()
+        };
+        let missing =
+            "corresponding condition of pod readiness gate \"example.com/lb\" does not exist.";
+        assert!(!needs_readiness_reconcile(&api_pod(
+            None,
+            "False",
+            Some(missing)
+        )));
+        assert!(needs_readiness_reconcile(&api_pod(
+            Some("True"),
+            "False",
+            Some(missing)
+        )));
+        assert!(!needs_readiness_reconcile(&api_pod(
+            Some("True"),
+            "True",
+            None
+        )));
+        assert!(needs_readiness_reconcile(&api_pod(
+            Some("False"),
+            "True",
+            None
+        )));
+        // No gates: never.
+        let mut plain = api_pod(Some("True"), "False", Some(missing));
+        plain.spec.as_mut().unwrap().readiness_gates = None;
+        assert!(!needs_readiness_reconcile(&plain));
+    }
+
+    #[test]
+    fn a_restarted_container_is_ready_only_once_it_outlived_a_relist_period() {
+        let restarted = ctr("a", App, 3, Running, 0);
+        let started = restarted.started_at;
+        let mut case = Case::new(pod("Always", &[], &["a"]), vec![restarted]);
+        let at = |nanos: i64| Timestamp::from_nanosecond(i128::from(nanos)).unwrap();
+        case.now = at(started + SEC / 2);
+        let s = case.status();
+        assert!(!s.container_statuses.as_ref().unwrap()[0].ready);
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(
+            next_settled(&case.observed, case.now),
+            Some(Duration::from_millis(500))
+        );
+        case.now = at(started + SEC);
+        assert!(case.status().container_statuses.as_ref().unwrap()[0].ready);
+        assert_eq!(next_settled(&case.observed, case.now), None);
+
+        // A first start is Ready at once.
+        let mut first = Case::new(
+            pod("Always", &[], &["a"]),
+            vec![ctr("a", App, 0, Running, 0)],
+        );
+        first.now = at(first.observed.containers[0].started_at + 1);
+        assert!(first.status().container_statuses.as_ref().unwrap()[0].ready);
+        assert_eq!(next_settled(&first.observed, first.now), None);
     }
 }

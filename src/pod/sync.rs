@@ -36,7 +36,6 @@ use crate::cri::{api, CriError, Runtime};
 use crate::kube::reflector::ServiceCache;
 use crate::kube::KubeApi;
 use crate::metrics;
-use crate::static_pods::CONFIG_SOURCE;
 use crate::volume::manager::VolumeManager;
 use crate::volume::{NodeAllocatable, Objects};
 
@@ -103,6 +102,33 @@ pub struct RuntimeSyncer {
 struct StartFailure {
     reason: &'static str,
     message: String,
+}
+
+/// A runtime error as Go's gRPC status prints it (`rpc error: code = NotFound desc = ...`), the
+/// text the kubelet puts in events and waiting messages.
+fn rpc_error(e: &crate::cri::CriError) -> String {
+    match e.code() {
+        Some(code) => format!("rpc error: code = {code} desc = {}", e.message()),
+        None => e.message().to_string(),
+    }
+}
+
+/// Go's `Duration.Truncate(time.Millisecond).String()`: `523ms`, `1.5s`, `2m3.004s`.
+fn go_duration_ms(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let mut secs = s.to_string();
+    if frac > 0 {
+        secs.push_str(format!(".{frac:03}").trim_end_matches('0'));
+    }
+    match (h, m) {
+        (0, 0) => format!("{secs}s"),
+        (0, m) => format!("{m}m{secs}s"),
+        (h, m) => format!("{h}h{m}m{secs}s"),
+    }
 }
 
 fn failure(reason: &'static str, message: impl Into<String>) -> StartFailure {
@@ -516,11 +542,7 @@ impl RuntimeSyncer {
             .reporter
             .last_status(uid(pod))
             .or_else(|| pod.status.clone().map(Arc::new));
-        let is_static = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.get(CONFIG_SOURCE).is_some_and(|s| s == "file"));
+        let is_static = crate::static_pods::is_static(pod);
         let status = status::pod_status(&StatusInput {
             pod,
             observed,
@@ -601,7 +623,28 @@ impl RuntimeSyncer {
     }
 
     /// Makes sure the container's image is there; the image reference to run.
+    /// The image manager's `EnsureImageExists` and the `Error: REASON` event the kubelet's
+    /// `startContainer` records after any failure of it.
     fn ensure_image(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        sandbox_config: &api::PodSandboxConfig,
+        st: &mut PodState,
+    ) -> Result<(String, ImageUser), StartFailure> {
+        self.ensure_image_exists(pod, c, sandbox_config, st)
+            .inspect_err(|f| {
+                self.reporter.container_event(
+                    pod,
+                    &c.name,
+                    EventType::Warning,
+                    "Failed",
+                    &format!("Error: {}", f.reason),
+                );
+            })
+    }
+
+    fn ensure_image_exists(
         &self,
         pod: &Pod,
         c: &Container,
@@ -616,10 +659,12 @@ impl RuntimeSyncer {
             .image_pull_policy
             .clone()
             .unwrap_or_else(|| super::defaults::default_pull_policy(&image).to_string());
-        let present = self
-            .runtime
-            .image_status(&image)
-            .map_err(|e| failure("ErrImagePull", e.to_string()))?;
+        let present = self.runtime.image_status(&image).map_err(|e| {
+            let msg = format!("Failed to inspect image \"{image}\": {}", rpc_error(&e));
+            self.reporter
+                .container_event(pod, &c.name, EventType::Warning, "InspectFailed", &msg);
+            failure("ImageInspectError", msg)
+        })?;
         match (policy.as_str(), &present) {
             ("Never", None) => {
                 let msg =
@@ -634,6 +679,13 @@ impl RuntimeSyncer {
                 return Err(failure("ErrImageNeverPull", msg));
             }
             ("Never" | "IfNotPresent", Some(img)) => {
+                self.reporter.container_event(
+                    pod,
+                    &c.name,
+                    EventType::Normal,
+                    "Pulled",
+                    &format!("Container image \"{image}\" already present on machine"),
+                );
                 return Ok((img.id.clone(), ImageUser::from_image(Some(img))));
             }
             _ => {}
@@ -674,6 +726,7 @@ impl RuntimeSyncer {
             }
             pulled = self.runtime.pull_image(&image, *auth, Some(sandbox_config));
         }
+        let pulled_in = started.elapsed();
         match pulled {
             Ok(image_ref) => {
                 st.image_failures.remove(&image);
@@ -683,8 +736,9 @@ impl RuntimeSyncer {
                     EventType::Normal,
                     "Pulled",
                     &format!(
-                        "Successfully pulled image \"{image}\" in {:.3}s",
-                        started.elapsed().as_secs_f64()
+                        "Successfully pulled image \"{image}\" in {} ({} including waiting)",
+                        go_duration_ms(pulled_in),
+                        go_duration_ms(started.elapsed())
                     ),
                 );
                 let img = self.runtime.image_status(&image).ok().flatten();
@@ -693,9 +747,15 @@ impl RuntimeSyncer {
             Err(e) => {
                 st.image_backoff.next(&image, now);
                 st.image_failures.insert(image.clone(), now);
-                let msg = format!("Failed to pull image \"{image}\": {}", e.message());
-                self.reporter
-                    .container_event(pod, &c.name, EventType::Warning, "Failed", &msg);
+                let msg = rpc_error(&e);
+                self.reporter.container_event(
+                    pod,
+                    &c.name,
+                    EventType::Warning,
+                    "Failed",
+                    &format!("Failed to pull image \"{image}\": {msg}"),
+                );
+                // The waiting message is the runtime's error itself (`evalCRIPullErr`).
                 Err(failure("ErrImagePull", msg))
             }
         }
@@ -1134,6 +1194,13 @@ impl RuntimeSyncer {
         {
             return SyncResult::Terminal;
         }
+        // A restarted container becomes Ready once it has settled: write that then.
+        let settled = status::next_settled(&after, Timestamp::now())
+            .map(|left| left + Duration::from_millis(20));
+        let retry = match (retry, settled) {
+            (Some(r), Some(s)) => Some(r.min(s)),
+            (r, s) => r.or(s),
+        };
         SyncResult::Requeue(retry.unwrap_or(RESYNC))
     }
 }
@@ -1382,18 +1449,21 @@ impl PodSyncer for RuntimeSyncer {
 mod tests {
     use super::*;
     use crate::cri::fake::{Call, FakeRuntime};
+    use crate::pod::report::recorded::Recorded;
     use crate::pod::report::LogReporter;
 
-    #[test]
-    fn a_sync_with_nothing_to_do_reads_the_runtime_once_and_a_confirmed_resync_not_at_all() {
-        let dir = std::env::temp_dir().join(format!("vk-cri-sync-test-{}", std::process::id()));
-        let rt = Arc::new(FakeRuntime::new());
-        rt.add_image("busybox");
+    /// A syncer on `rt` reporting to `reporter`, with its files under a fresh directory.
+    fn syncer(
+        test: &str,
+        rt: &Arc<FakeRuntime>,
+        reporter: Arc<dyn PodReporter>,
+    ) -> (RuntimeSyncer, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("vk-cri-sync-{test}-{}", std::process::id()));
         let mut node = NodeContext::new("vk-node");
         node.log_root = dir.join("logs");
         let syncer = RuntimeSyncer::new(
             rt.clone(),
-            Arc::new(LogReporter::new()),
+            reporter,
             node,
             Paths {
                 pods_dir: dir.join("pods"),
@@ -1401,15 +1471,132 @@ mod tests {
             vec!["10.0.0.1".into()],
             "fake",
         );
+        (syncer, dir)
+    }
+
+    /// A defaulted pod of one container `c` running `image` with `policy`.
+    fn one_container_pod(uid: &str, image: &str, policy: &str) -> Arc<Pod> {
         let mut pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p", "namespace": "ns", "uid": "sync-once"},
+            "metadata": {"name": "p", "namespace": "ns", "uid": uid},
             "spec": {"containers": [
-                {"name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent"}
+                {"name": "c", "image": image, "imagePullPolicy": policy}
             ]}
         }))
         .unwrap();
         crate::pod::defaults::apply_defaults(&mut pod);
-        let pod = Arc::new(pod);
+        Arc::new(pod)
+    }
+
+    #[test]
+    fn a_present_image_is_pulled_already_present_before_created() {
+        let rt = Arc::new(FakeRuntime::new());
+        rt.add_image("busybox:1.36");
+        let rec = Arc::new(Recorded::default());
+        let (syncer, dir) = syncer("present", &rt, rec.clone());
+        syncer.sync(&one_container_pod(
+            "img-present",
+            "busybox:1.36",
+            "IfNotPresent",
+        ));
+        let events = rec.take_events();
+        assert_eq!(
+            events[..2],
+            [
+                "Pulled: Container image \"busybox:1.36\" already present on machine".to_string(),
+                "Created: Created container c".to_string()
+            ],
+            "{events:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_pull_is_the_kubelets_events_and_waiting_message() {
+        let rt = Arc::new(FakeRuntime::new());
+        rt.fail_next(
+            "PullImage",
+            CriError::Rpc {
+                op: "pull image",
+                target: crate::cri::Target::Runtime,
+                code: crate::cri::Code::NotFound,
+                message: "failed to pull and unpack image \"docker.io/library/nope:1\"".into(),
+            },
+        );
+        let rec = Arc::new(Recorded::default());
+        let (syncer, dir) = syncer("pullfail", &rt, rec.clone());
+        let pod = one_container_pod("img-fail", "nope:1", "IfNotPresent");
+        syncer.sync(&pod);
+        let rpc = "rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/library/nope:1\"";
+        assert_eq!(
+            rec.take_events(),
+            [
+                "Pulling: Pulling image \"nope:1\"".to_string(),
+                format!("Failed: Failed to pull image \"nope:1\": {rpc}"),
+                "Failed: Error: ErrImagePull".to_string(),
+            ]
+        );
+        let status = rec.last_status_seen().unwrap();
+        let waiting = status.container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .waiting
+            .unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("ErrImagePull"));
+        assert_eq!(waiting.message.as_deref(), Some(rpc));
+        // Within the back-off: no pull, the kubelet's BackOff and ImagePullBackOff.
+        syncer.sync(&pod);
+        assert_eq!(
+            rec.take_events(),
+            [
+                "BackOff: Back-off pulling image \"nope:1\"".to_string(),
+                "Failed: Error: ImagePullBackOff".to_string(),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_pull_says_how_long_it_took_as_go_prints_durations() {
+        let rt = Arc::new(FakeRuntime::new());
+        rt.add_pullable("registry.test/app:2");
+        let rec = Arc::new(Recorded::default());
+        let (syncer, dir) = syncer("pulled", &rt, rec.clone());
+        syncer.sync(&one_container_pod(
+            "img-pulled",
+            "registry.test/app:2",
+            "Always",
+        ));
+        let events = rec.take_events();
+        let pulled = events
+            .iter()
+            .find(|e| e.starts_with("Pulled: "))
+            .expect("a Pulled event");
+        let rest = pulled
+            .strip_prefix("Pulled: Successfully pulled image \"registry.test/app:2\" in ")
+            .unwrap_or_else(|| panic!("{pulled}"));
+        assert!(rest.ends_with(" including waiting)"), "{pulled}");
+        assert!(rest.contains("ms ("), "{pulled}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn go_durations_truncated_to_milliseconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(go_duration_ms(Duration::from_micros(999)), "0ms");
+        assert_eq!(go_duration_ms(ms(523)), "523ms");
+        assert_eq!(go_duration_ms(ms(1000)), "1s");
+        assert_eq!(go_duration_ms(ms(1500)), "1.5s");
+        assert_eq!(go_duration_ms(ms(123_004)), "2m3.004s");
+        assert_eq!(go_duration_ms(ms(3_600_000)), "1h0m0s");
+    }
+
+    #[test]
+    fn a_sync_with_nothing_to_do_reads_the_runtime_once_and_a_confirmed_resync_not_at_all() {
+        let rt = Arc::new(FakeRuntime::new());
+        rt.add_image("busybox");
+        let (syncer, dir) = syncer("once", &rt, Arc::new(LogReporter::new()));
+        let pod = one_container_pod("sync-once", "busybox", "IfNotPresent");
         assert_eq!(syncer.sync(&pod), SyncResult::Requeue(RESYNC));
         assert!(
             rt.take_calls()

@@ -116,6 +116,24 @@ struct Registry {
     workers: HashMap<String, Arc<Slot>>,
     /// UIDs whose worker finished terminating: they never start again.
     finished: HashSet<String>,
+    /// Static pods by full name (`name_namespace`): the UID that runs under it now, until it
+    /// has terminated (the kubelet's `startedStaticPodsByFullname`).
+    static_started: HashMap<String, String>,
+    /// The UIDs waiting to start under a full name, first come first served
+    /// (`waitingToStartStaticPodsByFullname`).
+    static_waiting: HashMap<String, Vec<String>>,
+}
+
+/// A static pod's full name, the key under which only one instance may run at a time; `None`
+/// for a pod from the API server.
+fn static_full_name(pod: &Pod) -> Option<String> {
+    crate::static_pods::is_static(pod).then(|| {
+        format!(
+            "{}_{}",
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            pod.metadata.namespace.as_deref().unwrap_or_default()
+        )
+    })
 }
 
 /// The deadlines of idle pods, kept by the `pod-timer` thread.
@@ -236,10 +254,13 @@ impl PodWorkers {
                         .pod
                         .as_ref()
                         .is_some_and(|known| !differs_semantically(known, &pod))
+                    && !super::status::needs_readiness_reconcile(&pod)
                 {
                     // Only its status (or resourceVersion) changed, most often by our own
                     // status write coming back through the watch: as the kubelet's config
-                    // source, keep the newest object but do not sync for it.
+                    // source, keep the newest object but do not sync for it — unless a
+                    // readiness gate's condition changed what Ready must say (the kubelet's
+                    // HandlePodReconcile).
                     st.pod = Some(pod);
                     return;
                 }
@@ -344,6 +365,7 @@ impl PodWorkers {
             let mut stopped = stopped;
             let mut finished_done = finished_done;
             let step = self.step(
+                uid,
                 &pod,
                 removed,
                 &mut termination,
@@ -366,12 +388,73 @@ impl PodWorkers {
         reg.workers.remove(uid);
         reg.finished.insert(uid.to_string());
         drop(reg);
+        self.release_static(uid);
         self.inner.syncer.forget(uid);
+    }
+
+    /// Whether the static pod `uid` may start under `full_name`: no other instance runs under
+    /// it, and no earlier waiter is still waiting (the kubelet's `allowStaticPodStart`). A
+    /// changed manifest is a new UID with the same full name: it starts once the old one has
+    /// stopped, so the two never hold the same ports or files at once.
+    fn allow_static_start(&self, full_name: &str, uid: &str) -> Result<(), Waiting> {
+        let mut reg = self.registry();
+        if reg.static_started.get(full_name).is_some_and(|s| s == uid) {
+            return Ok(());
+        }
+        let Registry {
+            static_started,
+            static_waiting,
+            ..
+        } = &mut *reg;
+        let waiting = static_waiting.entry(full_name.to_string()).or_default();
+        let first_time = !waiting.iter().any(|w| w == uid);
+        if first_time {
+            waiting.push(uid.to_string());
+        }
+        let holder = match static_started.get(full_name) {
+            Some(started) => Some(started.clone()),
+            None if waiting[0] != uid => Some(waiting[0].clone()),
+            None => None,
+        };
+        if let Some(holder) = holder {
+            return Err(Waiting { holder, first_time });
+        }
+        waiting.remove(0);
+        if waiting.is_empty() {
+            static_waiting.remove(full_name);
+        }
+        static_started.insert(full_name.to_string(), uid.to_string());
+        Ok(())
+    }
+
+    /// `uid` terminated, or will never start: it holds its full name no longer and waits for
+    /// it no longer; the next waiter is woken.
+    fn release_static(&self, uid: &str) {
+        let mut reg = self.registry();
+        let Registry {
+            static_started,
+            static_waiting,
+            ..
+        } = &mut *reg;
+        static_started.retain(|_, u| u != uid);
+        let mut next = Vec::new();
+        static_waiting.retain(|full, waiting| {
+            waiting.retain(|w| w != uid);
+            if !static_started.contains_key(full) {
+                next.extend(waiting.first().cloned());
+            }
+            !waiting.is_empty()
+        });
+        drop(reg);
+        for w in next {
+            self.poke(&w);
+        }
     }
 
     /// One step of a pod's life with its newest spec: sync, stop, or clean up.
     fn step(
         &self,
+        uid: &str,
         current: &Arc<Pod>,
         removed: bool,
         termination: &mut Option<Termination>,
@@ -394,6 +477,19 @@ impl PodWorkers {
             }
         }
         let Some(why) = termination.clone() else {
+            if let Some(full) = static_full_name(current) {
+                if let Err(Waiting { holder, first_time }) = self.allow_static_start(&full, uid) {
+                    if first_time {
+                        log::info!(
+                            "static pod {} (uid {uid}) waits for the instance with uid {holder} \
+                             to terminate",
+                            super::key(current)
+                        );
+                    }
+                    // Woken when the holder is done; the deadline is only a safety net.
+                    return Step::Again(Instant::now() + STATIC_WAIT);
+                }
+            }
             return match syncer.sync_pod(current) {
                 SyncResult::Requeue(after) => Step::Again(Instant::now() + after),
                 SyncResult::Terminal => {
@@ -416,6 +512,7 @@ impl PodWorkers {
                     return Step::Again(Instant::now() + after);
                 }
                 *finished_done = true;
+                self.release_static(uid);
             }
             return Step::Again(Instant::now() + IDLE);
         }
@@ -467,6 +564,17 @@ fn timer_loop(timers: &Timers, workers: &Weak<Inner>) {
 /// How long an idle worker sleeps when nothing asked it to come back sooner.
 const IDLE: Duration = Duration::from_secs(3600);
 
+/// How often a static pod waiting for its previous instance checks again without being woken
+/// (a safety net: it is woken when that instance has terminated).
+const STATIC_WAIT: Duration = Duration::from_secs(30);
+
+/// Why a static pod may not start yet: the UID ahead of it under its full name, and whether it
+/// was just put in line.
+struct Waiting {
+    holder: String,
+    first_time: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,6 +597,9 @@ mod tests {
         fail_terminating_once: Mutex<bool>,
         /// What `sync_pod` asks for (default: an hour).
         requeue: Mutex<Option<Duration>>,
+        /// `sync_terminating_pod` blocks while this is set.
+        hold_terminating: Mutex<bool>,
+        hold_cv: Condvar,
     }
 
     impl Recorder {
@@ -539,6 +650,11 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push(Call::Terminating(label(pod), why.clone()));
+            let mut hold = self.hold_terminating.lock().unwrap();
+            while *hold {
+                hold = self.hold_cv.wait(hold).unwrap();
+            }
+            drop(hold);
             let mut fail = self.fail_terminating_once.lock().unwrap();
             if std::mem::take(&mut *fail) {
                 return Err(Duration::from_millis(10));
@@ -760,5 +876,98 @@ mod tests {
         assert!(rec
             .calls()
             .contains(&Call::Terminating("1".into(), Termination::Deleted)));
+    }
+
+    #[test]
+    fn a_readiness_gate_condition_set_by_another_client_syncs_the_pod() {
+        let rec = Arc::new(Recorder::default());
+        open(&rec);
+        let workers = PodWorkers::new(rec.clone());
+        let gated = |gate_status: Option<&str>| {
+            let mut conditions = vec![serde_json::json!({
+                "type": "Ready", "status": "False", "reason": "ReadinessGatesNotReady",
+                "message": "corresponding condition of pod readiness gate \"example.com/lb\" does not exist."
+            })];
+            if let Some(st) = gate_status {
+                conditions.push(serde_json::json!({"type": "example.com/lb", "status": st}));
+            }
+            Arc::new(
+                serde_json::from_value::<Pod>(serde_json::json!({
+                    "metadata": {"name": "p", "namespace": "ns", "uid": "rg1", "labels": {"v": "rg1"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                             "readinessGates": [{"conditionType": "example.com/lb"}]},
+                    "status": {"phase": "Running", "conditions": conditions,
+                               "containerStatuses": [{"name": "c", "ready": true, "restartCount": 0,
+                                                      "image": "busybox", "imageID": ""}]}
+                }))
+                .unwrap(),
+            )
+        };
+        workers.dispatch(PodEvent::Upsert(gated(None)));
+        rec.wait_for("first sync", |c| c.contains(&Call::Sync("rg1".into())));
+        // A controller sets the gate's condition: Ready must become True, so the pod syncs.
+        workers.dispatch(PodEvent::Upsert(gated(Some("True"))));
+        rec.wait_for("the reconcile sync", |c| {
+            c.iter().filter(|x| **x == Call::Sync("rg1".into())).count() >= 2
+        });
+    }
+
+    fn static_pod(uid: &str, v: &str) -> Arc<Pod> {
+        let mut p = (*pod(uid, v, false)).clone();
+        p.metadata.annotations = Some(
+            [(
+                crate::static_pods::CONFIG_SOURCE.to_string(),
+                "file".to_string(),
+            )]
+            .into(),
+        );
+        Arc::new(p)
+    }
+
+    #[test]
+    fn a_changed_static_pod_starts_once_the_previous_instance_terminated() {
+        let rec = Arc::new(Recorder::default());
+        open(&rec);
+        let workers = PodWorkers::new(rec.clone());
+        workers.dispatch(PodEvent::Upsert(static_pod("old", "old")));
+        rec.wait_for("the old instance syncs", |c| {
+            c.contains(&Call::Sync("old".into()))
+        });
+
+        // The manifest changed: the old UID goes, a new one with the same name comes, while
+        // the old one is still stopping.
+        *rec.hold_terminating.lock().unwrap() = true;
+        workers.dispatch(PodEvent::Remove { uid: "old".into() });
+        workers.dispatch(PodEvent::Upsert(static_pod("new", "new")));
+        rec.wait_for("the old instance stopping", |c| {
+            c.contains(&Call::Terminating("old".into(), Termination::Removed))
+        });
+        // Room for the new one to start too early, if it could.
+        std::thread::sleep(Duration::from_millis(200));
+        *rec.hold_terminating.lock().unwrap() = false;
+        rec.hold_cv.notify_all();
+        rec.wait_for("the new instance syncs", |c| {
+            c.contains(&Call::Sync("new".into()))
+        });
+        let calls = rec.calls();
+        let at = |call: &Call| calls.iter().position(|c| c == call).unwrap();
+        assert!(
+            at(&Call::Terminated("old".into())) < at(&Call::Sync("new".into())),
+            "{calls:?}"
+        );
+
+        // Pods from the API server with the same name do not wait for each other.
+        *rec.hold_terminating.lock().unwrap() = true;
+        workers.dispatch(PodEvent::Upsert(pod("api-1", "api-1", false)));
+        rec.wait_for("api-1 syncs", |c| c.contains(&Call::Sync("api-1".into())));
+        workers.dispatch(PodEvent::Remove {
+            uid: "api-1".into(),
+        });
+        workers.dispatch(PodEvent::Upsert(pod("api-2", "api-2", false)));
+        rec.wait_for("api-2 syncs while api-1 is stopping", |c| {
+            c.contains(&Call::Sync("api-2".into()))
+        });
+        *rec.hold_terminating.lock().unwrap() = false;
+        rec.hold_cv.notify_all();
     }
 }

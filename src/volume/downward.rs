@@ -106,9 +106,17 @@ pub fn resource_value(
         .and_then(|m| m.get(name))
         .map(|q| Quantity::parse(&q.0).map_err(|e| e.to_string()))
         .transpose()?;
+    // No divisor, or the zero quantity the API server stores for one left unset (`"0"`: the
+    // Go field is a Quantity value, so it is always serialized): divide by 1, as the kubelet's
+    // `ExtractContainerResourceValue`.
     let divisor = match divisor.filter(|d| !d.is_empty()) {
         Some(d) => Quantity::parse(d).map_err(|e| e.to_string())?,
-        None => Quantity::parse("1").map_err(|e| e.to_string())?,
+        None => Quantity::ZERO,
+    };
+    let divisor = if divisor == Quantity::ZERO {
+        Quantity::parse("1").map_err(|e| e.to_string())?
+    } else {
+        divisor
     };
     let ceil_div = |a: i64, b: i64| -> Result<String, String> {
         if b <= 0 {
@@ -235,6 +243,24 @@ mod tests {
         assert_eq!(v("limits.ephemeral-storage", Some("1Gi")), "100");
         assert_eq!(v("requests.memory", None), "0");
         assert!(resource_value(c, "limits.gpu", None, &NODE).is_err());
+    }
+
+    #[test]
+    fn a_zero_divisor_as_the_api_server_stores_it_divides_by_one() {
+        // A real kube-apiserver stores `divisor: "0"` for every resourceFieldRef without one.
+        let p = pod();
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        for zero in ["0", "0m", "0Mi"] {
+            assert_eq!(
+                resource_value(c, "limits.memory", Some(zero), &NODE).unwrap(),
+                "67108864"
+            );
+            assert_eq!(
+                resource_value(c, "limits.cpu", Some(zero), &NODE).unwrap(),
+                "1"
+            );
+        }
+        assert!(resource_value(c, "limits.cpu", Some("-1"), &NODE).is_err());
     }
 
     #[test]

@@ -283,22 +283,216 @@ fn a_pod_runs_and_its_status_is_written_back_like_the_kubelets() {
         let evs = f.list(Res::Events, Some("default"));
         evs.iter().any(|e| e["reason"] == "Started").then_some(evs)
     });
-    for reason in ["Created", "Started"] {
-        let e = events
+    // The image is there already (tagged: IfNotPresent): Pulled says so, before Created.
+    let mut at = Vec::new();
+    for reason in ["Pulled", "Created", "Started"] {
+        let i = events
             .iter()
-            .find(|e| e["reason"] == reason)
-            .unwrap_or_else(|| panic!("no {reason} event"));
+            .position(|e| e["reason"] == reason)
+            .unwrap_or_else(|| panic!("no {reason} event: {events:#?}"));
+        let e = &events[i];
         assert_eq!(e["involvedObject"]["name"], "web");
+        assert_eq!(e["involvedObject"]["fieldPath"], "spec.containers{c}");
         assert_eq!(e["source"]["component"], "kubelet");
         assert_eq!(e["source"]["host"], node.as_str());
+        at.push(rv_of(e));
     }
-    // Status writes were patches of /status only, as the node.
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{events:#?}");
+    let pulled = events.iter().find(|e| e["reason"] == "Pulled").unwrap();
+    assert_eq!(
+        pulled["message"],
+        format!(
+            "Container image \"{}\" already present on machine",
+            env::var("VKCRI_BUSYBOX_IMAGE")
+        )
+    );
+    assert_eq!(pulled["type"], "Normal");
+    // Status writes were the kubelet's strategic merge patches of /status only, as the node.
     assert!(f
         .requests()
         .iter()
         .filter(|r| r.path.ends_with("/pods/web/status"))
         .all(|r| r.method == "PATCH"
-            && r.content_type.as_deref() == Some("application/merge-patch+json")));
+            && r.content_type.as_deref() == Some("application/strategic-merge-patch+json")));
+}
+
+fn rv_of(v: &Value) -> u64 {
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_default()
+}
+
+fn condition<'a>(p: &'a Value, t: &str) -> Option<&'a Value> {
+    p["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+}
+
+#[test]
+fn a_resource_field_ref_without_a_divisor_divides_by_one() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "divisor");
+    d.start();
+    let mut p = pod(
+        "divisor",
+        f.node_name(),
+        &format!("echo MEM=$MEM; {COOPERATIVE}"),
+        1,
+    );
+    // No divisor: the API server stores "0", which the kubelet reads as 1.
+    p["spec"]["containers"][0]["env"] =
+        json!([{"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}}]);
+    f.create_pod(p);
+    let stored = f.get_pod("default", "divisor").unwrap();
+    assert_eq!(
+        stored["spec"]["containers"][0]["env"][0]["valueFrom"]["resourceFieldRef"]["divisor"],
+        "0"
+    );
+    let running = wait_pod(
+        &f,
+        "divisor",
+        "divisor Running and Ready",
+        running_and_ready,
+    );
+    // The env var from limits.memory (32Mi).
+    let uid = field(&running, "/metadata/uid")
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = d.log_root().join(format!("default_divisor_{uid}/c/0.log"));
+    let text = wait_for(
+        "the container's first line",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|t| t.contains("MEM="))
+        },
+    );
+    assert!(text.contains(" stdout F MEM=33554432\n"), "{text}");
+}
+
+#[test]
+fn readiness_gates_hold_ready_until_their_conditions_are_true() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "gates");
+    d.start();
+    let mut p = pod("gated", f.node_name(), COOPERATIVE, 1);
+    p["spec"]["readinessGates"] = json!([{"conditionType": "example.com/gate"}]);
+    f.create_pod(p);
+    let held = wait_pod(&f, "gated", "running, Ready held by its gate", |p| {
+        field(p, "/status/containerStatuses/0/ready") == true
+            && condition(p, "ContainersReady").is_some_and(|c| c["status"] == "True")
+    });
+    let ready = condition(&held, "Ready").unwrap();
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("ReadinessGatesNotReady")),
+        "{held:#}"
+    );
+    assert_eq!(
+        ready["message"],
+        "corresponding condition of pod readiness gate \"example.com/gate\" does not exist."
+    );
+
+    // A controller sets the gate's condition through the status.
+    f.modify(Res::Pods, "default", "gated", |p| {
+        p["status"]["conditions"].as_array_mut().unwrap().push(
+            json!({"type": "example.com/gate", "status": "True", "lastProbeTime": null,
+                   "lastTransitionTime": "2026-12-06T20:50:05Z"}),
+        );
+    });
+    let now_ready = wait_pod(&f, "gated", "Ready once the gate is True", |p| {
+        condition(p, "Ready").is_some_and(|c| c["status"] == "True")
+    });
+    assert_eq!(
+        condition(&now_ready, "example.com/gate").unwrap()["status"],
+        "True",
+        "the gate's condition survived the status write:\n{now_ready:#}"
+    );
+    // The gate goes False again: so does Ready.
+    f.modify(Res::Pods, "default", "gated", |p| {
+        for c in p["status"]["conditions"].as_array_mut().unwrap() {
+            if c["type"] == "example.com/gate" {
+                c["status"] = json!("False");
+            }
+        }
+    });
+    let again = wait_pod(&f, "gated", "Ready False with the gate", |p| {
+        condition(p, "Ready").is_some_and(|c| c["status"] == "False")
+    });
+    assert_eq!(
+        condition(&again, "Ready").unwrap()["message"],
+        "the status of pod readiness gate \"example.com/gate\" is not \"True\", but False",
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn conditions_written_by_other_clients_survive_the_daemons_status_writes() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "foreign");
+    d.start();
+    // A container that exits after a while: every restart is a status write.
+    f.create_pod(pod("foreign", f.node_name(), "sleep 1; exit 1", 1));
+    wait_pod(&f, "foreign", "foreign Running", |p| {
+        field(p, "/status/phase") == "Running"
+    });
+    f.modify(Res::Pods, "default", "foreign", |p| {
+        p["status"]["conditions"].as_array_mut().unwrap().push(
+            json!({"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+                   "lastProbeTime": null, "lastTransitionTime": "2026-12-06T20:50:05Z"}),
+        );
+    });
+    let later = wait_pod(&f, "foreign", "a restart written", |p| {
+        field(p, "/status/containerStatuses/0/restartCount")
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    });
+    let kept = condition(&later, "DisruptionTarget");
+    assert_eq!(
+        kept.map(|c| c["reason"].clone()),
+        Some(json!("EvictionByEvictionAPI")),
+        "erased by the daemon's status write:\n{later:#}\n{}",
+        d.log()
+    );
+}
+
+#[test]
+fn terminal_pods_carry_the_kubelets_condition_reasons() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "terminal");
+    d.start();
+    for (name, script) in [("fails", "exit 3"), ("succeeds", "exit 0")] {
+        let mut p = pod(name, f.node_name(), script, 1);
+        p["spec"]["restartPolicy"] = json!("Never");
+        f.create_pod(p);
+    }
+    for (name, phase, reason) in [
+        ("fails", "Failed", "PodFailed"),
+        ("succeeds", "Succeeded", "PodCompleted"),
+    ] {
+        let p = wait_pod(&f, name, phase, |p| field(p, "/status/phase") == phase);
+        for t in ["Ready", "ContainersReady"] {
+            let c = condition(&p, t).unwrap();
+            assert_eq!(
+                (c["status"].as_str(), c["reason"].as_str()),
+                (Some("False"), Some(reason)),
+                "{name} {t}:\n{p:#}\n{}",
+                d.log()
+            );
+            assert!(c.get("message").is_none_or(Value::is_null), "{c}");
+        }
+        if phase == "Succeeded" {
+            assert_eq!(
+                condition(&p, "Initialized").unwrap()["reason"],
+                "PodCompleted"
+            );
+        }
+    }
 }
 
 #[test]
@@ -427,6 +621,42 @@ fn the_watch_survives_dropped_connections_and_a_410_without_losing_or_doubling_a
         lists >= 2,
         "the 410 made the reflector list again ({lists} lists)"
     );
+}
+
+#[test]
+fn a_crash_looping_container_is_never_written_ready_after_a_restart() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "crashloop");
+    d.start();
+    f.create_pod(pod("crash", f.node_name(), "exit 1", 1));
+    // Back-off 10 s, 20 s: the third start is ~30 s in.
+    wait_for("two restarts", Duration::from_secs(60), || {
+        f.get_pod("default", "crash").filter(|p| {
+            field(p, "/status/containerStatuses/0/restartCount")
+                .as_u64()
+                .is_some_and(|n| n >= 2)
+        })
+    });
+    let versions = f.versions(Res::Pods, "default", "crash");
+    let mut restarted = false;
+    for p in &versions {
+        let restarts = field(p, "/status/containerStatuses/0/restartCount").as_u64();
+        restarted |= restarts.is_some_and(|n| n >= 1);
+        if !restarted {
+            continue;
+        }
+        let ready = p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        assert!(
+            !ready && field(p, "/status/containerStatuses/0/ready") != true,
+            "a restarted container that exits at once was written Ready:\n{p:#}\n{}",
+            d.log()
+        );
+    }
+    assert!(restarted && versions.len() > 3, "{versions:#?}");
 }
 
 #[test]
@@ -571,6 +801,13 @@ fn a_static_pod_appears_as_a_mirror_pod_with_its_status_and_goes_with_its_file()
         "the mirror has a uid of its own"
     );
     assert_eq!(mirror["spec"]["nodeName"], node.as_str());
+    // NodeRestriction admits only a mirror pod owned by the node's own Node object.
+    let node_uid = f.get_node(&node).unwrap()["metadata"]["uid"].clone();
+    assert_eq!(
+        mirror["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid, "controller": true}])
+    );
+    assert!(mirror["spec"].get("serviceAccountName").is_none());
     // The mirror pod itself is not run: one container only.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(d.containers("c").len(), 1);

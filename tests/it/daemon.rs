@@ -198,8 +198,14 @@ impl Daemon {
 
     /// Waits for a line in the daemon's log containing `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        self.wait_log_since(0, needle, timeout)
+    }
+
+    /// Waits for `needle` in what the daemon logged after the first `offset` bytes of its log
+    /// (`log().len()` before a restart: the log spans every run).
+    pub fn wait_log_since(&self, offset: usize, needle: &str, timeout: Duration) {
         let end = Instant::now() + timeout;
-        while !self.log().contains(needle) {
+        while !self.log().get(offset..).unwrap_or("").contains(needle) {
             assert!(
                 Instant::now() < end,
                 "timed out after {timeout:?} waiting for {needle:?} in the daemon log:\n{}",

@@ -190,6 +190,56 @@ fn a_failing_command_under_on_failure_restarts_with_growing_backoff() {
 }
 
 #[test]
+fn a_finished_pod_is_not_run_again_after_a_daemon_restart() {
+    let mut d = Daemon::new("done");
+    d.start();
+    d.put_manifest(
+        "job.yaml",
+        &manifest(
+            "job",
+            "OnFailure",
+            2,
+            &[("prep", "echo prep")],
+            &[("job", "echo done")],
+        ),
+    );
+    d.wait_log(
+        &format!("pod default/job-{}: Succeeded", d.node),
+        Duration::from_secs(40),
+    );
+    wait_for(
+        "the finished pod's sandbox stopped",
+        Duration::from_secs(10),
+        || {
+            d.sandboxes()
+                .iter()
+                .all(|s| s.state.enum_value_or_default() == PodSandboxState::SANDBOX_NOTREADY)
+                .then_some(())
+        },
+    );
+    for _ in 0..2 {
+        d.kill();
+        let before_restart = d.log().len();
+        d.start();
+        d.wait_log_since(
+            before_restart,
+            "static pod default/job-",
+            Duration::from_secs(10),
+        );
+        // Several relists and syncs later: no new sandbox, nothing ran again.
+        std::thread::sleep(Duration::from_secs(4));
+        let log = d.log()[before_restart..].to_string();
+        assert_eq!(d.sandboxes().len(), 1, "no new sandbox:\n{log}");
+        for name in ["prep", "job"] {
+            let cs = d.containers(name);
+            assert_eq!(cs.len(), 1, "{name} ran once:\n{log}");
+            assert_eq!(cs[0].exit_code, 0);
+        }
+        assert!(!log.contains("Created container"), "{log}");
+    }
+}
+
+#[test]
 fn init_containers_run_in_order_to_success_before_the_app_containers() {
     let mut d = Daemon::new("init");
     d.start();
@@ -299,7 +349,11 @@ fn a_restarted_daemon_adopts_running_containers_without_restarting_them() {
     let before_restart = d.log().len();
 
     d.start();
-    d.wait_log("static pod default/keep-", Duration::from_secs(10));
+    d.wait_log_since(
+        before_restart,
+        "static pod default/keep-",
+        Duration::from_secs(10),
+    );
     // Several relists and syncs later, nothing was touched.
     std::thread::sleep(Duration::from_secs(4));
     for (name, before) in [("a", &a), ("b", &b)] {
@@ -338,6 +392,127 @@ fn a_pod_removed_while_the_daemon_was_down_is_cleaned_up() {
     d.start();
     d.wait_no_sandboxes(Duration::from_secs(30));
     d.wait_log("no pod source knows it", Duration::from_secs(5));
+}
+
+#[test]
+fn a_changed_static_pod_starts_after_its_previous_instance_stopped() {
+    let mut d = Daemon::new("replace");
+    let out = d.dir.0.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let image = env::var("VKCRI_BUSYBOX_IMAGE");
+    // Each version notes its start, and its stop a second after SIGTERM (a server draining).
+    let pod = |v: u32| {
+        let script = format!(
+            "echo start-{v} >> /out/log; trap 'sleep 1; echo stop-{v} >> /out/log; exit 0' TERM; while true; do sleep 0.1; done"
+        );
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 10\n  volumes:\n  - name: out\n    hostPath:\n      path: {}\n  containers:\n  - name: web\n    image: {image}\n    command: [sh, -c, {}]\n    volumeMounts:\n    - name: out\n      mountPath: /out\n",
+            out.display(),
+            serde_json::to_string(&script).unwrap()
+        )
+    };
+    d.start();
+    d.put_manifest("web.yaml", &pod(1));
+    d.wait_running("web", Duration::from_secs(30));
+    d.put_manifest("web.yaml", &pod(2));
+    let log = wait_for("the new version started", Duration::from_secs(30), || {
+        let log = std::fs::read_to_string(out.join("log")).unwrap_or_default();
+        log.contains("start-2").then_some(log)
+    });
+    assert_eq!(
+        log,
+        "start-1\nstop-1\nstart-2\n",
+        "the new instance started only once the old one had stopped:\n{}",
+        d.log()
+    );
+    d.wait_log("waits for the instance with uid", Duration::from_secs(1));
+}
+
+#[test]
+fn an_orphan_is_stopped_with_sigterm_and_the_kubelets_shutdown_window() {
+    let mut d = Daemon::new("orphan-term");
+    let out = d.dir.0.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let image = env::var("VKCRI_BUSYBOX_IMAGE");
+    // The first container writes a file when SIGTERM arrives and exits; the second ignores it
+    // and is killed once the window is over.
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: term\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 30\n  volumes:\n  - name: out\n    hostPath:\n      path: {}\n  containers:\n  - name: polite\n    image: {image}\n    command: [sh, -c, \"trap 'echo TERM > /out/polite; exit 0' TERM; while true; do sleep 0.1; done\"]\n    volumeMounts:\n    - name: out\n      mountPath: /out\n  - name: stubborn\n    image: {image}\n    command: [sh, -c, {}]\n",
+        out.display(),
+        serde_json::to_string(STUBBORN).unwrap()
+    );
+    d.start();
+    d.put_manifest("term.yaml", &pod);
+    d.wait_running("polite", Duration::from_secs(30));
+    d.wait_running("stubborn", Duration::from_secs(30));
+    d.kill();
+    d.remove_manifest("term.yaml");
+    d.start();
+    wait_for("the orphan's cleanup", Duration::from_secs(30), || {
+        d.log().contains("no pod source knows it").then_some(())
+    });
+    let began = Instant::now();
+    d.wait_no_sandboxes(Duration::from_secs(30));
+    let took = began.elapsed();
+    assert_eq!(
+        std::fs::read_to_string(out.join("polite")).unwrap_or_default(),
+        "TERM\n",
+        "the container got SIGTERM before the sandbox went:\n{}",
+        d.log()
+    );
+    // The kubelet stops an orphan's containers with a 2 s window (its grace override of 1 s,
+    // raised to the minimum), not the spec's 30 s it no longer knows.
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(15),
+        "the stubborn container was killed after the window, not at once nor after 30 s: {took:?}"
+    );
+}
+
+#[test]
+fn a_manifest_directory_that_cannot_be_read_stops_no_pod() {
+    let mut d = Daemon::new("nodir");
+    d.start();
+    d.put_manifest(
+        "stay.yaml",
+        &manifest("stay", "Always", 2, &[], &[("c", COOPERATIVE)]),
+    );
+    let before = d.wait_running("c", Duration::from_secs(30));
+    d.kill();
+    // A mistyped or unmounted path at the next start: the pod it defined keeps running.
+    let moved = d.manifests().with_extension("moved");
+    std::fs::rename(d.manifests(), &moved).unwrap();
+    let before_restart = d.log().len();
+    d.start();
+    d.wait_log_since(
+        before_restart,
+        "until the directory can be read",
+        Duration::from_secs(10),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let log = d.log()[before_restart..].to_string();
+    assert!(!log.contains("removing sandbox"), "{log}");
+    let now = d.containers("c");
+    assert_eq!(now.len(), 1, "{log}");
+    assert_eq!(now[0].id, before.id);
+    assert_eq!(
+        now[0].state.enum_value_or_default(),
+        ContainerState::CONTAINER_RUNNING,
+        "{log}"
+    );
+
+    // Readable again: the same pod, adopted, not restarted; and cleanup works again.
+    std::fs::rename(&moved, d.manifests()).unwrap();
+    d.wait_log_since(
+        before_restart,
+        "static pod default/stay-",
+        Duration::from_secs(10),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let again = d.containers("c");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, before.id, "not restarted");
+    d.remove_manifest("stay.yaml");
+    d.wait_no_sandboxes(Duration::from_secs(30));
 }
 
 #[test]
