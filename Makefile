@@ -70,7 +70,8 @@ static: build-deps ## fully static x86_64 musl release binary (zig as the C/C++ 
 	$(MAKE) --no-print-directory check-static
 
 check-static: ## verify the static binary: linkage, size, --version
-	@file "$(STATIC_BIN)" | tee /dev/stderr | grep -q "statically linked"
+	@# No recipe reopens its own output (a `tee /dev/stderr` truncates a redirected log).
+	@kind=$$(file "$(STATIC_BIN)"); echo "$$kind"; case "$$kind" in *"statically linked"*) ;; *) exit 1;; esac
 	@hot=$$(readelf -SW "$(STATIC_BIN)" | sed -n 's/.* \.text\.hot  *PROGBITS  *[0-9a-f]* [0-9a-f]* \([0-9a-f]*\) .*/\1/p'); \
 	  echo "text layout: .text.hot $$(( 0x$${hot:-0} / 1000 )) kB"; \
 	  [ $$(( 0x$${hot:-0} )) -gt 1000000 ] || { echo "the text layout (contrib/static/hot-text.txt) placed under 1 MB: see docs/PERFORMANCE.md" >&2; exit 1; }

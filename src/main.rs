@@ -9,7 +9,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use clap::Parser;
+use nix::sys::signal::{SigSet, Signal};
 use vk_cri::config::{Config, Flags};
 use vk_cri::cri::client::Deadlines;
 use vk_cri::cri::{GrpcRuntime, Runtime};
@@ -52,12 +55,80 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_level);
-    match run(&config) {
+    // Before any thread starts, so that every thread inherits the blocked mask.
+    let stop = match stop_signals() {
+        Ok(rx) => rx,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    match run(&config, &stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// SIGTERM and SIGINT, blocked in every thread and taken by one `signals` thread: the first
+/// is sent on the channel (the daemon stops cleanly), a second one ends the process at once.
+fn stop_signals() -> Result<crossbeam_channel::Receiver<Signal>, String> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block()
+        .map_err(|e| format!("failed to block SIGTERM/SIGINT: {e}"))?;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut stopping = false;
+            while let Ok(sig) = set.wait() {
+                if stopping {
+                    log::warn!("{sig} again: exiting now");
+                    std::process::exit(1);
+                }
+                stopping = true;
+                let _ = tx.send(sig);
+            }
+        })
+        .map_err(|e| format!("failed to start the signal thread: {e}"))?;
+    Ok(rx)
+}
+
+/// One daemon per node name and runtime: two would each remove the other's pods as orphans.
+/// The lock is an abstract Unix socket bound for the life of the process (released by the
+/// kernel when it ends, however it ends); binding it again fails while another daemon holds it.
+fn claim_node(node_name: &str, cri_socket: &std::path::Path) -> Result<OwnedFd, String> {
+    use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let socket_path = std::fs::canonicalize(cri_socket).unwrap_or_else(|_| cri_socket.into());
+    let mut name = format!("vk-cri/{node_name}@{}", socket_path.display());
+    if name.len() > 100 {
+        // An abstract name is at most 107 bytes: a long one is hashed (FNV-1a 64).
+        let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
+        name = format!("vk-cri/{hash:016x}");
+    }
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("failed to create the node lock socket: {e}"))?;
+    let addr =
+        UnixAddr::new_abstract(name.as_bytes()).map_err(|e| format!("node lock {name}: {e}"))?;
+    match bind(fd.as_raw_fd(), &addr) {
+        Ok(()) => Ok(fd),
+        Err(nix::errno::Errno::EADDRINUSE) => Err(format!(
+            "another virtual-kubelet runs as node {node_name} on {}: give this one another \
+             --nodename (each would remove the other's pods as orphans)",
+            socket_path.display()
+        )),
+        Err(e) => Err(format!("node lock {name}: {e}")),
     }
 }
 
@@ -140,7 +211,7 @@ fn start_kubelet_api(
     Ok(srv)
 }
 
-fn run(config: &Config) -> Result<(), String> {
+fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<(), String> {
     if config.kubeconfig.is_none() && config.pod_manifest_path.is_none() {
         return Err(
             "nothing to run: give --kubeconfig (join a cluster) and/or --pod-manifest-path DIR \
@@ -167,6 +238,7 @@ fn run(config: &Config) -> Result<(), String> {
         version.runtime_api_version,
         config.cri_socket.display()
     );
+    let _node_lock = claim_node(&config.node_name, &config.cri_socket)?;
     let status = runtime.status().map_err(|e| e.to_string())?;
     for c in status.conditions.iter().filter(|c| !c.status) {
         log::warn!(
@@ -308,7 +380,7 @@ fn run(config: &Config) -> Result<(), String> {
     .map_err(|e| format!("failed to start the prober: {e}"))?;
     let mut syncer = RuntimeSyncer::new(
         runtime.clone(),
-        reporter,
+        reporter.clone(),
         node,
         Paths {
             pods_dir: config.pods_dir.clone(),
@@ -371,7 +443,7 @@ fn run(config: &Config) -> Result<(), String> {
     )
     .map_err(|e| format!("failed to start container log rotation: {e}"))?;
     pleg::spawn(
-        runtime,
+        runtime.clone(),
         runtime_cache,
         config.node_name.clone(),
         config.log_dir.clone(),
@@ -381,19 +453,62 @@ fn run(config: &Config) -> Result<(), String> {
         on_orphan,
     )
     .map_err(|e| format!("failed to start the relister: {e}"))?;
-    for event in rx {
-        // Mirror pods stand for static pods in the API server; they are not run themselves.
-        if let PodEvent::Upsert(p) = &event {
-            if p.metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(CONFIG_MIRROR))
-            {
-                continue;
+    loop {
+        crossbeam_channel::select! {
+            recv(rx) -> event => {
+                let Ok(event) = event else {
+                    return Err("every pod source stopped".into());
+                };
+                // Mirror pods stand for static pods in the API server; they are not run
+                // themselves.
+                if let PodEvent::Upsert(p) = &event {
+                    if p.metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(CONFIG_MIRROR))
+                    {
+                        continue;
+                    }
+                }
+                index.apply(&event);
+                workers.dispatch(event);
+            }
+            recv(stop) -> sig => {
+                let sig = sig.map(|s| s.to_string()).unwrap_or_default();
+                return shut_down(&sig, reporter.as_ref(), runtime.as_ref(), &config.node_name);
             }
         }
-        index.apply(&event);
-        workers.dispatch(event);
     }
-    Err("every pod source stopped".into())
 }
+
+/// A clean stop: no new work is taken, what is queued for the API server is written (for up to
+/// [`FLUSH_TIMEOUT`]), and the pods are left running for the next start to adopt. The kubelet
+/// API closes with the process.
+fn shut_down(
+    sig: &str,
+    reporter: &dyn PodReporter,
+    runtime: &dyn Runtime,
+    node_name: &str,
+) -> Result<(), String> {
+    log::info!("{sig}: stopping");
+    if !reporter.flush(FLUSH_TIMEOUT) {
+        log::warn!("stopping with status writes or events still queued after {FLUSH_TIMEOUT:?}");
+    }
+    let running: std::collections::BTreeSet<String> = runtime
+        .list_pod_sandboxes(&vk_cri::pod::labels::owner_selector(node_name))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| {
+            s.state.enum_value_or_default() == vk_cri::cri::api::PodSandboxState::SANDBOX_READY
+        })
+        .filter_map(|mut s| s.labels.remove(vk_cri::pod::labels::POD_UID))
+        .collect();
+    log::info!(
+        "stopping: {} pods keep running in the runtime; the next start adopts them",
+        running.len()
+    );
+    Ok(())
+}
+
+/// How long a clean stop waits for queued status writes and events.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -335,10 +335,18 @@ pub fn spawn_watcher(
                 };
                 for ev in diff(&current, &pods) {
                     match &ev {
-                        PodEvent::Upsert(p) => {
-                            log::info!("static pod {} added (uid {})", pod::key(p), pod::uid(p))
-                        }
-                        PodEvent::Remove { uid } => log::info!("static pod with uid {uid} removed"),
+                        // The first scan finds what may already run (adopted by its worker).
+                        PodEvent::Upsert(p) => log::info!(
+                            "static pod {} (uid {}) {}",
+                            pod::key(p),
+                            pod::short_uid(pod::uid(p)),
+                            if first { "found" } else { "added" }
+                        ),
+                        PodEvent::Remove { uid } => log::info!(
+                            "static pod {} (uid {}) removed",
+                            current.get(uid).map(|p| pod::key(p)).unwrap_or_default(),
+                            pod::short_uid(uid)
+                        ),
                     }
                     if tx.send(ev).is_err() {
                         return;

@@ -8,8 +8,9 @@
 //! with a uid precondition) is synchronous: the worker must know it happened.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodStatus};
@@ -52,6 +53,8 @@ pub struct ApiReporter {
     api: Arc<dyn KubeApi>,
     shared: Arc<Shared>,
     events: Sender<Box<QueuedEvent>>,
+    /// Events sent to the `events` thread and not yet written (or given up).
+    events_pending: Arc<AtomicUsize>,
 }
 
 /// An event waiting for the `events` thread: what it is about, its type, reason and message,
@@ -79,17 +82,20 @@ impl ApiReporter {
                 .name("status".into())
                 .spawn(move || status_loop(api.as_ref(), &node, &shared))?;
         }
+        let events_pending = Arc::new(AtomicUsize::new(0));
         {
             let api = api.clone();
             let recorder = EventRecorder::new(node_name);
+            let pending = events_pending.clone();
             std::thread::Builder::new()
                 .name("events".into())
-                .spawn(move || event_loop(api.as_ref(), recorder, &rx))?;
+                .spawn(move || event_loop(api.as_ref(), recorder, &rx, &pending))?;
         }
         Ok(Arc::new(ApiReporter {
             api,
             shared,
             events: tx,
+            events_pending,
         }))
     }
 }
@@ -302,39 +308,76 @@ fn ensure_mirror(
     }
 }
 
-fn event_loop(api: &dyn KubeApi, mut recorder: EventRecorder, rx: &Receiver<Box<QueuedEvent>>) {
+fn event_loop(
+    api: &dyn KubeApi,
+    mut recorder: EventRecorder,
+    rx: &Receiver<Box<QueuedEvent>>,
+    pending: &AtomicUsize,
+) {
     for item in rx {
-        let (involved, kind, reason, message, now) = *item;
-        let ns = involved
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let result = match recorder.record(&involved, kind, &reason, &message, now) {
-            EventDecision::Create(ev) => api.create_event(&ns, &ev).map(|_| ()),
-            EventDecision::Patch(p) => match p.body() {
-                Err(e) => {
-                    log::warn!("event {} not sent: {e}", p.name);
-                    continue;
+        write_event(api, &mut recorder, *item);
+        pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn write_event(api: &dyn KubeApi, recorder: &mut EventRecorder, item: QueuedEvent) {
+    let (involved, kind, reason, message, now) = item;
+    let ns = involved
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let result = match recorder.record(&involved, kind, &reason, &message, now) {
+        EventDecision::Create(ev) => api.create_event(&ns, &ev).map(|_| ()),
+        EventDecision::Patch(p) => match p.body() {
+            Err(e) => {
+                log::warn!("event {} not sent: {e}", p.name);
+                return;
+            }
+            Ok(body) => match api.patch_event(&p.namespace, &p.name, &body) {
+                Err(ApiError::NotFound { .. }) => {
+                    api.create_event(&p.namespace, &p.event).map(|_| ())
                 }
-                Ok(body) => match api.patch_event(&p.namespace, &p.name, &body) {
-                    Err(ApiError::NotFound { .. }) => {
-                        api.create_event(&p.namespace, &p.event).map(|_| ())
-                    }
-                    other => other.map(|_| ()),
-                },
+                other => other.map(|_| ()),
             },
-            EventDecision::Drop(_) => continue,
-        };
-        if let Err(e) = result {
-            log::debug!(
-                "event {reason} for {ns}/{} not sent: {e}",
-                involved.name.as_deref().unwrap_or("")
-            );
+        },
+        EventDecision::Drop(_) => return,
+    };
+    if let Err(e) = result {
+        log::debug!(
+            "event {reason} for {ns}/{} not sent: {e}",
+            involved.name.as_deref().unwrap_or("")
+        );
+    }
+}
+
+impl ApiReporter {
+    fn send_event(&self, item: QueuedEvent) {
+        self.events_pending.fetch_add(1, Ordering::SeqCst);
+        if self.events.try_send(Box::new(item)).is_err() {
+            // Full (the broadcaster's 1024): dropped, as client-go drops.
+            self.events_pending.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
 
 impl PodReporter for ApiReporter {
+    fn flush(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            let statuses_done = {
+                let q = lock(&self.shared);
+                q.pending.is_empty() && q.in_flight.is_none()
+            };
+            if statuses_done && self.events_pending.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn status(&self, pod: &Pod, status: &PodStatus) {
         let id = uid(pod).to_string();
         let mut q = lock(&self.shared);
@@ -376,7 +419,7 @@ impl PodReporter for ApiReporter {
         );
         // A full queue means the API server is far behind: dropping events is what the
         // kubelet's broadcaster does too.
-        let _ = self.events.try_send(Box::new(item));
+        self.send_event(item);
     }
 
     fn container_event(
@@ -395,7 +438,7 @@ impl PodReporter for ApiReporter {
             message.to_string(),
             Timestamp::now(),
         );
-        let _ = self.events.try_send(Box::new(item));
+        self.send_event(item);
     }
 
     fn deleted(&self, pod: &Pod) -> Result<(), String> {

@@ -58,3 +58,15 @@ pub fn key(pod: &Pod) -> String {
 pub fn uid(pod: &Pod) -> &str {
     pod.metadata.uid.as_deref().unwrap_or("")
 }
+
+/// A pod as log lines name it: `namespace/name (uid prefix)`, so that two instances of one pod
+/// (a replaced static pod) are told apart.
+pub fn tag(pod: &Pod) -> String {
+    format!("{} ({})", key(pod), short_uid(uid(pod)))
+}
+
+/// The first 8 characters of a pod UID, enough to tell two instances of one pod apart in a log
+/// line (a replaced static pod has the same name and a new UID).
+pub fn short_uid(uid: &str) -> &str {
+    uid.get(..8).unwrap_or(uid)
+}

@@ -9,10 +9,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 
-use super::key;
+use super::{tag, uid};
 
 pub use crate::node::events::EventType;
 
@@ -42,12 +43,58 @@ pub trait PodReporter: Send + Sync {
     fn last_status(&self, uid: &str) -> Option<Arc<PodStatus>>;
     /// Forget the pod with this UID.
     fn forget(&self, uid: &str);
+    /// Writes what is queued (statuses, events) within `timeout`, for a clean stop; whether
+    /// all of it was written.
+    fn flush(&self, timeout: std::time::Duration) -> bool {
+        let _ = timeout;
+        true
+    }
 }
 
-/// Standalone reporting: to the log.
+/// Standalone reporting: to the log. A status is logged when its summary changes and an event
+/// each time it comes, except what repeats: a line that was logged for the same pod (and
+/// container) within [`REPEAT_WINDOW`] is counted instead (a pull retried every 10-20 s cycles
+/// through the same few lines), and the counts are logged with the next new line.
 #[derive(Default)]
 pub struct LogReporter {
     last: Mutex<HashMap<String, Arc<PodStatus>>>,
+    /// Recent lines per (pod uid, container; "" for the pod's status and pod events).
+    recent: Mutex<HashMap<(String, String), Recent>>,
+}
+
+/// How long a logged line counts as a repeat when it comes again.
+pub const REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The lines logged for one pod (or container) lately, with how often each came again since.
+#[derive(Default)]
+pub struct Recent {
+    lines: Vec<(String, Instant, u32)>,
+}
+
+impl Recent {
+    /// Whether `line` is to be logged now: `None` if it repeats a recent line (counted);
+    /// otherwise `Some` with what the recent lines did meanwhile (`"X" 3 more times, ...`,
+    /// empty if nothing repeated), after which their counts start again.
+    pub fn note(&mut self, line: &str, now: Instant) -> Option<String> {
+        self.lines
+            .retain(|(_, at, _)| now.saturating_duration_since(*at) < REPEAT_WINDOW);
+        if let Some(l) = self.lines.iter_mut().find(|(l, _, _)| l == line) {
+            l.1 = now;
+            l.2 += 1;
+            return None;
+        }
+        let repeated: Vec<String> = self
+            .lines
+            .iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(l, _, n)| format!("{l:?} {n} more time(s)"))
+            .collect();
+        for l in &mut self.lines {
+            l.2 = 0;
+        }
+        self.lines.push((line.to_string(), now, 0));
+        Some(repeated.join(", "))
+    }
 }
 
 impl LogReporter {
@@ -57,6 +104,31 @@ impl LogReporter {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PodStatus>>> {
         self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Logs `line` about the pod (and container), unless it repeats a recent one.
+    fn log_line(&self, pod: &Pod, container: &str, warn: bool, line: &str) {
+        let about = if container.is_empty() {
+            format!("pod {}", tag(pod))
+        } else {
+            format!("pod {} container {container}", tag(pod))
+        };
+        let noted = self
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((uid(pod).to_string(), container.to_string()))
+            .or_default()
+            .note(line, Instant::now());
+        let Some(repeated) = noted else { return };
+        if !repeated.is_empty() {
+            log::info!("{about}: meanwhile {repeated}");
+        }
+        if warn {
+            log::warn!("{about}{line}");
+        } else {
+            log::info!("{about}{line}");
+        }
     }
 }
 
@@ -99,7 +171,7 @@ impl PodReporter for LogReporter {
             .get(&uid)
             .is_none_or(|old| summary(old) != summary(status));
         if changed {
-            log::info!("pod {}: {}", key(pod), summary(status));
+            self.log_line(pod, "", false, &format!(": {}", summary(status)));
         }
         if last.get(&uid).is_none_or(|old| **old != *status) {
             last.insert(uid, Arc::new(status.clone()));
@@ -107,10 +179,8 @@ impl PodReporter for LogReporter {
     }
 
     fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) {
-        match kind {
-            EventType::Normal => log::info!("pod {} event {reason}: {message}", key(pod)),
-            EventType::Warning => log::warn!("pod {} event {reason}: {message}", key(pod)),
-        }
+        let warn = kind == EventType::Warning;
+        self.log_line(pod, "", warn, &format!(" event {reason}: {message}"));
     }
 
     fn container_event(
@@ -121,19 +191,12 @@ impl PodReporter for LogReporter {
         reason: &str,
         message: &str,
     ) {
-        let pod_key = key(pod);
-        match kind {
-            EventType::Normal => {
-                log::info!("pod {pod_key} container {container} event {reason}: {message}")
-            }
-            EventType::Warning => {
-                log::warn!("pod {pod_key} container {container} event {reason}: {message}")
-            }
-        }
+        let warn = kind == EventType::Warning;
+        self.log_line(pod, container, warn, &format!(" event {reason}: {message}"));
     }
 
     fn deleted(&self, pod: &Pod) -> Result<(), String> {
-        log::info!("pod {} stopped and removed", key(pod));
+        log::info!("pod {} stopped and removed", tag(pod));
         Ok(())
     }
 
@@ -143,12 +206,44 @@ impl PodReporter for LogReporter {
 
     fn forget(&self, uid: &str) {
         self.lock().remove(uid);
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(u, _), _| u != uid);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cycle_of_repeated_lines_is_logged_once_and_counted_with_the_next_new_line() {
+        let mut r = Recent::default();
+        let t0 = Instant::now();
+        let s = std::time::Duration::from_secs(1);
+        assert_eq!(r.note("ErrImagePull", t0).as_deref(), Some(""));
+        assert_eq!(r.note("ImagePullBackOff", t0 + s).as_deref(), Some(""));
+        for i in 2..6 {
+            let line = if i % 2 == 0 {
+                "ErrImagePull"
+            } else {
+                "ImagePullBackOff"
+            };
+            assert_eq!(r.note(line, t0 + s * i), None, "a repeat is not logged");
+        }
+        assert_eq!(
+            r.note("Running", t0 + s * 6).as_deref(),
+            Some("\"ErrImagePull\" 2 more time(s), \"ImagePullBackOff\" 2 more time(s)")
+        );
+        // Counts start again; a line older than the window is new again.
+        assert_eq!(r.note("Running", t0 + s * 7), None);
+        assert_eq!(
+            r.note("ErrImagePull", t0 + s * 7 + REPEAT_WINDOW)
+                .as_deref(),
+            Some("")
+        );
+    }
 
     #[test]
     fn summary_names_phase_and_every_container() {

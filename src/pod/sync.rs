@@ -31,7 +31,7 @@ use super::report::{EventType, PodReporter};
 use super::status::{self, StatusInput, Waiting};
 use super::translate::{self, ContainerInputs, ImageUser, NodeContext};
 use super::worker::{PodSyncer, SyncResult, Termination};
-use super::{env, key, uid};
+use super::{env, tag, uid};
 use crate::cri::{api, CriError, Runtime};
 use crate::kube::reflector::ServiceCache;
 use crate::kube::KubeApi;
@@ -874,7 +874,7 @@ impl RuntimeSyncer {
                     grace_period(pod),
                 );
                 if let Err(e) = self.runtime.stop_container(&id, grace) {
-                    log::warn!("pod {}: {e}", key(pod));
+                    log::warn!("pod {}: {e}", tag(pod));
                 }
                 return Err(failure("PostStartHookError", msg));
             }
@@ -933,9 +933,10 @@ impl RuntimeSyncer {
     }
 
     fn sync(&self, pod: &Arc<Pod>) -> SyncResult {
-        let pod_key = key(pod);
+        let pod_key = tag(pod);
         let state = self.state(uid(pod));
         let mut st = lock(&state);
+        let first_sync = st.first_seen.is_none();
         let first_seen = *st.first_seen.get_or_insert_with(Instant::now);
         let observed = match self.observe_cached(uid(pod)) {
             Ok(o) => o,
@@ -944,6 +945,21 @@ impl RuntimeSyncer {
                 return SyncResult::Requeue(RETRY);
             }
         };
+        if first_sync {
+            // What a previous run left in the runtime is taken over as it is, not started again.
+            if let Some(sb) = observed.latest_sandbox().filter(|s| s.ready) {
+                let running = observed
+                    .containers
+                    .iter()
+                    .filter(|c| c.is_running())
+                    .count();
+                log::info!(
+                    "pod {pod_key}: adopted from the runtime: sandbox {}, {running} \
+                     container(s) running",
+                    crate::cri::short_id(&sb.id)
+                );
+            }
+        }
         if let Some(msg) = self.volumes.as_ref().and_then(|v| v.eviction(uid(pod))) {
             return self.evict(pod, &observed, &mut st, msg);
         }
@@ -1112,14 +1128,18 @@ impl RuntimeSyncer {
             }
         }
         let now = SystemTime::now();
+        // The kubelet's `format.Pod`: name_namespace(uid).
+        let pod_format = format!(
+            "{}_{}({})",
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+            uid(pod)
+        );
         for b in &actions.backing_off {
             let message = format!(
-                "back-off {}s restarting failed container={} pod={}_{}({})",
+                "back-off {}s restarting failed container={} pod={pod_format}",
                 b.backoff.as_secs(),
                 b.name,
-                pod.metadata.name.as_deref().unwrap_or_default(),
-                pod.metadata.namespace.as_deref().unwrap_or("default"),
-                uid(pod)
             );
             self.reporter.container_event(
                 pod,
@@ -1127,8 +1147,8 @@ impl RuntimeSyncer {
                 EventType::Warning,
                 "BackOff",
                 &format!(
-                    "Back-off restarting failed container {} in pod {}",
-                    b.name, pod_key
+                    "Back-off restarting failed container {} in pod {pod_format}",
+                    b.name
                 ),
             );
             st.waiting.insert(
@@ -1216,14 +1236,14 @@ impl RuntimeSyncer {
         msg: String,
     ) -> SyncResult {
         if st.evicted.is_none() {
-            log::info!("pod {}: evicted: {msg}", key(pod));
+            log::info!("pod {}: evicted: {msg}", tag(pod));
             self.reporter
                 .event(pod, EventType::Warning, "Evicted", &msg);
             st.evicted = Some(msg);
             st.pod_failed = true;
         }
         if let Err(e) = self.kill_pod(pod, observed, MIN_GRACE) {
-            log::warn!("pod {}: {e}", key(pod));
+            log::warn!("pod {}: {e}", tag(pod));
             return SyncResult::Requeue(RETRY);
         }
         let after = self.observe(uid(pod)).unwrap_or_else(|_| observed.clone());
@@ -1247,7 +1267,7 @@ impl RuntimeSyncer {
             return true;
         };
         let msg = e.to_string();
-        log::info!("pod {}: {msg}", key(pod));
+        log::info!("pod {}: {msg}", tag(pod));
         self.reporter
             .event(pod, EventType::Warning, "FailedMount", &msg);
         let reason = if e.is_permanent() {
@@ -1322,7 +1342,7 @@ impl PodSyncer for RuntimeSyncer {
     }
 
     fn sync_terminating_pod(&self, pod: &Arc<Pod>, why: &Termination) -> Result<(), Duration> {
-        let pod_key = key(pod);
+        let pod_key = tag(pod);
         // Liveness and startup probes stop as the pod terminates; readiness is probed until
         // the containers are stopped, and its changes are reported meanwhile.
         if let Some(p) = &self.prober {
@@ -1370,7 +1390,7 @@ impl PodSyncer for RuntimeSyncer {
     }
 
     fn sync_terminated_pod(&self, pod: &Arc<Pod>, why: &Termination) -> Result<(), Duration> {
-        let pod_key = key(pod);
+        let pod_key = tag(pod);
         if *why == Termination::Finished {
             // The kubelet's SyncTerminatedPod for a pod that finished but still exists: its
             // volumes are unmounted and removed (unless --keep-terminated-pod-volumes); its

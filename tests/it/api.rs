@@ -660,6 +660,36 @@ fn a_crash_looping_container_is_never_written_ready_after_a_restart() {
 }
 
 #[test]
+fn sigterm_writes_what_is_queued_and_leaves_the_pods_running() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-stop");
+    d.start();
+    f.create_pod(pod("stays", f.node_name(), COOPERATIVE, 2));
+    wait_pod(&f, "stays", "stays Running and Ready", running_and_ready);
+    let code = d.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(15));
+    let log = d.log();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("stopping: 1 pods keep running in the runtime; the next start adopts them"),
+        "{log}"
+    );
+    let c = d.wait_running("c", Duration::from_secs(1));
+    // Nothing was undone in the API server: the pod is Running and Ready, the node is there.
+    assert!(running_and_ready(&f.get_pod("default", "stays").unwrap()));
+    assert!(f.get_node(f.node_name()).is_some());
+
+    let before = d.log().len();
+    d.start();
+    d.wait_log_since(before, "adopted from the runtime", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        d.wait_running("c", Duration::from_secs(1)).id,
+        c.id,
+        "not restarted"
+    );
+}
+
+#[test]
 fn a_pod_deleted_while_the_daemon_was_down_is_cleaned_up() {
     let f = fake();
     let mut d = Daemon::with_api(&f, "api-down");

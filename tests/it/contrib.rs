@@ -208,3 +208,81 @@ fn the_web_example_becomes_ready_through_its_readiness_probe() {
     f.delete_pod("default", "web-5d9c8-abcde", Some(1));
     d.wait_no_sandboxes(Duration::from_secs(30));
 }
+
+/// `make check-static` with its output redirected, as `make static > build.log 2>&1` does: no
+/// recipe may reopen its own stdout or stderr (a `tee /dev/stderr` truncated such a log to its
+/// last lines and NUL bytes). `file` and `readelf` are stand-ins on PATH, and the "binary" a
+/// script: what is checked is the recipe, not a build.
+#[test]
+fn check_static_keeps_a_redirected_log_whole() {
+    use std::io::{Seek, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = env::Scratch::new("check-static");
+    let bin = dir.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = |name: &str, body: &str| {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    script(
+        "file",
+        "echo \"$1: ELF 64-bit LSB executable, x86-64, statically linked, stripped\"",
+    );
+    script(
+        "readelf",
+        "echo '  [ 9] .text.hot         PROGBITS        0000000000201000 001000 2000000 00  AX  0   0 4096'",
+    );
+    let daemon = script("virtual-kubelet", "echo 'virtual-kubelet 0.0.0-test'");
+    let log_path = dir.0.join("build.log");
+    let mut log = std::fs::File::create(&log_path).unwrap();
+    log.write_all(b"the build's own output\n").unwrap();
+    log.seek(std::io::SeekFrom::End(0)).unwrap();
+    let status = std::process::Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(env!("CARGO_MANIFEST_DIR"))
+        .arg("check-static")
+        .arg(format!("STATIC_BIN={}", daemon.display()))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .expect("run make");
+    let text = std::fs::read(&log_path).unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert!(status.success(), "{text}");
+    assert!(
+        !text.contains('\0'),
+        "NUL bytes: the log was truncated under make:\n{text:?}"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "the build's own output", "{text}");
+    for (i, want) in [
+        "statically linked",
+        "text layout: .text.hot 33554 kB",
+        "size: 0.0 MB",
+        "virtual-kubelet 0.0.0-test",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(
+            lines
+                .iter()
+                .skip(1)
+                .nth(i)
+                .is_some_and(|l| l.contains(want)),
+            "line {} should contain {want:?}:\n{text}",
+            i + 2
+        );
+    }
+}

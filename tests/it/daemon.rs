@@ -156,27 +156,46 @@ impl Daemon {
     /// Runs the daemon to its exit (for start-up failures); its exit code and log.
     pub fn run_to_exit(&mut self, timeout: Duration) -> (Option<i32>, String) {
         self.start();
-        let mut child = self.child.take().expect("started");
-        let end = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return (status.code(), self.log());
-            }
-            if Instant::now() > end {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the daemon did not exit within {timeout:?}:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let code = self.wait_exit(timeout, "");
+        (code, self.log())
     }
 
     /// The daemon's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (SIGTERM, SIGINT) and waits for the daemon to exit; its exit code.
+    pub fn stop_with(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+        timeout: Duration,
+    ) -> Option<i32> {
+        let pid = self.pid().expect("started");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+            .expect("signal the daemon");
+        self.wait_exit(timeout, &format!(" of {signal}"))
+    }
+
+    /// Waits for the started daemon to exit; its exit code. Killed, and the test failed, after
+    /// `timeout`.
+    fn wait_exit(&mut self, timeout: Duration, after: &str) -> Option<i32> {
+        let mut child = self.child.take().expect("started");
+        let end = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the daemon did not exit within {timeout:?}{after}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL, like a crash: nothing is cleaned up.
@@ -199,6 +218,31 @@ impl Daemon {
     /// Waits for a line in the daemon's log containing `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) {
         self.wait_log_since(0, needle, timeout)
+    }
+
+    /// Waits for a standalone status line of this node's static pod `name`:
+    /// `pod default/NAME-NODE (UID): REST...`.
+    pub fn wait_pod_log(&self, name: &str, rest: &str, timeout: Duration) {
+        let prefix = format!("pod default/{name}-{} (", self.node);
+        let matches = |log: &str| {
+            log.lines().any(|l| {
+                l.find(&prefix).is_some_and(|i| {
+                    let after = &l[i + prefix.len()..];
+                    after
+                        .find("): ")
+                        .is_some_and(|j| after[j + 3..].starts_with(rest))
+                })
+            })
+        };
+        let end = Instant::now() + timeout;
+        while !matches(&self.log()) {
+            assert!(
+                Instant::now() < end,
+                "timed out after {timeout:?} waiting for {prefix}...): {rest:?} in the daemon log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits for `needle` in what the daemon logged after the first `offset` bytes of its log

@@ -79,11 +79,9 @@ fn a_manifest_added_starts_its_pod_and_removing_it_stops_and_cleans_up() {
                 .filter(|l| l.contains("hello from web"))
         },
     );
-    d.wait_log(
-        &format!(
-            "pod default/web-{}: Running web=running,ready restarts=0",
-            d.node
-        ),
+    d.wait_pod_log(
+        "web",
+        "Running web=running,ready restarts=0",
         Duration::from_secs(10),
     );
     assert_eq!(d.sandboxes().len(), 1);
@@ -110,11 +108,9 @@ fn a_command_exiting_zero_under_never_completes_and_is_not_restarted() {
         "job.yaml",
         &manifest("job", "Never", 2, &[], &[("job", "echo done")]),
     );
-    d.wait_log(
-        &format!(
-            "pod default/job-{}: Succeeded job=terminated:Completed(0) restarts=0",
-            d.node
-        ),
+    d.wait_pod_log(
+        "job",
+        "Succeeded job=terminated:Completed(0) restarts=0",
         Duration::from_secs(30),
     );
     std::thread::sleep(Duration::from_secs(2));
@@ -203,10 +199,7 @@ fn a_finished_pod_is_not_run_again_after_a_daemon_restart() {
             &[("job", "echo done")],
         ),
     );
-    d.wait_log(
-        &format!("pod default/job-{}: Succeeded", d.node),
-        Duration::from_secs(40),
-    );
+    d.wait_pod_log("job", "Succeeded", Duration::from_secs(40));
     wait_for(
         "the finished pod's sandbox stopped",
         Duration::from_secs(10),
@@ -273,11 +266,9 @@ fn init_containers_run_in_order_to_success_before_the_app_containers() {
         second.finished_at <= app.created_at,
         "app was created before the init containers finished"
     );
-    d.wait_log(
-        &format!(
-            "pod default/init-{}: Running first=terminated:Completed(0)",
-            d.node
-        ),
+    d.wait_pod_log(
+        "init",
+        "Running first=terminated:Completed(0)",
         Duration::from_secs(10),
     );
 }
@@ -584,23 +575,22 @@ fn bad_pods_get_the_kubelets_reasons_while_a_good_pod_keeps_running() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers: []\n",
     );
     d.wait_running("ok", Duration::from_secs(30));
-    let node = d.node.clone();
-    d.wait_log(
-        &format!("pod default/missing-image-{node}: Pending c=waiting:ErrImagePull"),
+    d.wait_pod_log(
+        "missing-image",
+        "Pending c=waiting:ErrImagePull",
         Duration::from_secs(30),
     );
-    d.wait_log(
-        &format!("pod default/missing-image-{node}: Pending c=waiting:ImagePullBackOff"),
+    d.wait_pod_log(
+        "missing-image",
+        "Pending c=waiting:ImagePullBackOff",
         Duration::from_secs(30),
     );
     d.wait_log("Failed to pull image", Duration::from_secs(5));
-    d.wait_log(
-        &format!("pod default/no-command-{node}: "),
-        Duration::from_secs(30),
-    );
+    d.wait_pod_log("no-command", "", Duration::from_secs(30));
     d.wait_log("c=waiting:RunContainerError", Duration::from_secs(30));
-    d.wait_log(
-        &format!("pod default/never-pull-{node}: Pending c=waiting:ErrImageNeverPull"),
+    d.wait_pod_log(
+        "never-pull",
+        "Pending c=waiting:ErrImageNeverPull",
         Duration::from_secs(30),
     );
     d.wait_log(
@@ -622,4 +612,129 @@ fn reported_exit_code(log: &str, container: &str) -> Option<i32> {
     let open = rest.find('(')?;
     let close = rest.find(')')?;
     rest.get(open + 1..close)?.parse().ok()
+}
+
+#[test]
+fn the_hello_web_example_answers_and_stops_cleanly_on_sigterm() {
+    let mut d = Daemon::new("hello-web");
+    let port = crate::daemon::free_port();
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/examples/hello-web.yaml"
+    );
+    let text = std::fs::read_to_string(file).unwrap();
+    // The image from the local registry and a free port; the rest as shipped.
+    let yaml = text
+        .replace(
+            "image: busybox:1.36",
+            &format!("image: {}", env::var("VKCRI_BUSYBOX_IMAGE")),
+        )
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    assert_ne!(yaml, text);
+    d.start();
+    d.put_manifest("hello-web.yaml", &yaml);
+    let body = wait_for("hello-web answers", Duration::from_secs(30), || {
+        let mut r = ureq::get(&format!("http://127.0.0.1:{port}/"))
+            .call()
+            .ok()?;
+        r.body_mut().read_to_string().ok()
+    });
+    assert!(
+        body.starts_with("hello from vk-cri, pod hello-web-"),
+        "{body}"
+    );
+
+    let start = Instant::now();
+    d.remove_manifest("hello-web.yaml");
+    let exit_code = wait_for("hello-web to stop", Duration::from_secs(20), || {
+        d.containers("httpd")
+            .into_iter()
+            .find(|c| c.state.enum_value_or_default() == ContainerState::CONTAINER_EXITED)
+            .map(|c| c.exit_code)
+            .or_else(|| reported_exit_code(&d.log(), "httpd"))
+    });
+    let took = start.elapsed();
+    assert_eq!(exit_code, 0, "stopped by SIGTERM, not killed:\n{}", d.log());
+    assert!(
+        took < Duration::from_secs(4),
+        "stopped at once, not after its 5 s grace period: {took:?}"
+    );
+    d.wait_no_sandboxes(Duration::from_secs(20));
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly_and_the_next_start_adopts_the_pods() {
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        let mut d = Daemon::new("sigterm");
+        d.start();
+        d.put_manifest(
+            "keep.yaml",
+            &manifest("keep", "Always", 2, &[], &[("c", COOPERATIVE)]),
+        );
+        let before = d.wait_running("c", Duration::from_secs(30));
+        let code = d.stop_with(signal, Duration::from_secs(15));
+        let log = d.log();
+        assert_eq!(code, Some(0), "{signal}: a clean stop exits 0:\n{log}");
+        assert!(
+            log.contains(
+                "stopping: 1 pods keep running in the runtime; the next start adopts them"
+            ),
+            "{log}"
+        );
+        let still = d.containers("c");
+        assert_eq!(still.len(), 1);
+        assert_eq!(
+            (still[0].id.as_str(), still[0].state.enum_value_or_default()),
+            (before.id.as_str(), ContainerState::CONTAINER_RUNNING),
+            "the pod keeps running"
+        );
+
+        let before_restart = log.len();
+        d.start();
+        d.wait_log_since(
+            before_restart,
+            "adopted from the runtime",
+            Duration::from_secs(10),
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        let again = d.containers("c");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, before.id, "adopted, not restarted");
+        let log = d.log()[before_restart..].to_string();
+        assert!(
+            log.contains(&format!("static pod default/keep-{} (uid ", d.node)),
+            "{log}"
+        );
+        assert!(
+            log.contains(") found"),
+            "the first scan finds, it does not add:\n{log}"
+        );
+        assert!(!log.contains("Created container"), "{log}");
+    }
+}
+
+#[test]
+fn a_second_daemon_with_the_same_node_name_on_the_same_runtime_refuses_to_start() {
+    let mut one = Daemon::new("same-node");
+    one.start();
+    one.wait_log("static pods from", Duration::from_secs(10));
+    let mut two = Daemon::new("same-node-2");
+    two.node = one.node.clone();
+    let (code, log) = two.run_to_exit(Duration::from_secs(15));
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "another virtual-kubelet runs as node {} on ",
+            one.node
+        )),
+        "{log}"
+    );
+    // Another node name on the same runtime is fine.
+    let mut three = Daemon::new("other-node");
+    three.start();
+    three.wait_log("static pods from", Duration::from_secs(10));
+    assert!(!three.log().contains("another virtual-kubelet"));
 }
