@@ -27,7 +27,7 @@ use vk_cri::node::labels::node_labels;
 use vk_cri::node::spec::{node_allocatable, EvictionThresholds, NodeParams, SetAside};
 use vk_cri::pod::api_report::ApiReporter;
 use vk_cri::pod::index::PodIndex;
-use vk_cri::pod::pleg::{self, SourcesReady};
+use vk_cri::pod::pleg;
 use vk_cri::pod::report::{LogReporter, PodReporter};
 use vk_cri::pod::sync::{Paths, RuntimeSyncer};
 use vk_cri::volume::fs::HostFs;
@@ -39,11 +39,11 @@ use vk_cri::volume::NodeAllocatable;
 const VOLUME_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 use vk_cri::pod::translate::NodeContext;
 use vk_cri::pod::worker::PodWorkers;
-use vk_cri::pod::PodEvent;
 use vk_cri::probe::run::RealHandlers;
 use vk_cri::probe::Prober;
 use vk_cri::server::{self, auth};
-use vk_cri::static_pods::{self, CONFIG_MIRROR};
+use vk_cri::source::{PodEvent, SourcesReady, CONFIG_MIRROR};
+use vk_cri::static_pods;
 
 fn main() -> ExitCode {
     let flags = Flags::parse();

@@ -19,17 +19,8 @@ use crossbeam_channel::Sender;
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Toleration};
 
 use crate::kube::watch::decode_json;
-use crate::pod::pleg::SourcesReady;
-use crate::pod::{self, defaults, PodEvent};
-
-/// Annotation carrying the static pod's hash (its UID), as the kubelet sets it.
-pub const CONFIG_HASH: &str = "kubernetes.io/config.hash";
-/// Annotation naming where the pod came from: `file` here.
-pub const CONFIG_SOURCE: &str = "kubernetes.io/config.source";
-/// Annotation with the time the kubelet first saw the pod.
-pub const CONFIG_SEEN: &str = "kubernetes.io/config.seen";
-/// Annotation that marks a mirror pod in the API server.
-pub const CONFIG_MIRROR: &str = "kubernetes.io/config.mirror";
+use crate::pod::{self, defaults};
+use crate::source::{PodEvent, SourcesReady, CONFIG_HASH, CONFIG_SEEN, CONFIG_SOURCE};
 
 /// A manifest that cannot become a pod.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,16 +40,6 @@ pub enum ManifestError {
     },
     #[error("manifest directory {path}: {message}")]
     Dir { path: PathBuf, message: String },
-}
-
-/// Whether a pod came from a source other than the API server (the kubelet's `IsStaticPod`: its
-/// config-source annotation is set and is not `api`).
-pub fn is_static(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CONFIG_SOURCE))
-        .is_some_and(|s| s != "api")
 }
 
 /// Parses one manifest into the static pod the kubelet would run on `node_name`.

@@ -98,15 +98,6 @@ fn is_fresh(read_at: Instant, now: Instant, ttl: Duration) -> bool {
     now.saturating_duration_since(read_at) < ttl
 }
 
-/// A uniform draw from `[0, 1)` for backoff jitter: std's per-instance random hash keys, so no
-/// RNG dependency is needed for something this unimportant.
-fn random_fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
 struct CachedToken {
     token: String,
     read_at: Instant,
@@ -274,10 +265,11 @@ impl ApiClient {
             if !should_retry(request.kind, &error, failures, self.options.max_attempts) {
                 return Err(error);
             }
-            let delay =
-                self.options
-                    .backoff
-                    .delay(failures - 1, random_fraction(), error.retry_after());
+            let delay = self.options.backoff.delay(
+                failures - 1,
+                crate::random::fraction(),
+                error.retry_after(),
+            );
             debug!(
                 "retrying API request kind={} attempt={} delay_ms={} error={error}",
                 request.kind,
@@ -805,7 +797,7 @@ mod tests {
     #[test]
     fn random_fraction_is_in_range() {
         for _ in 0..100 {
-            let r = random_fraction();
+            let r = crate::random::fraction();
             assert!((0.0..1.0).contains(&r), "{r}");
         }
     }

@@ -19,8 +19,8 @@ use super::watch::{
     CacheEvent, Delta, Input, Next, Object, Page, Step, Store, Target, Wait, WatchConfig, Watcher,
 };
 use super::{ApiError, EventStream, KubeApi, Request};
-use crate::pod::pleg::SourcesReady;
-use crate::pod::PodEvent;
+use crate::source::PodEvent;
+use crate::source::SourcesReady;
 
 /// A number in [0, 1) for backoff jitter; not cryptographic, just different per call.
 fn jitter() -> f64 {

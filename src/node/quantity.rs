@@ -5,9 +5,9 @@
 //! and its canonical formatting, which follows apimachinery's `Quantity.String()`: DecimalSI
 //! strips factors of 1000 (`2000m` → `2`, `1000` → `1k`, `1500m` → `1500m`), BinarySI strips
 //! factors of 1024 from whole values of at least 1024 (`17179869184` → `16Gi`, `1536` → `1536`).
-//! Suffixes: `m`, none, `k`, `M`, `G`, `T`, `P`, `E`, `Ki`, `Mi`, `Gi`, `Ti`, `Pi`, `Ei`; a decimal
-//! fraction is accepted when it is exact to `1m` (`0.5` → `500m`). Not supported, and refused
-//! with a clear error: decimal exponents (`1e3`) and values finer than `1m`. Must not do I/O.
+//! Parsing is the crate's one quantity grammar ([`crate::quantity`]: every suffix and decimal
+//! exponents such as `1e3`); an amount is exact to `1m` (`0.5` → `500m`), and a value finer than
+//! that is refused with a clear error. Must not do I/O.
 
 use std::fmt;
 
@@ -78,76 +78,20 @@ impl Amount {
         }
     }
 
-    /// Parses `100m`, `8`, `0.5`, `256Mi`, `1Gi`, `10G`, `-1` exactly.
+    /// Parses `100m`, `8`, `0.5`, `256Mi`, `1Gi`, `10G`, `1e3`, `-1` exactly, in the crate's one
+    /// quantity grammar ([`crate::quantity`]), refusing what is finer than `1m`.
     pub fn parse(input: &str) -> Result<Amount, NodeError> {
         let err = |reason: &str| NodeError::Quantity {
             input: input.to_string(),
             reason: reason.to_string(),
         };
-        let (negative, rest) = match input.as_bytes().first() {
-            Some(b'-') => (true, &input[1..]),
-            Some(b'+') => (false, &input[1..]),
-            Some(_) => (false, input),
-            None => return Err(err("empty quantity")),
-        };
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (number, suffix) = rest.split_at(number_len);
-        let (int_part, frac_part) = match number.split_once('.') {
-            Some((i, f)) => (i, f),
-            None => (number, ""),
-        };
-        if int_part.is_empty() && frac_part.is_empty() {
-            return Err(err("no digits"));
-        }
-        if frac_part.contains('.') {
-            return Err(err("more than one decimal point"));
-        }
-        // (multiplier in thousandths of a unit, divisor): `m` is 1/1000 of a unit.
-        let scale_milli: i128 = match suffix {
-            "m" => 1,
-            "" => 1000,
-            "k" => 1000 * 1000,
-            "M" => 1000 * 1000_i128.pow(2),
-            "G" => 1000 * 1000_i128.pow(3),
-            "T" => 1000 * 1000_i128.pow(4),
-            "P" => 1000 * 1000_i128.pow(5),
-            "E" => 1000 * 1000_i128.pow(6),
-            "Ki" => 1000 * 1024,
-            "Mi" => 1000 * 1024_i128.pow(2),
-            "Gi" => 1000 * 1024_i128.pow(3),
-            "Ti" => 1000 * 1024_i128.pow(4),
-            "Pi" => 1000 * 1024_i128.pow(5),
-            "Ei" => 1000 * 1024_i128.pow(6),
-            s if s.starts_with(['e', 'E']) && s.len() > 1 => {
-                return Err(err("decimal exponents (e.g. 1e3) are not supported"));
-            }
-            _ => {
-                return Err(err(
-                    "unknown suffix: use one of m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei",
-                ));
-            }
-        };
-        let too_big = || err("too large");
-        let digits = format!("{int_part}{frac_part}");
-        if digits.len() > 30 {
-            return Err(too_big());
-        }
-        let mantissa: i128 = if digits.is_empty() {
-            0
-        } else {
-            digits.parse().map_err(|_| err("not a number"))?
-        };
-        let frac_len = u32::try_from(frac_part.len()).map_err(|_| too_big())?;
-        let divisor = 10_i128.checked_pow(frac_len).ok_or_else(too_big)?;
-        let scaled = mantissa.checked_mul(scale_milli).ok_or_else(too_big)?;
-        if scaled % divisor != 0 {
+        let q = crate::quantity::Quantity::parse(input).map_err(|_| err(why_not(input)))?;
+        let nanos = q.nanos();
+        if nanos % 1_000_000 != 0 {
             return Err(err("more precise than 1m (one thousandth)"));
         }
-        let milli = scaled / divisor;
         Ok(Amount {
-            milli: if negative { -milli } else { milli },
+            milli: nanos / 1_000_000,
         })
     }
 
@@ -195,6 +139,34 @@ impl Amount {
     }
 }
 
+/// What is wrong with a string the quantity grammar refused, in words.
+fn why_not(input: &str) -> &'static str {
+    let rest = input.strip_prefix(['-', '+']).unwrap_or(input);
+    if rest.is_empty() {
+        return "empty quantity";
+    }
+    let number_len = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let (number, suffix) = rest.split_at(number_len);
+    if number.chars().all(|c| c == '.') {
+        return "no digits";
+    }
+    if number.matches('.').count() > 1 {
+        return "more than one decimal point";
+    }
+    let exponent = suffix
+        .strip_prefix(['e', 'E'])
+        .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+    let known = DECIMAL_SUFFIXES.contains(&suffix) || BINARY_SUFFIXES.contains(&suffix);
+    if !known && !exponent {
+        return "unknown suffix: use one of m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei, or an \
+                exponent such as e3";
+    }
+    "too large"
+}
+
 impl fmt::Display for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.format_decimal())
@@ -234,6 +206,9 @@ mod tests {
             ("1Pi", 1024_i128.pow(5) * 1000),
             ("1Ei", 1024_i128.pow(6) * 1000),
             ("0.001", 1),
+            ("1e3", 1_000_000),
+            ("1E3", 1_000_000),
+            ("2e-3", 2),
         ];
         for (input, milli) in cases {
             assert_eq!(p(input).milli(), *milli, "{input}");
@@ -249,8 +224,7 @@ mod tests {
             "1x",
             "1 Gi",
             " 1",
-            "1e3",
-            "1E3",
+            "1e",
             "1.2.3",
             "0.0001",
             "1Ki5",
@@ -263,11 +237,6 @@ mod tests {
                 "{bad:?} parsed"
             );
         }
-        let msg = Amount::parse("1e3").unwrap_err().to_string();
-        assert_eq!(
-            msg,
-            "invalid quantity \"1e3\": decimal exponents (e.g. 1e3) are not supported"
-        );
         let msg = Amount::parse("0.0001").unwrap_err().to_string();
         assert_eq!(
             msg,

@@ -1099,7 +1099,7 @@ mod tests {
             ("memory=-1Gi", "failed to parse reserved resources \"memory=-1Gi\": memory cannot be negative"),
             (
                 "memory=1GB",
-                "failed to parse reserved resources \"memory=1GB\": invalid quantity \"1GB\": unknown suffix: use one of m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei",
+                "failed to parse reserved resources \"memory=1GB\": invalid quantity \"1GB\": unknown suffix: use one of m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei, or an exponent such as e3",
             ),
         ];
         for (input, msg) in errors {

@@ -22,7 +22,7 @@ use super::status::KUBELET_CONDITIONS;
 use super::{key, uid};
 use crate::kube::{ApiError, KubeApi, PatchType};
 use crate::node::events::{container_ref_path, pod_ref, EventDecision, EventRecorder};
-use crate::static_pods::{CONFIG_HASH, CONFIG_MIRROR};
+use crate::source::{CONFIG_HASH, CONFIG_MIRROR};
 
 #[derive(Default)]
 struct Queue {
@@ -126,7 +126,7 @@ fn status_loop(api: &dyn KubeApi, node_name: &str, shared: &Shared) {
         // pod's, for a static pod).
         let mut base = lock(shared).written.get(&id).cloned();
         // A static pod's status goes to its mirror pod, which has a uid of its own.
-        let target_uid = if crate::static_pods::is_static(&pod) {
+        let target_uid = if crate::source::is_static(&pod) {
             let known = lock(shared).mirrors.get(&id).cloned();
             let found = match known {
                 Some(m) => Some(m),
@@ -445,7 +445,7 @@ impl PodReporter for ApiReporter {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         // A static pod is represented in the API server by its mirror pod.
-        let target = if crate::static_pods::is_static(pod) {
+        let target = if crate::source::is_static(pod) {
             match lock(&self.shared).mirrors.get(uid(pod)).cloned() {
                 Some(m) => m,
                 None => match self.api.get_pod(ns, name) {

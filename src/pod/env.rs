@@ -168,7 +168,7 @@ fn services_for(pod: &Pod, services: Services<'_>) -> Result<BTreeMap<String, St
         .unwrap_or(true);
     match services {
         Services::NoApiServer => Ok(BTreeMap::new()),
-        Services::NotSynced if crate::static_pods::is_static(pod) => Ok(BTreeMap::new()),
+        Services::NotSynced if crate::source::is_static(pod) => Ok(BTreeMap::new()),
         Services::NotSynced => Err(EnvError::ServicesNotSynced),
         Services::Synced(list) => Ok(service_env(list, ns, links)),
     }
@@ -817,13 +817,8 @@ mod tests {
                 .to_string(),
             "services have not yet been read at least once, cannot construct envvars"
         );
-        p.metadata.annotations = Some(
-            [(
-                crate::static_pods::CONFIG_SOURCE.to_string(),
-                "file".to_string(),
-            )]
-            .into(),
-        );
+        p.metadata.annotations =
+            Some([(crate::source::CONFIG_SOURCE.to_string(), "file".to_string())].into());
         assert_eq!(resolve(&p, &c, "n", &[], &[], &src).unwrap().env, vec![]);
         // Without an API server there are no service variables at all.
         let (p, c) = pod(serde_json::json!([]));

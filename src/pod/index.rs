@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 
-use super::PodEvent;
+use crate::source::PodEvent;
 
 /// UID → the newest pod from its source.
 #[derive(Default)]

@@ -3,12 +3,12 @@
 //!
 //! Pure modules (no I/O, no clock, no logging): [`translate`] (Pod → CRI sandbox and container
 //! configs), [`labels`] (the labels and annotations that make the runtime the source of truth
-//! after a restart), [`expand`] (`$(VAR)`), [`dns`], [`resources`], [`quantity`], [`defaults`]
+//! after a restart), [`expand`] (`$(VAR)`), [`dns`], [`resources`], [`defaults`]
 //! (API defaulting and validation for pods that never went through an API server),
 //! [`observed`] (the runtime's view of a pod), [`backoff`], [`plan`] (what to do next) and
 //! [`status`] (the pod's status). With I/O: [`worker`] (one thread per pod) and [`report`]
-//! (where status and events go). This file owns the [`PodEvent`] every pod source sends and the
-//! pod's identity helpers.
+//! (where status and events go). This file owns the pod's identity helpers; what pod sources send
+//! is in [`crate::source`].
 
 pub mod api_report;
 pub mod backoff;
@@ -24,7 +24,6 @@ pub mod observed;
 pub mod plan;
 pub mod pleg;
 pub mod pull_secrets;
-pub mod quantity;
 pub mod report;
 pub mod resources;
 pub mod status;
@@ -32,18 +31,7 @@ pub mod sync;
 pub mod translate;
 pub mod worker;
 
-use std::sync::Arc;
-
 use k8s_openapi::api::core::v1::Pod;
-
-/// What a pod source tells the pod workers. The latest event for a UID wins.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PodEvent {
-    /// The pod was added or changed (including a deletionTimestamp being set).
-    Upsert(Arc<Pod>),
-    /// The pod is gone from its source: stop it with its grace period and forget it.
-    Remove { uid: String },
-}
 
 /// `namespace/name` of a pod, for messages and logs.
 pub fn key(pod: &Pod) -> String {
@@ -57,6 +45,14 @@ pub fn key(pod: &Pod) -> String {
 /// The pod's UID ("" when it has none, which no source delivers).
 pub fn uid(pod: &Pod) -> &str {
     pod.metadata.uid.as_deref().unwrap_or("")
+}
+
+/// Whether the pod runs in the host's network namespace.
+pub fn host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
 }
 
 /// A pod as log lines name it: `namespace/name (uid prefix)`, so that two instances of one pod

@@ -118,13 +118,6 @@ fn restart_policy(pod: &Pod) -> &str {
         .unwrap_or("Always")
 }
 
-fn host_network(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.host_network)
-        .unwrap_or(false)
-}
-
 /// The kubelet's `ShouldContainerBeRestarted` for a container whose latest instance is `latest`.
 fn should_start(latest: Option<&ObservedContainer>, policy: &str) -> bool {
     match latest.map(|c| c.state) {
@@ -146,7 +139,7 @@ fn sandbox_changed(pod: &Pod, observed: &ObservedPod) -> (bool, u32, Option<Stri
     let ready = observed.sandboxes.iter().filter(|s| s.ready).count();
     let changed = ready > 1
         || !latest.ready
-        || latest.host_network != host_network(pod)
+        || latest.host_network != super::host_network(pod)
         || (!latest.host_network && latest.ip.is_empty());
     if changed {
         (true, latest.attempt + 1, Some(latest.id.clone()))

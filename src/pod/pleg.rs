@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,29 +17,7 @@ use super::cache::{self, RuntimeCache};
 use super::labels;
 use super::worker::PodWorkers;
 use crate::cri::{api, CriError, Runtime};
-
-/// Counts the pod sources that have not delivered their first full view yet. Orphans are only
-/// collected once it reaches zero (before that, a pod may simply not have arrived yet).
-#[derive(Clone, Debug)]
-pub struct SourcesReady(Arc<AtomicUsize>);
-
-impl SourcesReady {
-    /// `sources` sources still to report.
-    pub fn new(sources: usize) -> SourcesReady {
-        SourcesReady(Arc::new(AtomicUsize::new(sources)))
-    }
-
-    /// One source delivered its first full view (call once per source).
-    pub fn done(&self) {
-        let _ = self
-            .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-    }
-
-    pub fn all_ready(&self) -> bool {
-        self.0.load(Ordering::SeqCst) == 0
-    }
-}
+use crate::source::SourcesReady;
 
 /// A sandbox of this node as a relist sees it: enough to name and remove it.
 #[derive(Clone, Debug, PartialEq)]
@@ -310,17 +287,6 @@ mod tests {
         got.sort();
         assert_eq!(got, ["b", "c", "d"]);
         assert!(changed(&new, &new).is_empty());
-    }
-
-    #[test]
-    fn sources_become_ready_when_each_has_reported() {
-        let r = SourcesReady::new(2);
-        assert!(!r.all_ready());
-        r.done();
-        assert!(!r.all_ready());
-        r.done();
-        r.done();
-        assert!(r.all_ready());
     }
 
     #[test]

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
-use super::quantity::{Quantity, QuantityError};
 use crate::cri::api;
+use crate::quantity::{Quantity, QuantityError};
 
 /// `Guaranteed`
 pub const QOS_GUARANTEED: &str = "Guaranteed";

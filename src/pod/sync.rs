@@ -142,13 +142,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn host_network(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.host_network)
-        .unwrap_or(false)
-}
-
 /// The grace period to stop the pod's containers with.
 pub fn grace_period(pod: &Pod) -> Duration {
     let secs = pod
@@ -368,7 +361,7 @@ impl RuntimeSyncer {
 
     /// The pod's IP as probes and hooks see it: the node's for a host-network pod.
     fn pod_ip(&self, pod: &Pod, observed: &ObservedPod) -> String {
-        if host_network(pod) {
+        if super::host_network(pod) {
             self.host_ips.first().cloned().unwrap_or_default()
         } else {
             observed
@@ -542,7 +535,7 @@ impl RuntimeSyncer {
             .reporter
             .last_status(uid(pod))
             .or_else(|| pod.status.clone().map(Arc::new));
-        let is_static = crate::static_pods::is_static(pod);
+        let is_static = crate::source::is_static(pod);
         let status = status::pod_status(&StatusInput {
             pod,
             observed,
@@ -789,7 +782,7 @@ impl RuntimeSyncer {
         let inputs = ContainerInputs {
             env,
             mounts,
-            etc_hosts_path: (!host_network(pod))
+            etc_hosts_path: (!super::host_network(pod))
                 .then(|| pod_dir.join("etc-hosts").to_string_lossy().into_owned()),
             termination_log_path: Some(termination_log.to_string_lossy().into_owned()),
             image_ref,
@@ -920,7 +913,7 @@ impl RuntimeSyncer {
 
     /// Writes the kubelet-managed /etc/hosts of a pod on the pod network.
     fn write_hosts(&self, pod: &Pod, ips: &[String]) -> Result<(), String> {
-        if host_network(pod) {
+        if super::host_network(pod) {
             return Ok(());
         }
         let content = super::dns::etc_hosts(pod, ips, &self.node.cluster_domain)
@@ -1092,7 +1085,7 @@ impl RuntimeSyncer {
         };
 
         if let Some((sandbox_id, sandbox_config, ips)) = &sandbox {
-            let pod_ips = if host_network(pod) {
+            let pod_ips = if super::host_network(pod) {
                 self.host_ips.clone()
             } else {
                 ips.clone()

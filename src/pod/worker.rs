@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::PodEvent;
+use crate::source::PodEvent;
 
 /// What a sync of a running pod concluded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +127,7 @@ struct Registry {
 /// A static pod's full name, the key under which only one instance may run at a time; `None`
 /// for a pod from the API server.
 fn static_full_name(pod: &Pod) -> Option<String> {
-    crate::static_pods::is_static(pod).then(|| {
+    crate::source::is_static(pod).then(|| {
         format!(
             "{}_{}",
             pod.metadata.name.as_deref().unwrap_or_default(),
@@ -914,13 +914,8 @@ mod tests {
 
     fn static_pod(uid: &str, v: &str) -> Arc<Pod> {
         let mut p = (*pod(uid, v, false)).clone();
-        p.metadata.annotations = Some(
-            [(
-                crate::static_pods::CONFIG_SOURCE.to_string(),
-                "file".to_string(),
-            )]
-            .into(),
-        );
+        p.metadata.annotations =
+            Some([(crate::source::CONFIG_SOURCE.to_string(), "file".to_string())].into());
         Arc::new(p)
     }
 

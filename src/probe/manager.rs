@@ -220,7 +220,9 @@ impl Prober {
                     let timing = Timing::of(p);
                     let mut state = ProbeState::new(kind, timing, started, now);
                     let uptime = now.saturating_duration_since(self.inner.started);
-                    state.not_before(now + startup_jitter(uptime, timing.period, fraction()));
+                    state.not_before(
+                        now + startup_jitter(uptime, timing.period, crate::random::fraction()),
+                    );
                     Some(OneProbe {
                         state,
                         action: spec::probe_action(p, c, pod_ip),
@@ -348,14 +350,6 @@ pub fn startup_jitter(uptime: Duration, period: Duration, fraction: f64) -> Dura
     } else {
         Duration::ZERO
     }
-}
-
-/// A number in [0, 1), different on every call (std's randomly keyed hasher; not cryptographic).
-fn fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The timer thread: hands due probes to the workers, sleeping until the next deadline.
@@ -727,7 +721,7 @@ mod tests {
             "a prober running for a period or more starts probes at once"
         );
         assert!(startup_jitter(Duration::ZERO, period, 1.5) <= period);
-        let samples: Vec<f64> = (0..64).map(|_| fraction()).collect();
+        let samples: Vec<f64> = (0..64).map(|_| crate::random::fraction()).collect();
         assert!(samples.iter().all(|f| (0.0..1.0).contains(f)));
         assert!(samples.iter().any(|f| *f != samples[0]));
     }

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, Pod};
 
 use super::atomic::{FileData, Payload};
 use super::{mode_or_default, NodeAllocatable, VolumeError};
-use crate::pod::quantity::Quantity;
+use crate::quantity::Quantity;
 
 /// Go's `%q` of a string (what `FormatMap` writes for label and annotation values).
 pub fn go_quote(s: &str) -> String {

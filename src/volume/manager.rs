@@ -128,9 +128,7 @@ impl VolumeManager {
                     return None;
                 }
                 let limit = e.size_limit.as_ref()?;
-                let bytes = crate::pod::quantity::Quantity::parse(&limit.0)
-                    .ok()?
-                    .value();
+                let bytes = crate::quantity::Quantity::parse(&limit.0).ok()?.value();
                 let used = self.fs.disk_usage(&self.pod_dir(uid).join(&v.name)).ok()?;
                 (used > u64::try_from(bytes).unwrap_or(0))
                     .then(|| empty_dir_over_limit(&v.name, &limit.0))

@@ -15,7 +15,7 @@ use super::atomic::Payload;
 use super::hostpath::HostPathType;
 use super::projected::{self, TokenKey};
 use super::{configmap, downward, secret, NodeAllocatable, Objects, VolumeError};
-use crate::pod::quantity::Quantity;
+use crate::quantity::Quantity;
 
 /// What one volume becomes.
 #[derive(Clone, Debug, PartialEq)]

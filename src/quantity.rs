@@ -1,9 +1,12 @@
-//! Kubernetes resource quantities (`500m`, `1.5Gi`, `1e3`) as exact numbers.
+//! Kubernetes resource quantities (`500m`, `1.5Gi`, `1e3`) as exact numbers: the crate's one
+//! quantity grammar.
 //!
 //! Owns parsing the apimachinery quantity grammar into an exact count of nano-units and the two
 //! roundings the kubelet uses: `Value()` and `MilliValue()`, both rounded up, as in Go's
 //! `resource.Quantity`. k8s-openapi keeps quantities as strings; this is the only place that
-//! reads them. It must not guess: a string that is not a quantity is an error.
+//! reads them (pods' resources and volumes here, the node's reserved resources through
+//! `node::quantity::Amount`, flags). It must not guess: a string that is not a quantity is an
+//! error. Pure.
 
 use std::fmt;
 
@@ -121,6 +124,11 @@ impl Quantity {
     /// Go's `Quantity.MilliValue()`: thousandths, rounded up, saturated to i64.
     pub fn milli_value(&self) -> i64 {
         saturate(div_away(self.nanos, 1_000_000))
+    }
+
+    /// The exact value in nano-units (digits finer than a nano-unit rounded up).
+    pub fn nanos(&self) -> i128 {
+        self.nanos
     }
 
     /// Whether the quantity is greater than zero.
