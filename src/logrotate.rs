@@ -268,10 +268,10 @@ pub fn rotate_all(runtime: &dyn Runtime, node: &str, log_root: &Path, policy: &P
         match rotate_if_needed(runtime, &c.id, &path, policy, Timestamp::now()) {
             Ok(Outcome::Small) => {}
             Ok(Outcome::Reopened) => {
-                log::info!("reopened missing container log path={}", path.display())
+                log::info!("reopened missing container log path={}", path.display());
             }
             Ok(Outcome::Rotated(to)) => {
-                log::debug!("rotated container log path={} to={to}", path.display())
+                log::debug!("rotated container log path={} to={to}", path.display());
             }
             Err(e) => {
                 let source = std::error::Error::source(&e)

@@ -352,7 +352,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
             std::thread::Builder::new()
                 .name("reflector".into())
                 .spawn(move || {
-                    run_pod_reflector(api2, &node, WatchConfig::default(), &tx2, &ready2)
+                    run_pod_reflector(api2, &node, WatchConfig::default(), &tx2, &ready2);
                 })
                 .map_err(|e| format!("failed to start the pod reflector: {e}"))?;
             let (api3, services2) = (api.clone(), services.clone());

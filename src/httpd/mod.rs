@@ -105,7 +105,7 @@ where
     F: Fn(Request, Responder<'_>) + Send + Sync,
 {
     fn handle(&self, request: Request, responder: Responder<'_>) {
-        self(request, responder)
+        self(request, responder);
     }
 }
 

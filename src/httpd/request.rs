@@ -228,7 +228,7 @@ pub(crate) fn body_framing(headers: &[(String, String)]) -> Result<BodyFraming, 
                 Err(FramingError::UnsupportedCoding)
             }
         }
-        (None, Some(0)) | (None, None) => Ok(BodyFraming::None),
+        (None, Some(0) | None) => Ok(BodyFraming::None),
         (None, Some(n)) => Ok(BodyFraming::Length(n)),
     }
 }

@@ -457,7 +457,7 @@ mod tests {
         ] {
             match decode(dir, req(Method::Get, "/x")) {
                 ApiError::Forbidden { message, .. } => {
-                    assert!(message.contains(needle), "{dir}: {message}")
+                    assert!(message.contains(needle), "{dir}: {message}");
                 }
                 other => panic!("{dir}: {other:?}"),
             }
@@ -505,7 +505,7 @@ mod tests {
             req(Method::Delete, "/x"),
         ) {
             ApiError::Conflict { message, .. } => {
-                assert!(message.contains("the UID in the precondition"))
+                assert!(message.contains("the UID in the precondition"));
             }
             other => panic!("{other:?}"),
         }

@@ -202,7 +202,7 @@ impl NodeAgent {
                     return Ok(());
                 }
                 // Someone else wrote it: read it again and retry once.
-                Err(ApiError::Conflict { .. }) | Err(ApiError::NotFound { .. }) => continue,
+                Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => continue,
                 Err(e) => return Err(e.to_string()),
             }
         }
@@ -222,7 +222,7 @@ pub fn spawn(mut agent: NodeAgent) -> std::io::Result<std::thread::JoinHandle<()
                 match (&result, &failing) {
                     (Err(e), None) => log::warn!("node {}: {e}", agent.params.name),
                     (Ok(()), Some(_)) => {
-                        log::info!("node {}: heartbeats work again", agent.params.name)
+                        log::info!("node {}: heartbeats work again", agent.params.name);
                     }
                     _ => {}
                 }

@@ -168,7 +168,7 @@ fn status_loop(api: &dyn KubeApi, node_name: &str, shared: &Shared) {
             }
             // Gone, or replaced by a pod with another uid: nothing to write any more (a static
             // pod's mirror is looked up, and created again if needed, next time).
-            Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => {
+            Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => {
                 lock(shared).mirrors.remove(&id);
             }
             Err(e) if e.is_retryable() => {
@@ -464,7 +464,7 @@ impl PodReporter for ApiReporter {
             uid(pod).to_string()
         };
         match self.api.delete_pod(ns, name, &target, 0) {
-            Ok(_) | Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => Ok(()),
+            Ok(_) | Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -27,7 +27,7 @@ pub fn apply_defaults(pod: &mut Pod) {
     for c in spec.init_containers.iter_mut().flatten() {
         default_container(c, host_network);
     }
-    for c in spec.containers.iter_mut() {
+    for c in &mut spec.containers {
         default_container(c, host_network);
     }
     for v in spec.volumes.iter_mut().flatten() {

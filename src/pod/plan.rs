@@ -121,7 +121,7 @@ fn restart_policy(pod: &Pod) -> &str {
 /// The kubelet's `ShouldContainerBeRestarted` for a container whose latest instance is `latest`.
 fn should_start(latest: Option<&ObservedContainer>, policy: &str) -> bool {
     match latest.map(|c| c.state) {
-        None | Some(RunState::Created) | Some(RunState::Unknown) => true,
+        None | Some(RunState::Created | RunState::Unknown) => true,
         Some(RunState::Running) => false,
         Some(RunState::Exited) => match policy {
             "Never" => false,

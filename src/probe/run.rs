@@ -952,9 +952,8 @@ mod tests {
                 );
             }
         });
-        let req = match https(port, &[]) {
-            Action::HttpGet(r) => r,
-            _ => unreachable!(),
+        let Action::HttpGet(req) = https(port, &[]) else {
+            unreachable!()
         };
         let err = real()
             .http_get(&req, "kube-lifecycle/1.28", Duration::from_secs(5))
@@ -965,9 +964,8 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let req = match https(closed, &[]) {
-            Action::HttpGet(r) => r,
-            _ => unreachable!(),
+        let Action::HttpGet(req) = https(closed, &[]) else {
+            unreachable!()
         };
         let err = real()
             .http_get(&req, "kube-lifecycle/1.28", Duration::from_secs(2))

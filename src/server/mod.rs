@@ -205,7 +205,7 @@ impl From<route::RouteError> for Failure {
 fn cri_failure(e: &CriError) -> Failure {
     let status = match e.code() {
         Some(Code::NotFound) => 404,
-        Some(Code::InvalidArgument) | Some(Code::FailedPrecondition) => 400,
+        Some(Code::InvalidArgument | Code::FailedPrecondition) => 400,
         Some(Code::Unavailable) => 503,
         Some(Code::DeadlineExceeded) => 504,
         _ => 500,

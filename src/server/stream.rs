@@ -238,10 +238,9 @@ fn relay(
         let _ = responder.send(resp);
         return Ok(());
     }
-    let upgraded = match responder.upgrade(&head.headers) {
-        Ok(u) => u,
-        // The client went away before the 101 reached it.
-        Err(_) => return Ok(()),
+    // The client went away before the 101 reached it.
+    let Ok(upgraded) = responder.upgrade(&head.headers) else {
+        return Ok(());
     };
     let io_err = |source| StreamError::Backend {
         addr: addr.clone(),

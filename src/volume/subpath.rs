@@ -127,14 +127,13 @@ pub fn prepare(
     }
     let base = fs
         .canonicalize(root)
-        .map_err(|e| prep(format!("error resolving symlinks in {:?}: {e}", root)))?;
+        .map_err(|e| prep(format!("error resolving symlinks in {root:?}: {e}")))?;
     let resolved = fs
         .canonicalize(&path)
-        .map_err(|e| prep(format!("error resolving symlinks in {:?}: {e}", path)))?;
+        .map_err(|e| prep(format!("error resolving symlinks in {path:?}: {e}")))?;
     if !resolved.starts_with(&base) {
         return Err(prep(format!(
-            "subpath {:?} not within volume path {:?}",
-            resolved, base
+            "subpath {resolved:?} not within volume path {base:?}"
         )));
     }
     fs.bind_subpath(&base, &resolved, target)
@@ -307,7 +306,7 @@ mod tests {
         );
         match &e {
             VolumeError::SubPathPrepare { detail, .. } => {
-                assert!(detail.contains("not within volume path"), "{detail}")
+                assert!(detail.contains("not within volume path"), "{detail}");
             }
             other => panic!("{other:?}"),
         }

@@ -676,7 +676,7 @@ impl VkBench<'_> {
     fn burst_create(&mut self, n: usize) -> Result<(Vec<String>, Series), String> {
         let names = self.names(n, "burst");
         let (created, at) = self.at_once(&names, "running", running_and_ready, |name| {
-            self.create(name)
+            self.create(name);
         })?;
         Ok((names, series(&created, &at)))
     }

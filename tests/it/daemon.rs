@@ -217,7 +217,7 @@ impl Daemon {
 
     /// Waits for a line in the daemon's log containing `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) {
-        self.wait_log_since(0, needle, timeout)
+        self.wait_log_since(0, needle, timeout);
     }
 
     /// Waits for a standalone status line of this node's static pod `name`:

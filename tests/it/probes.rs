@@ -133,7 +133,7 @@ fn exec(d: &Daemon, container: &str, script: &str) {
             Duration::from_secs(10),
         )
         .expect("exec");
-    assert_eq!(out.exit_code, 0, "{script}: {:?}", out);
+    assert_eq!(out.exit_code, 0, "{script}: {out:?}");
 }
 
 /// The container's log lines (the CRI log's message parts), newest instance.

@@ -231,7 +231,7 @@ impl Selector {
 
 /// True for `watch=true` / `watch=1`.
 pub fn truthy(v: Option<&str>) -> bool {
-    matches!(v, Some("true") | Some("1") | Some("True"))
+    matches!(v, Some("true" | "1" | "True"))
 }
 
 #[cfg(test)]
