@@ -73,6 +73,8 @@ struct PodState {
     /// The first sync of this pod, and whether its start duration was recorded.
     first_seen: Option<Instant>,
     start_recorded: bool,
+    /// The pod was observed once (its first sync says whether it was adopted).
+    observed_once: bool,
 }
 
 /// The [`PodSyncer`] over a CRI runtime.
@@ -925,17 +927,63 @@ impl RuntimeSyncer {
         )
     }
 
+    /// The kubelet's `SyncPod` for a pod that is to run, as its numbered steps: observe, plan,
+    /// kill, volumes, sandbox, containers (init, then app), back-off, clean-up, status. Each step
+    /// is a method below; a step that cannot go on ends the sync with the retry it asks for.
     fn sync(&self, pod: &Arc<Pod>) -> SyncResult {
-        let pod_key = tag(pod);
         let state = self.state(uid(pod));
         let mut st = lock(&state);
-        let first_sync = st.first_seen.is_none();
         let first_seen = *st.first_seen.get_or_insert_with(Instant::now);
+        let observed = match self.step_observe(pod, &mut st) {
+            Ok(o) => o,
+            Err(done) => return done,
+        };
+        let mut pass = self.step_plan(pod, observed, &mut st);
+        if let Err(done) = self.step_kill(&mut pass) {
+            return done;
+        }
+        let volumes_ready = self.step_volumes(&mut pass, &mut st);
+        let sandbox = self.step_sandbox(&mut pass, volumes_ready);
+        if let Some(sandbox) = &sandbox {
+            self.step_containers(&mut pass, &mut st, sandbox);
+        }
+        self.step_backoff(&mut pass, &mut st);
+        self.step_cleanup(&mut pass);
+        self.step_status(pass, &mut st, first_seen)
+    }
+}
+
+/// One sync of one pod, carried through the steps of [`RuntimeSyncer::sync`].
+struct Pass<'a> {
+    pod: &'a Arc<Pod>,
+    /// How log lines name the pod.
+    key: String,
+    /// The runtime's view of the pod when the sync began.
+    observed: ObservedPod,
+    /// What the plan says to do.
+    actions: Actions,
+    /// Containers failing a liveness or startup probe, by id.
+    unhealthy: HashMap<String, crate::probe::Unhealthy>,
+    /// The pod's IP, for hooks and probes.
+    pod_ip: String,
+    /// When to sync again at the latest (the steps' retries).
+    retry: Option<Duration>,
+    /// Whether anything was asked of the runtime: if not, what `observe` read is still what
+    /// it has, and the status needs no second look.
+    acted: bool,
+}
+
+impl RuntimeSyncer {
+    /// Step 1, observe: the pod's sandboxes and containers (from the relist's cache when it
+    /// confirmed them); a pod over an emptyDir limit is evicted instead. The first sync of a pod
+    /// that already runs says it is adopted.
+    fn step_observe(&self, pod: &Arc<Pod>, st: &mut PodState) -> Result<ObservedPod, SyncResult> {
+        let first_sync = !std::mem::replace(&mut st.observed_once, true);
         let observed = match self.observe_cached(uid(pod)) {
             Ok(o) => o,
             Err(e) => {
-                log::warn!("pod {pod_key}: {e}");
-                return SyncResult::Requeue(RETRY);
+                log::warn!("pod {}: {e}", tag(pod));
+                return Err(SyncResult::Requeue(RETRY));
             }
         };
         if first_sync {
@@ -947,15 +995,26 @@ impl RuntimeSyncer {
                     .filter(|c| c.is_running())
                     .count();
                 log::info!(
-                    "pod {pod_key}: adopted from the runtime: sandbox {}, {running} \
-                     container(s) running",
+                    "pod {}: adopted from the runtime: sandbox {}, {running} container(s) running",
+                    tag(pod),
                     crate::cri::short_id(&sb.id)
                 );
             }
         }
         if let Some(msg) = self.volumes.as_ref().and_then(|v| v.eviction(uid(pod))) {
-            return self.evict(pod, &observed, &mut st, msg);
+            return Err(self.evict(pod, &observed, st, msg));
         }
+        Ok(observed)
+    }
+
+    /// Step 2, plan: `computePodActions` from the spec, the runtime's view, the probes'
+    /// verdicts and the back-off (pure: `plan::compute_actions`).
+    fn step_plan<'a>(
+        &self,
+        pod: &'a Arc<Pod>,
+        observed: ObservedPod,
+        st: &mut PodState,
+    ) -> Pass<'a> {
         let hashes = Self::hashes(pod);
         let unhealthy = self
             .prober
@@ -978,17 +1037,31 @@ impl RuntimeSyncer {
         if actions.pod_failed {
             st.pod_failed = true;
         }
-        let mut retry = None;
-        // Whether anything was asked of the runtime: if not, what `observe` just read is
-        // still what it has, and the status needs no second look.
-        let mut acted = actions.kill_pod || !actions.kill.is_empty();
-        if actions.kill_pod {
-            if let Err(e) = self.kill_pod(pod, &observed, grace_period(pod)) {
-                log::warn!("pod {pod_key}: {e}");
-                return SyncResult::Requeue(RETRY);
+        let acted = actions.kill_pod || !actions.kill.is_empty();
+        Pass {
+            pod,
+            key: tag(pod),
+            observed,
+            actions,
+            unhealthy,
+            pod_ip,
+            retry: None,
+            acted,
+        }
+    }
+
+    /// Step 3, kill: the whole pod when its sandbox must go (a failure retries the sync in
+    /// [`RETRY`]), then each container the plan kills, with a `Killing` event and its grace
+    /// period (a probe's own `terminationGracePeriodSeconds` for the kills it causes).
+    fn step_kill(&self, pass: &mut Pass<'_>) -> Result<(), SyncResult> {
+        let pod = pass.pod;
+        if pass.actions.kill_pod {
+            if let Err(e) = self.kill_pod(pod, &pass.observed, grace_period(pod)) {
+                log::warn!("pod {}: {e}", pass.key);
+                return Err(SyncResult::Requeue(RETRY));
             }
         }
-        for k in &actions.kill {
+        for k in &pass.actions.kill {
             let message = match &k.reason {
                 KillReason::SpecChanged => {
                     format!("Container {} definition changed, will be restarted", k.name)
@@ -1002,14 +1075,14 @@ impl RuntimeSyncer {
             };
             self.reporter
                 .container_event(pod, &k.name, EventType::Normal, "Killing", &message);
-            // A probe's own terminationGracePeriodSeconds applies to the kills it causes.
-            let grace = unhealthy
+            let grace = pass
+                .unhealthy
                 .get(&k.id)
                 .and_then(|u| u.grace)
                 .filter(|_| matches!(k.reason, KillReason::Unhealthy(_)))
                 .map_or_else(|| grace_period(pod), |g| g.max(MIN_GRACE));
-            let stop = match observed.containers.iter().find(|c| c.id == k.id) {
-                Some(c) => self.stop_container(pod, c, &pod_ip, grace),
+            let stop = match pass.observed.containers.iter().find(|c| c.id == k.id) {
+                Some(c) => self.stop_container(pod, c, &pass.pod_ip, grace),
                 None => self.runtime.stop_container(&k.id, grace),
             };
             let stopped = stop.and_then(|()| match k.reason {
@@ -1019,107 +1092,136 @@ impl RuntimeSyncer {
                 _ => Ok(()),
             });
             if let Err(e) = stopped.filter_not_found() {
-                log::warn!("pod {pod_key}: {e}");
-                retry = Some(RETRY);
+                log::warn!("pod {}: {e}", pass.key);
+                pass.retry = Some(RETRY);
             }
         }
+        Ok(())
+    }
 
-        // Volumes first, as the kubelet waits for them before the sandbox.
-        let volumes_ready = if actions.create_sandbox.is_some() || !actions.start.is_empty() {
-            self.setup_volumes(pod, &observed, &mut st, &mut retry)
-        } else {
-            // A running pod the volume manager does not know yet (adopted after a restart):
-            // take it over so its volumes are kept current; its containers already run. (A pod
-            // whose containers all ended gets none: it is finished, or about to restart them.)
-            if let Some(v) = self
-                .volumes
-                .as_ref()
-                .filter(|v| observed.any_running() && !v.tracks(uid(pod)))
-            {
-                if let Err(e) = v.setup(pod) {
-                    log::debug!("pod {pod_key}: {e}");
-                }
+    /// Step 4, volumes: set up before the sandbox, as the kubelet waits for them (whether they
+    /// are ready); a running pod the volume manager does not know yet (adopted after a restart)
+    /// is taken over so that its volumes are kept current.
+    fn step_volumes(&self, pass: &mut Pass<'_>, st: &mut PodState) -> bool {
+        let pod = pass.pod;
+        if pass.actions.create_sandbox.is_some() || !pass.actions.start.is_empty() {
+            return self.setup_volumes(pod, &pass.observed, st, &mut pass.retry);
+        }
+        // A pod whose containers all ended gets none: it is finished, or about to restart them.
+        if let Some(v) = self
+            .volumes
+            .as_ref()
+            .filter(|v| pass.observed.any_running() && !v.tracks(uid(pod)))
+        {
+            if let Err(e) = v.setup(pod) {
+                log::debug!("pod {}: {e}", pass.key);
             }
-            true
-        };
+        }
+        true
+    }
 
-        // The sandbox to start containers in.
-        let sandbox = if !volumes_ready {
-            None
-        } else if let Some(attempt) = actions.create_sandbox {
-            acted = true;
-            match self.create_sandbox(pod, attempt) {
+    /// Step 5, sandbox: a new one when the plan says so (a failure is a Warning
+    /// `FailedCreatePodSandBox` event and a retry in 10 s), else the current one; the sandbox
+    /// to start containers in, with its config and IPs.
+    fn step_sandbox(
+        &self,
+        pass: &mut Pass<'_>,
+        volumes_ready: bool,
+    ) -> Option<(String, api::PodSandboxConfig, Vec<String>)> {
+        let pod = pass.pod;
+        if !volumes_ready {
+            return None;
+        }
+        if let Some(attempt) = pass.actions.create_sandbox {
+            pass.acted = true;
+            return match self.create_sandbox(pod, attempt) {
                 Ok(s) => Some(s),
                 Err(msg) => {
-                    log::warn!("pod {pod_key}: failed to create its sandbox: {msg}");
+                    log::warn!("pod {}: failed to create its sandbox: {msg}", pass.key);
                     self.reporter.event(
                         pod,
                         EventType::Warning,
                         "FailedCreatePodSandBox",
                         &format!("Failed to create pod sandbox: {msg}"),
                     );
-                    retry = Some(Duration::from_secs(10));
+                    pass.retry = Some(Duration::from_secs(10));
                     None
                 }
-            }
-        } else if let Some(id) = &actions.sandbox_id {
-            let attempt = observed.latest_sandbox().map_or(0, |s| s.attempt);
-            let ips: Vec<String> = observed
-                .latest_sandbox()
-                .map(|s| {
-                    std::iter::once(s.ip.clone())
-                        .chain(s.additional_ips.iter().cloned())
-                        .filter(|ip| !ip.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default();
-            match translate::sandbox_config(pod, &self.node, attempt) {
-                Ok(cfg) => Some((id.clone(), cfg, ips)),
-                Err(e) => {
-                    log::warn!("pod {pod_key}: {e}");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-
-        if let Some((sandbox_id, sandbox_config, ips)) = &sandbox {
-            let pod_ips = if super::host_network(pod) {
-                self.host_ips.clone()
-            } else {
-                ips.clone()
             };
-            for s in &actions.start {
-                acted = true;
-                match self.start_container(pod, sandbox_id, sandbox_config, &pod_ips, s, &mut st) {
-                    Ok(()) => {
-                        st.waiting.remove(&s.name);
-                    }
-                    Err(f) => {
-                        log::info!(
-                            "pod {pod_key}: container {} not started: {}: {}",
-                            s.name,
-                            f.reason,
-                            f.message
-                        );
-                        retry = Some(retry.map_or(Duration::from_secs(10), |r: Duration| {
-                            r.min(Duration::from_secs(10))
-                        }));
-                        st.waiting.insert(
-                            s.name.clone(),
-                            Waiting {
-                                reason: f.reason.to_string(),
-                                message: f.message,
-                            },
-                        );
-                        if s.kind == ContainerKind::Init {
-                            break;
-                        }
+        }
+        let id = pass.actions.sandbox_id.as_ref()?;
+        let latest = pass.observed.latest_sandbox();
+        let attempt = latest.map_or(0, |s| s.attempt);
+        let ips: Vec<String> = latest
+            .map(|s| {
+                std::iter::once(s.ip.clone())
+                    .chain(s.additional_ips.iter().cloned())
+                    .filter(|ip| !ip.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        match translate::sandbox_config(pod, &self.node, attempt) {
+            Ok(cfg) => Some((id.clone(), cfg, ips)),
+            Err(e) => {
+                log::warn!("pod {}: {e}", pass.key);
+                None
+            }
+        }
+    }
+
+    /// Step 6, containers: start what the plan says (the next init container, or the app
+    /// containers), each pulled, created and started; a failure becomes the container's waiting
+    /// reason (ErrImagePull, CreateContainerConfigError, RunContainerError, ...) and a retry
+    /// within 10 s, and stops the init containers there.
+    fn step_containers(
+        &self,
+        pass: &mut Pass<'_>,
+        st: &mut PodState,
+        (sandbox_id, sandbox_config, ips): &(String, api::PodSandboxConfig, Vec<String>),
+    ) {
+        let pod = pass.pod;
+        let pod_ips = if super::host_network(pod) {
+            self.host_ips.clone()
+        } else {
+            ips.clone()
+        };
+        for s in &pass.actions.start {
+            pass.acted = true;
+            match self.start_container(pod, sandbox_id, sandbox_config, &pod_ips, s, st) {
+                Ok(()) => {
+                    st.waiting.remove(&s.name);
+                }
+                Err(f) => {
+                    log::info!(
+                        "pod {}: container {} not started: {}: {}",
+                        pass.key,
+                        s.name,
+                        f.reason,
+                        f.message
+                    );
+                    pass.retry = Some(
+                        pass.retry
+                            .map_or(Duration::from_secs(10), |r| r.min(Duration::from_secs(10))),
+                    );
+                    st.waiting.insert(
+                        s.name.clone(),
+                        Waiting {
+                            reason: f.reason.to_string(),
+                            message: f.message,
+                        },
+                    );
+                    if s.kind == ContainerKind::Init {
+                        break;
                     }
                 }
             }
         }
+    }
+
+    /// Step 7, back-off: each container held in CrashLoopBackOff waits with the kubelet's
+    /// message and a Warning `BackOff` event, and the sync comes back when its back-off ends.
+    fn step_backoff(&self, pass: &mut Pass<'_>, st: &mut PodState) {
+        let pod = pass.pod;
         let now = SystemTime::now();
         // The kubelet's `format.Pod`: name_namespace(uid).
         let pod_format = format!(
@@ -1128,7 +1230,7 @@ impl RuntimeSyncer {
             pod.metadata.namespace.as_deref().unwrap_or("default"),
             uid(pod)
         );
-        for b in &actions.backing_off {
+        for b in &pass.actions.backing_off {
             let message = format!(
                 "back-off {}s restarting failed container={} pod={pod_format}",
                 b.backoff.as_secs(),
@@ -1151,29 +1253,38 @@ impl RuntimeSyncer {
                     message,
                 },
             );
-            // Come back when the back-off ends.
-            let exit = observed
+            let exit = pass
+                .observed
                 .latest(&b.name, b.kind)
                 .map(|c| plan::time_of(c.finished_at))
                 .unwrap_or(now);
             let left = (exit + b.backoff).duration_since(now).unwrap_or_default()
                 + Duration::from_millis(100);
-            retry = Some(retry.map_or(left, |r| r.min(left)));
+            pass.retry = Some(pass.retry.map_or(left, |r| r.min(left)));
         }
+    }
 
-        // Old instances go, keeping the previous one of each container for its logs.
-        for id in plan::containers_to_remove(&observed, 2) {
-            acted = true;
+    /// Step 8, clean-up: old container instances go, keeping the previous one of each for its
+    /// logs (`logs --previous`, lastState).
+    fn step_cleanup(&self, pass: &mut Pass<'_>) {
+        for id in plan::containers_to_remove(&pass.observed, 2) {
+            pass.acted = true;
             if let Err(e) = self.runtime.remove_container(&id).filter_not_found() {
-                log::debug!("pod {pod_key}: {e}");
+                log::debug!("pod {}: {e}", pass.key);
             }
         }
+    }
 
-        // Report what the runtime has now, right after acting.
-        let after = if acted {
-            self.observe(uid(pod)).unwrap_or(observed)
+    /// Step 9, status: what the runtime has right after acting, to the prober (what to probe)
+    /// and the reporter (`generateAPIPodStatus`); the pod start duration; `Terminal` for a
+    /// finished pod, else when to sync again (a retry, the end of a restarted container's
+    /// settling, or the periodic resync).
+    fn step_status(&self, pass: Pass<'_>, st: &mut PodState, first_seen: Instant) -> SyncResult {
+        let pod = pass.pod;
+        let after = if pass.acted {
+            self.observe(uid(pod)).unwrap_or(pass.observed)
         } else {
-            observed
+            pass.observed
         };
         if let Some(p) = &self.prober {
             let running: Vec<crate::probe::Running> = after
@@ -1188,13 +1299,13 @@ impl RuntimeSyncer {
                 .collect();
             p.track(pod, &running, &self.pod_ip(pod, &after));
         }
-        let done = actions.kill_pod && actions.create_sandbox.is_none();
+        let done = pass.actions.kill_pod && pass.actions.create_sandbox.is_none();
         let was_pending = match self.reporter.last_status(uid(pod)) {
             Some(s) => s.phase.clone(),
             None => pod.status.as_ref().and_then(|s| s.phase.clone()),
         }
         .is_none_or(|p| p == "Pending");
-        let status = self.report_status(pod, &after, &st, false);
+        let status = self.report_status(pod, &after, st, false);
         // The kubelet's pod start duration: first seen → the first Running status of a pod
         // that was Pending (a pod adopted while running is not counted).
         if was_pending && !st.start_recorded && status.phase.as_deref() == Some("Running") {
@@ -1210,7 +1321,7 @@ impl RuntimeSyncer {
         // A restarted container becomes Ready once it has settled: write that then.
         let settled = status::next_settled(&after, Timestamp::now())
             .map(|left| left + Duration::from_millis(20));
-        let retry = match (retry, settled) {
+        let retry = match (pass.retry, settled) {
             (Some(r), Some(s)) => Some(r.min(s)),
             (r, s) => r.or(s),
         };
@@ -1498,6 +1609,177 @@ mod tests {
         .unwrap();
         crate::pod::defaults::apply_defaults(&mut pod);
         Arc::new(pod)
+    }
+
+    fn rpc(op: &'static str, message: &str) -> CriError {
+        CriError::Rpc {
+            op,
+            target: crate::cri::Target::Runtime,
+            code: crate::cri::Code::Unknown,
+            message: message.into(),
+        }
+    }
+
+    /// The waiting reason of the pod's container `c` in the last status reported.
+    fn waiting_reason(rec: &Recorded) -> Option<String> {
+        rec.last_status_seen()?.container_statuses?[0]
+            .state
+            .clone()?
+            .waiting?
+            .reason
+    }
+
+    #[test]
+    fn step_observe_a_runtime_that_cannot_list_retries_in_two_seconds() {
+        let rt = Arc::new(FakeRuntime::new());
+        rt.fail_next(
+            "ListPodSandbox",
+            rpc("list sandboxes", "connection refused"),
+        );
+        let rec = Arc::new(Recorded::default());
+        let (syncer, dir) = syncer("observe-fail", &rt, rec.clone());
+        let pod = one_container_pod("obs-1", "busybox:1.36", "IfNotPresent");
+        assert_eq!(syncer.sync(&pod), SyncResult::Requeue(RETRY));
+        assert!(rec.take_events().is_empty(), "nothing was done");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn step_sandbox_a_sandbox_that_cannot_be_created_is_an_event_and_a_retry_in_ten_seconds() {
+        let rt = Arc::new(FakeRuntime::new());
+        rt.add_image("busybox:1.36");
+        rt.fail_next("RunPodSandbox", rpc("run sandbox", "cni: no IP left"));
+        let rec = Arc::new(Recorded::default());
+        let (syncer, dir) = syncer("sandbox-fail", &rt, rec.clone());
+        let pod = one_container_pod("sb-1", "busybox:1.36", "IfNotPresent");
+        assert_eq!(
+            syncer.sync(&pod),
+            SyncResult::Requeue(Duration::from_secs(10))
+        );
+        let events = rec.take_events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            events[0].starts_with("FailedCreatePodSandBox: Failed to create pod sandbox: ")
+                && events[0].contains("cni: no IP left"),
+            "{events:?}"
+        );
+        assert!(
+            rt.container_ids().is_empty(),
+            "no container without a sandbox"
+        );
+        // The next sync tries again and gets on.
+        assert_eq!(syncer.sync(&pod), SyncResult::Requeue(RESYNC));
+        assert_eq!(rt.container_ids().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn step_containers_create_and_start_failures_are_the_kubelets_waiting_reasons() {
+        for (op, reason) in [
+            ("CreateContainer", "CreateContainerError"),
+            ("StartContainer", "RunContainerError"),
+        ] {
+            let rt = Arc::new(FakeRuntime::new());
+            rt.add_image("busybox:1.36");
+            rt.fail_next(op, rpc("container", "no such file or directory"));
+            let rec = Arc::new(Recorded::default());
+            let (syncer, dir) = syncer(&format!("start-fail-{op}"), &rt, rec.clone());
+            let pod = one_container_pod("start-1", "busybox:1.36", "IfNotPresent");
+            let next = syncer.sync(&pod);
+            assert!(
+                matches!(next, SyncResult::Requeue(d) if d <= Duration::from_secs(10)),
+                "{op}: {next:?}"
+            );
+            assert_eq!(waiting_reason(&rec).as_deref(), Some(reason), "{op}");
+            assert!(
+                rec.take_events().iter().any(|e| e.starts_with("Failed: ")),
+                "{op}: a Failed event"
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    #[test]
+    fn step_backoff_a_crash_looping_container_waits_with_the_kubelets_event() {
+        let rt = Arc::new(FakeRuntime::new());
+        rt.add_image("busybox:1.36");
+        let rec = Arc::new(Recorded::default());
+        // The runtime's times on the wall clock: the back-off is measured from an exit.
+        rt.set_clock(
+            SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as i64,
+        );
+        let (syncer, dir) = syncer("backoff", &rt, rec.clone());
+        let pod = one_container_pod("crash-1", "busybox:1.36", "IfNotPresent");
+        syncer.sync(&pod);
+        // It exits: restarted at once, then held back 10 s after the next exit.
+        let first = rt.container_ids()[0].clone();
+        rt.exit_container(&first, 1);
+        // What the relist does when the runtime changed: the cached view is not confirmed.
+        syncer.cache.forget("crash-1");
+        syncer.sync(&pod);
+        let second: Vec<String> = rt
+            .container_ids()
+            .into_iter()
+            .filter(|id| *id != first)
+            .collect();
+        assert_eq!(second.len(), 1, "restarted once");
+        rt.exit_container(&second[0], 1);
+        syncer.cache.forget("crash-1");
+        rec.take_events();
+        let next = syncer.sync(&pod);
+        assert!(
+            matches!(next, SyncResult::Requeue(d) if d > Duration::from_secs(9) && d <= Duration::from_millis(10_500)),
+            "comes back when the back-off ends: {next:?}"
+        );
+        assert_eq!(waiting_reason(&rec).as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(
+            rec.take_events(),
+            ["BackOff: Back-off restarting failed container c in pod p_ns(crash-1)".to_string()]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn step_kill_a_stop_that_fails_retries_in_two_seconds() {
+        let rt = Arc::new(FakeRuntime::new());
+        rt.add_image("busybox:1.36");
+        rt.add_image("busybox:1.37");
+        let rec = Arc::new(Recorded::default());
+        let (syncer, dir) = syncer("kill-fail", &rt, rec.clone());
+        syncer.sync(&one_container_pod("kill-1", "busybox:1.36", "IfNotPresent"));
+        // The spec changes: the running container is killed and replaced; its stop fails.
+        rt.fail_next("StopContainer", rpc("stop container", "deadline exceeded"));
+        rec.take_events();
+        let next = syncer.sync(&one_container_pod("kill-1", "busybox:1.37", "IfNotPresent"));
+        assert_eq!(next, SyncResult::Requeue(RETRY));
+        assert_eq!(
+            rec.take_events()[0],
+            "Killing: Container c definition changed, will be restarted"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn step_status_a_finished_pod_is_terminal() {
+        let rt = Arc::new(FakeRuntime::new());
+        rt.add_image("busybox:1.36");
+        let rec = Arc::new(Recorded::default());
+        let (syncer, dir) = syncer("terminal", &rt, rec.clone());
+        let mut never = (*one_container_pod("done-1", "busybox:1.36", "IfNotPresent")).clone();
+        never.spec.as_mut().unwrap().restart_policy = Some("Never".into());
+        let pod = Arc::new(never);
+        assert_eq!(syncer.sync(&pod), SyncResult::Requeue(RESYNC));
+        rt.exit_container(&rt.container_ids()[0], 0);
+        syncer.cache.forget("done-1");
+        assert_eq!(syncer.sync(&pod), SyncResult::Terminal);
+        assert_eq!(
+            rec.last_status_seen().unwrap().phase.as_deref(),
+            Some("Succeeded")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
