@@ -26,6 +26,7 @@
 //! - [`volume`]: pod volumes on the host and the mounts that bring them into containers.
 
 pub mod certs;
+pub mod clock;
 pub mod config;
 pub mod cri;
 pub mod httpd;

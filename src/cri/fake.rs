@@ -197,13 +197,6 @@ impl FakeRuntime {
     pub fn container_ids(&self) -> Vec<String> {
         self.lock().containers.keys().cloned().collect()
     }
-
-    /// Sets the runtime's clock (its created/started/finished times, in nanoseconds since the
-    /// epoch; it starts at 0 and moves 1 ms a call), e.g. to now for code that compares them
-    /// with the wall clock.
-    pub fn set_clock(&self, nanos: i64) {
-        self.lock().clock_ns = nanos;
-    }
 }
 
 impl Runtime for FakeRuntime {

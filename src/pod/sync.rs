@@ -32,6 +32,7 @@ use super::status::{self, StatusInput, Waiting};
 use super::translate::{self, ContainerInputs, ImageUser, NodeContext};
 use super::worker::{PodSyncer, SyncResult, Termination};
 use super::{env, tag, uid};
+use crate::clock::{Clock, RealClock};
 use crate::cri::{api, CriError, Runtime};
 use crate::kube::reflector::ServiceCache;
 use crate::kube::KubeApi;
@@ -98,6 +99,8 @@ pub struct RuntimeSyncer {
     services: Option<ServiceCache>,
     /// Keep a finished pod's volumes until it is deleted (--keep-terminated-pod-volumes).
     keep_terminated_volumes: bool,
+    /// Where the syncer reads the time: plans, back-offs, statuses, durations.
+    clock: Arc<dyn Clock>,
 }
 
 /// A container start that did not happen, as the kubelet reports it.
@@ -240,7 +243,14 @@ impl RuntimeSyncer {
             prober: None,
             services: None,
             keep_terminated_volumes: false,
+            clock: Arc::new(RealClock),
         }
+    }
+
+    /// Reads time from `clock` (a fake one in tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> RuntimeSyncer {
+        self.clock = clock;
+        self
     }
 
     /// Keeps the volumes of pods that finished until they are deleted.
@@ -472,7 +482,7 @@ impl RuntimeSyncer {
     /// Everything the runtime has for the pod with this UID (on this node), as the last
     /// relist confirmed it, or read now.
     fn observe_cached(&self, uid: &str) -> Result<ObservedPod, CriError> {
-        match self.cache.confirmed(uid, Instant::now()) {
+        match self.cache.confirmed(uid, self.clock.monotonic()) {
             Some(o) => Ok(o),
             None => self.observe(uid),
         }
@@ -558,7 +568,7 @@ impl RuntimeSyncer {
             pod_failed: st.pod_failed,
             is_static,
             terminal,
-            now: Timestamp::now(),
+            now: Timestamp::try_from(self.clock.now()).unwrap_or_else(|_| Timestamp::now()),
         });
         let mut status = status;
         if let Some(msg) = &st.evicted {
@@ -685,7 +695,7 @@ impl RuntimeSyncer {
             }
             _ => {}
         }
-        let now = SystemTime::now();
+        let now = self.clock.now();
         if let Some(failed_at) = st.image_failures.get(&image) {
             if st
                 .image_backoff
@@ -705,7 +715,7 @@ impl RuntimeSyncer {
             "Pulling",
             &format!("Pulling image \"{image}\""),
         );
-        let started = Instant::now();
+        let started = self.clock.monotonic();
         let creds = self.pull_credentials(pod, &image);
         let attempts: Vec<Option<&crate::cri::PullAuth>> = if creds.is_empty() {
             vec![None]
@@ -721,7 +731,7 @@ impl RuntimeSyncer {
             }
             pulled = self.runtime.pull_image(&image, *auth, Some(sandbox_config));
         }
-        let pulled_in = started.elapsed();
+        let pulled_in = self.clock.monotonic().saturating_duration_since(started);
         match pulled {
             Ok(image_ref) => {
                 st.image_failures.remove(&image);
@@ -733,7 +743,7 @@ impl RuntimeSyncer {
                     &format!(
                         "Successfully pulled image \"{image}\" in {} ({} including waiting)",
                         go_duration_ms(pulled_in),
-                        go_duration_ms(started.elapsed())
+                        go_duration_ms(self.clock.monotonic().saturating_duration_since(started))
                     ),
                 );
                 let img = self.runtime.image_status(&image).ok().flatten();
@@ -933,7 +943,7 @@ impl RuntimeSyncer {
     fn sync(&self, pod: &Arc<Pod>) -> SyncResult {
         let state = self.state(uid(pod));
         let mut st = lock(&state);
-        let first_seen = *st.first_seen.get_or_insert_with(Instant::now);
+        let first_seen = *st.first_seen.get_or_insert_with(|| self.clock.monotonic());
         let observed = match self.step_observe(pod, &mut st) {
             Ok(o) => o,
             Err(done) => return done,
@@ -1032,7 +1042,7 @@ impl RuntimeSyncer {
             hashes: &hashes,
             unhealthy: &unhealthy_why,
             backoff: &st.backoff,
-            now: SystemTime::now(),
+            now: self.clock.now(),
         });
         if actions.pod_failed {
             st.pod_failed = true;
@@ -1222,7 +1232,7 @@ impl RuntimeSyncer {
     /// message and a Warning `BackOff` event, and the sync comes back when its back-off ends.
     fn step_backoff(&self, pass: &mut Pass<'_>, st: &mut PodState) {
         let pod = pass.pod;
-        let now = SystemTime::now();
+        let now = self.clock.now();
         // The kubelet's `format.Pod`: name_namespace(uid).
         let pod_format = format!(
             "{}_{}({})",
@@ -1310,7 +1320,10 @@ impl RuntimeSyncer {
         // that was Pending (a pod adopted while running is not counted).
         if was_pending && !st.start_recorded && status.phase.as_deref() == Some("Running") {
             st.start_recorded = true;
-            metrics::POD_START_DURATION.observe_duration(&[], first_seen.elapsed());
+            metrics::POD_START_DURATION.observe_duration(
+                &[],
+                self.clock.monotonic().saturating_duration_since(first_seen),
+            );
         }
         if done
             || matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
@@ -1319,8 +1332,11 @@ impl RuntimeSyncer {
             return SyncResult::Terminal;
         }
         // A restarted container becomes Ready once it has settled: write that then.
-        let settled = status::next_settled(&after, Timestamp::now())
-            .map(|left| left + Duration::from_millis(20));
+        let settled = status::next_settled(
+            &after,
+            Timestamp::try_from(self.clock.now()).unwrap_or_else(|_| Timestamp::now()),
+        )
+        .map(|left| left + Duration::from_millis(20));
         let retry = match (pass.retry, settled) {
             (Some(r), Some(s)) => Some(r.min(s)),
             (r, s) => r.or(s),
@@ -1704,14 +1720,11 @@ mod tests {
         let rt = Arc::new(FakeRuntime::new());
         rt.add_image("busybox:1.36");
         let rec = Arc::new(Recorded::default());
-        // The runtime's times on the wall clock: the back-off is measured from an exit.
-        rt.set_clock(
-            SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as i64,
-        );
+        // The syncer's clock and the runtime's on one time line: the back-off is measured
+        // from an exit, and moving the clock ends it (no sleep).
+        let clock = Arc::new(crate::clock::FakeClock::at(std::time::UNIX_EPOCH));
         let (syncer, dir) = syncer("backoff", &rt, rec.clone());
+        let syncer = syncer.with_clock(clock.clone());
         let pod = one_container_pod("crash-1", "busybox:1.36", "IfNotPresent");
         syncer.sync(&pod);
         // It exits: restarted at once, then held back 10 s after the next exit.
@@ -1739,6 +1752,12 @@ mod tests {
             rec.take_events(),
             ["BackOff: Back-off restarting failed container c in pod p_ns(crash-1)".to_string()]
         );
+        assert_eq!(rt.container_ids().len(), 2, "held back");
+        // Ten seconds later the back-off is over: it starts again.
+        clock.advance(Duration::from_secs(11));
+        syncer.cache.forget("crash-1");
+        syncer.sync(&pod);
+        assert_eq!(rt.container_ids().len(), 3, "restarted after its back-off");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
