@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::request::Method;
+use super::method::Method;
 
 /// Method and path of the request an error is about, displayed as `GET /api/v1/nodes/vk-node`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod client;
 pub mod error;
 pub mod fake;
+pub mod method;
 pub mod reflector;
 pub mod request;
 pub mod smp;

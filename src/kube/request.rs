@@ -25,34 +25,7 @@ pub const CONTENT_TYPE_MERGE_PATCH: &str = "application/merge-patch+json";
 /// The namespace of node heartbeat leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
-/// HTTP method of a [`Request`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Method {
-    Get,
-    Post,
-    Put,
-    Patch,
-    Delete,
-}
-
-impl Method {
-    /// The method as it appears on the request line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Patch => "PATCH",
-            Method::Delete => "DELETE",
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use super::method::Method;
 
 /// What a request is for: a stable label for logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -8,7 +8,8 @@
 
 use k8s_openapi::api::core::v1::{HostAlias, Pod};
 
-use super::translate::{pod_key, NodeContext, TranslateError};
+use super::context::{NodeContext, TranslateError};
+use super::key as pod_key;
 use crate::cri::api;
 
 /// The kubelet's default options for cluster DNS.

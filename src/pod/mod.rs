@@ -14,6 +14,7 @@ pub mod api_report;
 pub mod backoff;
 pub mod cache;
 pub mod cgroups;
+pub mod context;
 pub mod defaults;
 pub mod dns;
 pub mod env;

@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use grpcio::{CallOption, ChannelBuilder, EnvBuilder, Environment, RpcStatusCode};
 
-use super::run::Serving;
-
 /// The generated grpc.health.v1 messages and client stub.
 #[allow(
     clippy::all,
@@ -56,6 +54,15 @@ fn go_duration(d: Duration) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// The grpc.health.v1 serving status of a Check answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    Unknown,
+    Serving,
+    NotServing,
+    ServiceUnknown,
 }
 
 /// `Health/Check` of `service` at `addr` (`host:port`) within `timeout`.

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
+use super::grpc::Serving;
 use super::spec::{Action, HttpGet, Scheme};
 use super::state::Outcome;
 use crate::cri::{Code, CriError, ExecOutput, Runtime};
@@ -92,15 +93,6 @@ pub struct HookDone {
     /// `host:port` of an HTTPS hook that got a plain HTTP answer and then succeeded over HTTP
     /// (the kubelet's LifecycleHTTPFallback event).
     pub http_fallback: Option<String>,
-}
-
-/// The grpc.health.v1 serving status of a Check answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Serving {
-    Unknown,
-    Serving,
-    NotServing,
-    ServiceUnknown,
 }
 
 /// The network and runtime operations behind probes and hooks.

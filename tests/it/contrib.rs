@@ -286,3 +286,24 @@ fn check_static_keeps_a_redirected_log_whole() {
         );
     }
 }
+
+/// No file of the crate imports, through others, a file that imports it
+/// (contrib/tools/import-cycles.py; what is left between top-level modules is printed).
+#[test]
+fn the_crate_has_no_file_level_import_cycle() {
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/tools/import-cycles.py"
+        ))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))
+        .output()
+        .expect("run python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("file-level cycle"), "{text}");
+}
