@@ -76,6 +76,8 @@ struct PodState {
     start_recorded: bool,
     /// The pod was observed once (its first sync says whether it was adopted).
     observed_once: bool,
+    /// The last start failure logged per container, and how often it came again since.
+    start_failures: HashMap<String, (String, u32)>,
 }
 
 /// The [`PodSyncer`] over a CRI runtime.
@@ -1200,15 +1202,37 @@ impl RuntimeSyncer {
             match self.start_container(pod, sandbox_id, sandbox_config, &pod_ips, s, st) {
                 Ok(()) => {
                     st.waiting.remove(&s.name);
+                    if let Some((_, again)) = st.start_failures.remove(&s.name) {
+                        if again > 0 {
+                            log::info!(
+                                "pod {}: container {} started after {again} more failed try(s)",
+                                pass.key,
+                                s.name
+                            );
+                        }
+                    }
                 }
                 Err(f) => {
-                    log::info!(
-                        "pod {}: container {} not started: {}: {}",
-                        pass.key,
-                        s.name,
-                        f.reason,
-                        f.message
-                    );
+                    // Logged once per failure, with a count when it changes: a pull retried
+                    // every 10-20 s is one line, not one a retry.
+                    let what = format!("{}: {}", f.reason, f.message);
+                    match st.start_failures.get_mut(&s.name) {
+                        Some((last, again)) if *last == what => *again += 1,
+                        previous => {
+                            let before = previous
+                                .filter(|(_, again)| *again > 0)
+                                .map(|(_, again)| {
+                                    format!(" (the previous failure {again} more time(s))")
+                                })
+                                .unwrap_or_default();
+                            log::info!(
+                                "pod {}: container {} not started: {what}{before}",
+                                pass.key,
+                                s.name
+                            );
+                            st.start_failures.insert(s.name.clone(), (what, 0));
+                        }
+                    }
                     pass.retry = Some(
                         pass.retry
                             .map_or(Duration::from_secs(10), |r| r.min(Duration::from_secs(10))),
@@ -1758,6 +1782,69 @@ mod tests {
         syncer.cache.forget("crash-1");
         syncer.sync(&pod);
         assert_eq!(rt.container_ids().len(), 3, "restarted after its back-off");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The log lines of this test binary that contain `needle` (a process-wide logger,
+    /// installed once; each test filters by its own pod's name).
+    fn logged(needle: &str) -> Vec<String> {
+        struct Capture;
+        static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        impl log::Log for Capture {
+            fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+                true
+            }
+            fn log(&self, r: &log::Record<'_>) {
+                lock(&LINES).push(r.args().to_string());
+            }
+            fn flush(&self) {}
+        }
+        static CAPTURE: Capture = Capture;
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            log::set_logger(&CAPTURE).expect("the only logger of the test binary");
+            log::set_max_level(log::LevelFilter::Info);
+        });
+        lock(&LINES)
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn step_containers_a_failure_that_repeats_is_logged_once_with_a_count() {
+        let rt = Arc::new(FakeRuntime::new());
+        logged("");
+        let clock = Arc::new(crate::clock::FakeClock::at(std::time::UNIX_EPOCH));
+        let rec = Arc::new(Recorded::default());
+        let (syncer, dir) = syncer("repeat", &rt, rec.clone());
+        let syncer = syncer.with_clock(clock.clone());
+        let mut pod = (*one_container_pod("rep-1", "busybox:1.36", "IfNotPresent")).clone();
+        pod.metadata.name = Some("repeats".into());
+        let pod = Arc::new(pod);
+        // Three failed pulls, the back-off passed between them, then the image is there.
+        for _ in 0..3 {
+            rt.fail_next("PullImage", rpc("pull image", "registry down"));
+            syncer.sync(&pod);
+            clock.advance(Duration::from_secs(400));
+        }
+        rt.add_image("busybox:1.36");
+        syncer.sync(&pod);
+        let lines = logged("ns/repeats (rep-1): container c");
+        assert_eq!(
+            lines.len(),
+            2,
+            "one line for the failure, one when it ended: {lines:#?}"
+        );
+        assert!(
+            lines[0].contains("not started: ErrImagePull: "),
+            "{lines:#?}"
+        );
+        assert_eq!(
+            lines[1],
+            "pod ns/repeats (rep-1): container c started after 2 more failed try(s)"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
