@@ -1,8 +1,10 @@
 //! The `virtual-kubelet` binary: flags → config → logging → the threads that run the pods.
 //!
 //! Owns process concerns only: parsing, logger setup, wiring the pieces together (runtime
-//! client, pod sources, pod workers, the relister) and mapping the final error to an exit code
-//! (2 for bad flags, from clap or validation; 1 for a failure at run time). No logic lives here.
+//! client, pod sources, pod workers, the relister), the clean stop on SIGTERM/SIGINT, and
+//! mapping the final error to an exit code by its kind ([`RunError`]: 2 for bad flags, from
+//! clap or validation; 3 the container runtime; 4 the kubeconfig; 5 the node name taken on this
+//! runtime; 1 anything else). No logic lives here.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -67,8 +69,47 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Why the daemon could not start or stopped with an error; each kind has its exit code (0 is
+/// a clean stop; clap's and the flags' own errors exit 2 before this).
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    /// Flags or files that cannot work: 2, as a usage error.
+    #[error("{0}")]
+    Usage(String),
+    /// The container runtime cannot be reached or used: 3.
+    #[error("{0}")]
+    Runtime(String),
+    /// The kubeconfig cannot be read or used: 4.
+    #[error("{0}")]
+    Kubeconfig(String),
+    /// Another daemon runs as this node on this runtime: 5.
+    #[error("{0}")]
+    NodeTaken(String),
+    /// Anything else, while starting or running: 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl RunError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Failed(_) => 1,
+            RunError::Usage(_) => 2,
+            RunError::Runtime(_) => 3,
+            RunError::Kubeconfig(_) => 4,
+            RunError::NodeTaken(_) => 5,
+        }
+    }
+}
+
+impl From<String> for RunError {
+    fn from(message: String) -> RunError {
+        RunError::Failed(message)
     }
 }
 
@@ -101,7 +142,7 @@ fn stop_signals() -> Result<crossbeam_channel::Receiver<Signal>, String> {
 /// One daemon per node name and runtime: two would each remove the other's pods as orphans.
 /// The lock is an abstract Unix socket bound for the life of the process (released by the
 /// kernel when it ends, however it ends); binding it again fails while another daemon holds it.
-fn claim_node(node_name: &str, cri_socket: &std::path::Path) -> Result<OwnedFd, String> {
+fn claim_node(node_name: &str, cri_socket: &std::path::Path) -> Result<OwnedFd, RunError> {
     use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, UnixAddr};
     let socket_path = std::fs::canonicalize(cri_socket).unwrap_or_else(|_| cri_socket.into());
     let mut name = format!("vk-cri/{node_name}@{}", socket_path.display());
@@ -123,12 +164,12 @@ fn claim_node(node_name: &str, cri_socket: &std::path::Path) -> Result<OwnedFd, 
         UnixAddr::new_abstract(name.as_bytes()).map_err(|e| format!("node lock {name}: {e}"))?;
     match bind(fd.as_raw_fd(), &addr) {
         Ok(()) => Ok(fd),
-        Err(nix::errno::Errno::EADDRINUSE) => Err(format!(
+        Err(nix::errno::Errno::EADDRINUSE) => Err(RunError::NodeTaken(format!(
             "another virtual-kubelet runs as node {node_name} on {}: give this one another \
              --nodename (each would remove the other's pods as orphans)",
             socket_path.display()
-        )),
-        Err(e) => Err(format!("node lock {name}: {e}")),
+        ))),
+        Err(e) => Err(format!("node lock {name}: {e}").into()),
     }
 }
 
@@ -211,13 +252,13 @@ fn start_kubelet_api(
     Ok(srv)
 }
 
-fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<(), String> {
+fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<(), RunError> {
     if config.kubeconfig.is_none() && config.pod_manifest_path.is_none() {
-        return Err(
+        return Err(RunError::Usage(
             "nothing to run: give --kubeconfig (join a cluster) and/or --pod-manifest-path DIR \
              (static pods; alone, standalone mode)"
                 .into(),
-        );
+        ));
     }
     let runtime: Arc<GrpcRuntime> = Arc::new(GrpcRuntime::new(
         &config.cri_socket,
@@ -227,10 +268,10 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         },
     ));
     let version = runtime.version().map_err(|e| {
-        format!(
+        RunError::Runtime(format!(
             "{e} (is containerd running with its CRI plugin on {}? see --cri-socket)",
             config.cri_socket.display()
-        )
+        ))
     })?;
     log::info!(
         "runtime {} (CRI {}) on {}",
@@ -239,7 +280,9 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         config.cri_socket.display()
     );
     let _node_lock = claim_node(&config.node_name, &config.cri_socket)?;
-    let status = runtime.status().map_err(|e| e.to_string())?;
+    let status = runtime
+        .status()
+        .map_err(|e| RunError::Runtime(e.to_string()))?;
     for c in status.conditions.iter().filter(|c| !c.status) {
         log::warn!(
             "runtime condition {} is false: {} {}",
@@ -257,7 +300,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         None => None,
         Some(p) => Some(
             std::fs::read_to_string(p)
-                .map_err(|e| format!("--resolv-conf {}: {e}", p.display()))?,
+                .map_err(|e| RunError::Usage(format!("--resolv-conf {}: {e}", p.display())))?,
         ),
     };
     let mut node = NodeContext::new(&config.node_name);
@@ -303,8 +346,10 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
             (Arc::new(LogReporter::new()), None)
         }
         Some(path) => {
-            let client = kubeconfig::load(path, None).map_err(|e| e.to_string())?;
-            let tls = kubeconfig::ureq_tls_config(&client).map_err(|e| e.to_string())?;
+            let client =
+                kubeconfig::load(path, None).map_err(|e| RunError::Kubeconfig(e.to_string()))?;
+            let tls = kubeconfig::ureq_tls_config(&client)
+                .map_err(|e| RunError::Kubeconfig(e.to_string()))?;
             let api: Arc<dyn KubeApi> = Arc::new(ApiClient::new(
                 &client.server,
                 tls,
@@ -457,7 +502,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         crossbeam_channel::select! {
             recv(rx) -> event => {
                 let Ok(event) = event else {
-                    return Err("every pod source stopped".into());
+                    return Err(RunError::Failed("every pod source stopped".into()));
                 };
                 // Mirror pods stand for static pods in the API server; they are not run
                 // themselves.
@@ -475,7 +520,8 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
             }
             recv(stop) -> sig => {
                 let sig = sig.map(|s| s.to_string()).unwrap_or_default();
-                return shut_down(&sig, reporter.as_ref(), runtime.as_ref(), &config.node_name);
+                shut_down(&sig, reporter.as_ref(), runtime.as_ref(), &config.node_name);
+                return Ok(());
             }
         }
     }
@@ -484,12 +530,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
 /// A clean stop: no new work is taken, what is queued for the API server is written (for up to
 /// [`FLUSH_TIMEOUT`]), and the pods are left running for the next start to adopt. The kubelet
 /// API closes with the process.
-fn shut_down(
-    sig: &str,
-    reporter: &dyn PodReporter,
-    runtime: &dyn Runtime,
-    node_name: &str,
-) -> Result<(), String> {
+fn shut_down(sig: &str, reporter: &dyn PodReporter, runtime: &dyn Runtime, node_name: &str) {
     log::info!("{sig}: stopping");
     if !reporter.flush(FLUSH_TIMEOUT) {
         log::warn!("stopping with status writes or events still queued after {FLUSH_TIMEOUT:?}");
@@ -507,7 +548,6 @@ fn shut_down(
         "stopping: {} pods keep running in the runtime; the next start adopts them",
         running.len()
     );
-    Ok(())
 }
 
 /// How long a clean stop waits for queued status writes and events.

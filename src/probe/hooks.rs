@@ -39,14 +39,16 @@ pub fn post_start(
     let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else {
         return Ok(());
     };
-    let result = spec::hook_action(handler, c, pod_ip).and_then(|action| {
-        // An exec hook has no timeout of its own (zero), as with the kubelet.
-        let timeout = match action {
-            spec::Action::HttpGet(_) => POST_START_HTTP_TIMEOUT,
-            _ => Duration::ZERO,
-        };
-        run::hook(h, pod, c, container_id, &action, timeout)
-    });
+    let result = spec::hook_action(handler, c, pod_ip)
+        .map_err(|e| e.to_string())
+        .and_then(|action| {
+            // An exec hook has no timeout of its own (zero), as with the kubelet.
+            let timeout = match action {
+                spec::Action::HttpGet(_) => POST_START_HTTP_TIMEOUT,
+                _ => Duration::ZERO,
+            };
+            run::hook(h, pod, c, container_id, &action, timeout)
+        });
     match result {
         Ok(done) => {
             fallback_event(reporter, pod, &done);
@@ -120,7 +122,7 @@ pub fn pre_stop(
     let action = match spec::hook_action(handler, c, pod_ip) {
         Ok(a) => a,
         Err(msg) => {
-            pre_stop_failed(reporter, pod, c, &msg);
+            pre_stop_failed(reporter, pod, c, &msg.to_string());
             return grace;
         }
     };

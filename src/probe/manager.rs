@@ -22,7 +22,7 @@ use crossbeam_channel::{Receiver, Sender};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::run::{self, Handlers};
-use super::spec::{self, Action, Kind, Timing};
+use super::spec::{self, Action, Kind, SpecError, Timing};
 use super::state::{Outcome, ProbeState};
 use crate::pod::report::{EventType, PodReporter};
 
@@ -50,7 +50,7 @@ type Notify = Box<dyn Fn(&str) + Send + Sync>;
 
 struct OneProbe {
     state: ProbeState,
-    action: Result<Action, String>,
+    action: Result<Action, SpecError>,
     busy: bool,
     /// The heap entry that is current (older ones are stale).
     seq: u64,
@@ -114,7 +114,7 @@ impl Table {
 struct Job {
     key: Key,
     at: Instant,
-    action: Result<Action, String>,
+    action: Result<Action, SpecError>,
     timeout: Duration,
 }
 
@@ -414,7 +414,7 @@ fn work(inner: &Inner, jobs: &Receiver<Job>) {
     for job in jobs {
         let outcome = run::with_retries(run::MAX_PROBE_RETRIES, || match &job.action {
             Ok(action) => run::probe(inner.handlers.as_ref(), &job.key.id, action, job.timeout),
-            Err(msg) => Outcome::Error(msg.clone()),
+            Err(e) => Outcome::Error(e.to_string()),
         });
         let now = Instant::now();
         let mut t = inner.lock();

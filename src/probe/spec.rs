@@ -125,8 +125,26 @@ impl Timing {
     }
 }
 
+/// What is wrong with a probe's or hook's spec, in the kubelet's words (reported as the probe's
+/// or hook's error; the spec is not run).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("couldn't find port: {port} in container {container}")]
+    NoSuchPort { port: String, container: String },
+    #[error("invalid port number: {0}")]
+    PortRange(i64),
+    #[error("exec has no command")]
+    NoCommand,
+    #[error("unsupported HTTP scheme {0:?}")]
+    Scheme(String),
+    #[error("missing probe handler")]
+    NoProbeHandler,
+    #[error("unsupported lifecycle hook handler: only exec and httpGet are run")]
+    HookHandler,
+}
+
 /// The kubelet's `ResolveContainerPort`.
-pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, String> {
+pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, SpecError> {
     let n: i64 = match port {
         IntOrString::Int(n) => i64::from(*n),
         IntOrString::String(name) => c
@@ -136,12 +154,15 @@ pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, String> {
             .find(|p| p.name.as_deref() == Some(name.as_str()))
             .map(|p| i64::from(p.container_port))
             .or_else(|| name.parse::<i64>().ok())
-            .ok_or_else(|| format!("couldn't find port: {name} in container {}", c.name))?,
+            .ok_or_else(|| SpecError::NoSuchPort {
+                port: name.clone(),
+                container: c.name.clone(),
+            })?,
     };
     if (1..65536).contains(&n) {
         Ok(n as u16)
     } else {
-        Err(format!("invalid port number: {n}"))
+        Err(SpecError::PortRange(n))
     }
 }
 
@@ -163,7 +184,7 @@ fn static_env(c: &Container) -> Vec<(String, String)> {
         .collect()
 }
 
-fn exec(e: &ExecAction, c: &Container) -> Result<Action, String> {
+fn exec(e: &ExecAction, c: &Container) -> Result<Action, SpecError> {
     let env = static_env(c);
     let command: Vec<String> = e
         .command
@@ -172,16 +193,16 @@ fn exec(e: &ExecAction, c: &Container) -> Result<Action, String> {
         .map(|a| crate::pod::expand::expand_env(a, &env))
         .collect();
     if command.is_empty() {
-        return Err("exec has no command".into());
+        return Err(SpecError::NoCommand);
     }
     Ok(Action::Exec { command })
 }
 
-fn http_get(h: &HTTPGetAction, c: &Container, pod_ip: &str) -> Result<Action, String> {
+fn http_get(h: &HTTPGetAction, c: &Container, pod_ip: &str) -> Result<Action, SpecError> {
     let scheme = match h.scheme.as_deref().unwrap_or("HTTP") {
         s if s.eq_ignore_ascii_case("HTTP") => Scheme::Http,
         s if s.eq_ignore_ascii_case("HTTPS") => Scheme::Https,
-        s => return Err(format!("unsupported HTTP scheme {s:?}")),
+        s => return Err(SpecError::Scheme(s.to_string())),
     };
     Ok(Action::HttpGet(HttpGet {
         scheme,
@@ -197,16 +218,16 @@ fn http_get(h: &HTTPGetAction, c: &Container, pod_ip: &str) -> Result<Action, St
     }))
 }
 
-fn tcp(t: &TCPSocketAction, c: &Container, pod_ip: &str) -> Result<Action, String> {
+fn tcp(t: &TCPSocketAction, c: &Container, pod_ip: &str) -> Result<Action, SpecError> {
     Ok(Action::TcpSocket {
         host: host_or(t.host.as_deref(), pod_ip),
         port: resolve_port(&t.port, c)?,
     })
 }
 
-fn grpc(g: &GRPCAction, pod_ip: &str) -> Result<Action, String> {
+fn grpc(g: &GRPCAction, pod_ip: &str) -> Result<Action, SpecError> {
     if !(1..65536).contains(&g.port) {
-        return Err(format!("invalid port number: {}", g.port));
+        return Err(SpecError::PortRange(i64::from(g.port)));
     }
     Ok(Action::Grpc {
         host: pod_ip.to_string(),
@@ -217,7 +238,7 @@ fn grpc(g: &GRPCAction, pod_ip: &str) -> Result<Action, String> {
 
 /// The action of a probe. `Err` names what is wrong with the spec (the kubelet reports it as a
 /// probe error, and throws the result away).
-pub fn probe_action(p: &Probe, c: &Container, pod_ip: &str) -> Result<Action, String> {
+pub fn probe_action(p: &Probe, c: &Container, pod_ip: &str) -> Result<Action, SpecError> {
     if let Some(e) = &p.exec {
         exec(e, c)
     } else if let Some(h) = &p.http_get {
@@ -227,19 +248,19 @@ pub fn probe_action(p: &Probe, c: &Container, pod_ip: &str) -> Result<Action, St
     } else if let Some(g) = &p.grpc {
         grpc(g, pod_ip)
     } else {
-        Err("missing probe handler".into())
+        Err(SpecError::NoProbeHandler)
     }
 }
 
 /// The action of a lifecycle hook (exec or httpGet; tcpSocket is accepted by the API but never
 /// run by the kubelet).
-pub fn hook_action(h: &LifecycleHandler, c: &Container, pod_ip: &str) -> Result<Action, String> {
+pub fn hook_action(h: &LifecycleHandler, c: &Container, pod_ip: &str) -> Result<Action, SpecError> {
     if let Some(e) = &h.exec {
         exec(e, c)
     } else if let Some(g) = &h.http_get {
         http_get(g, c, pod_ip)
     } else {
-        Err("unsupported lifecycle hook handler: only exec and httpGet are run".into())
+        Err(SpecError::HookHandler)
     }
 }
 
@@ -294,7 +315,7 @@ mod tests {
     fn ports_by_unknown_name_or_out_of_range_are_errors_and_numeric_strings_work() {
         let c = container(serde_json::json!({"name": "web"}));
         assert_eq!(
-            resolve_port(&IntOrString::String("metrics".into()), &c),
+            resolve_port(&IntOrString::String("metrics".into()), &c).map_err(|e| e.to_string()),
             Err("couldn't find port: metrics in container web".into())
         );
         assert_eq!(
@@ -302,11 +323,11 @@ mod tests {
             Ok(8081)
         );
         assert_eq!(
-            resolve_port(&IntOrString::Int(0), &c),
+            resolve_port(&IntOrString::Int(0), &c).map_err(|e| e.to_string()),
             Err("invalid port number: 0".into())
         );
         assert_eq!(
-            resolve_port(&IntOrString::Int(70000), &c),
+            resolve_port(&IntOrString::Int(70000), &c).map_err(|e| e.to_string()),
             Err("invalid port number: 70000".into())
         );
     }

@@ -724,7 +724,7 @@ fn a_second_daemon_with_the_same_node_name_on_the_same_runtime_refuses_to_start(
     let mut two = Daemon::new("same-node-2");
     two.node = one.node.clone();
     let (code, log) = two.run_to_exit(Duration::from_secs(15));
-    assert_eq!(code, Some(1), "{log}");
+    assert_eq!(code, Some(5), "the node name is taken: {log}");
     assert!(
         log.contains(&format!(
             "another virtual-kubelet runs as node {} on ",
@@ -737,4 +737,48 @@ fn a_second_daemon_with_the_same_node_name_on_the_same_runtime_refuses_to_start(
     three.start();
     three.wait_log("static pods from", Duration::from_secs(10));
     assert!(!three.log().contains("another virtual-kubelet"));
+}
+
+#[test]
+fn start_up_failures_exit_with_a_code_by_kind() {
+    let dir = env::Scratch::new("exit-codes");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_virtual-kubelet"))
+            .args(["--nodename", &env::unique("exit-codes")])
+            .args(["--log-dir", &dir.0.join("logs").to_string_lossy()])
+            .args(["--pods-dir", &dir.0.join("pods").to_string_lossy()])
+            .args(["--volumes-dir", &dir.0.join("volumes").to_string_lossy()])
+            .args(["--address", "127.0.0.1", "--port"])
+            .arg(crate::daemon::free_port().to_string())
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("run virtual-kubelet");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let manifests = dir.0.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let manifests = manifests.to_string_lossy().into_owned();
+    let socket = env::cri_socket().to_string_lossy().into_owned();
+    // Nothing to run: a usage error.
+    let (code, log) = run(&["--cri-socket", &socket]);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("nothing to run"), "{log}");
+    // The runtime cannot be reached.
+    let missing = dir.0.join("no-such.sock").to_string_lossy().into_owned();
+    let (code, log) = run(&["--cri-socket", &missing, "--pod-manifest-path", &manifests]);
+    assert_eq!(code, Some(3), "{log}");
+    assert!(log.contains("is containerd running"), "{log}");
+    // The kubeconfig cannot be read.
+    let kubeconfig = dir
+        .0
+        .join("no-such-kubeconfig")
+        .to_string_lossy()
+        .into_owned();
+    let (code, log) = run(&["--cri-socket", &socket, "--kubeconfig", &kubeconfig]);
+    assert_eq!(code, Some(4), "{log}");
+    assert!(log.contains("no-such-kubeconfig"), "{log}");
 }
