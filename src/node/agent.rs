@@ -16,8 +16,26 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::host::{HostFacts, HostProbe};
 use super::spec::{self, NodeParams, RuntimeReadiness};
+use super::NodeError;
 use crate::cri::Runtime;
 use crate::kube::{ApiError, KubeApi};
+
+/// Why a registration, status sync or Lease renewal did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The host's facts could not be read, or the status could not be built from them.
+    #[error(transparent)]
+    Host(#[from] NodeError),
+    /// The API server refused or could not be reached.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The Lease needs the Node's uid.
+    #[error("the node is not registered yet")]
+    NotRegistered,
+    /// Another writer kept winning the Lease's optimistic concurrency.
+    #[error("lease {0} kept changing under us")]
+    LeaseContended(String),
+}
 
 /// The state of the node's registration and heartbeats.
 pub struct NodeAgent {
@@ -83,13 +101,13 @@ impl NodeAgent {
         self.node_uid.as_deref()
     }
 
-    fn facts(&self) -> Result<HostFacts, String> {
-        HostFacts::gather(self.probe.as_ref()).map_err(|e| e.to_string())
+    fn facts(&self) -> Result<HostFacts, AgentError> {
+        Ok(HostFacts::gather(self.probe.as_ref())?)
     }
 
     /// Creates the Node, or adopts the one that exists (409). A NodeRestriction refusal (403)
     /// is returned as it is: retrying cannot fix it.
-    pub fn register(&mut self) -> Result<(), String> {
+    pub fn register(&mut self) -> Result<(), AgentError> {
         let facts = self.facts()?;
         let readiness = runtime_readiness(self.runtime.as_ref());
         let now = Timestamp::now();
@@ -101,14 +119,11 @@ impl NodeAgent {
                 n
             }
             Err(ApiError::AlreadyExists { .. }) => {
-                let n = self
-                    .api
-                    .get_node(&self.params.name)
-                    .map_err(|e| e.to_string())?;
+                let n = self.api.get_node(&self.params.name)?;
                 log::info!("node {} exists: adopting it", self.params.name);
                 n
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         self.node_uid = registered.metadata.uid.clone();
         self.last_status = registered.status;
@@ -118,7 +133,7 @@ impl NodeAgent {
 
     /// Patches the Node's status if it changed or the report frequency passed. Re-creates the
     /// Node if it was deleted.
-    pub fn sync_status(&mut self) -> Result<(), String> {
+    pub fn sync_status(&mut self) -> Result<(), AgentError> {
         if self.node_uid.is_none() {
             return self.register();
         }
@@ -128,8 +143,7 @@ impl NodeAgent {
         let old = self.last_status.clone().unwrap_or_default();
         let new = spec::node_status(Some(&old), &self.params, &facts, &readiness, now);
         let Some(patch) =
-            spec::status_report(&old, &new, self.last_report, now, self.report_frequency)
-                .map_err(|e| e.to_string())?
+            spec::status_report(&old, &new, self.last_report, now, self.report_frequency)?
         else {
             // Nothing to write: make sure the Node still exists, as the kubelet's status loop
             // does by reading it every round.
@@ -143,7 +157,7 @@ impl NodeAgent {
                     self.node_uid = None;
                     self.register()
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             };
         };
         match self.api.patch_node_status(&self.params.name, &patch) {
@@ -160,14 +174,14 @@ impl NodeAgent {
                 self.node_uid = None;
                 self.register()
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Renews the Lease (creating it first if needed); a conflict is resolved by re-reading.
-    pub fn renew_lease(&mut self) -> Result<(), String> {
+    pub fn renew_lease(&mut self) -> Result<(), AgentError> {
         let Some(uid) = self.node_uid.clone() else {
-            return Err("the node is not registered yet".into());
+            return Err(AgentError::NotRegistered);
         };
         let name = self.params.name.clone();
         for _ in 0..2 {
@@ -190,10 +204,10 @@ impl NodeAgent {
                                 return Ok(());
                             }
                             Err(ApiError::AlreadyExists { .. }) => continue,
-                            Err(e) => return Err(e.to_string()),
+                            Err(e) => return Err(e.into()),
                         }
                     }
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
                 },
             };
             match self.api.update_lease(&name, &spec::renew(&current, now)) {
@@ -203,10 +217,10 @@ impl NodeAgent {
                 }
                 // Someone else wrote it: read it again and retry once.
                 Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => continue,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(format!("lease {name} kept changing under us"))
+        Err(AgentError::LeaseContended(name))
     }
 }
 
@@ -216,7 +230,7 @@ pub fn spawn(mut agent: NodeAgent) -> std::io::Result<std::thread::JoinHandle<()
     std::thread::Builder::new()
         .name("node".into())
         .spawn(move || {
-            let mut failing: Option<String> = None;
+            let mut failing: Option<AgentError> = None;
             loop {
                 let result = agent.sync_status().and_then(|()| agent.renew_lease());
                 match (&result, &failing) {
