@@ -535,9 +535,12 @@ mod tests {
         };
         r.status(&pod(), &s);
         wait_for(&api, RequestKind::PatchPodStatus, 1);
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(r.flush(Duration::from_secs(5)), "the status thread is idle");
         r.status(&pod(), &s);
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            r.flush(Duration::from_secs(5)),
+            "and nothing was queued again"
+        );
         let calls = api.calls_of(RequestKind::PatchPodStatus);
         assert_eq!(calls.len(), 1, "an unchanged status is not written again");
         assert_eq!(

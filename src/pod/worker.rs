@@ -293,6 +293,18 @@ impl PodWorkers {
         self.registry().workers.keys().cloned().collect()
     }
 
+    /// Whether the worker of `uid` has nothing left to do now: no thread runs its steps and no
+    /// news waits (or it has no worker). A test's negative check is made once this holds, so it
+    /// cannot pass only because the worker had not got to it yet.
+    #[cfg(test)]
+    fn settled(&self, uid: &str) -> bool {
+        let slot = self.registry().workers.get(uid).cloned();
+        slot.is_none_or(|slot| {
+            let st = slot.lock();
+            !st.running && st.news.is_none() && !st.poked && !st.removed
+        })
+    }
+
     /// Whether `uid` finished terminating (and must not start again).
     pub fn is_finished(&self, uid: &str) -> bool {
         self.registry().finished.contains(uid)
@@ -600,6 +612,8 @@ mod tests {
         /// `sync_terminating_pod` blocks while this is set.
         hold_terminating: Mutex<bool>,
         hold_cv: Condvar,
+        /// Labels of the pods `sync_pod` was entered for (before its gate).
+        entered: Mutex<Vec<String>>,
     }
 
     impl Recorder {
@@ -629,6 +643,7 @@ mod tests {
 
     impl PodSyncer for Recorder {
         fn sync_pod(&self, pod: &Arc<Pod>) -> SyncResult {
+            self.entered.lock().unwrap().push(label(pod));
             let mut open = self.gate.lock().unwrap();
             while !*open {
                 open = self.gate_cv.wait(open).unwrap();
@@ -688,6 +703,15 @@ mod tests {
         Arc::new(p)
     }
 
+    /// Waits until the workers of `uids` have nothing left to do.
+    fn wait_settled(workers: &PodWorkers, uids: &[&str]) {
+        let end = Instant::now() + Duration::from_secs(5);
+        while !uids.iter().all(|u| workers.settled(u)) {
+            assert!(Instant::now() < end, "workers {uids:?} did not settle");
+            std::thread::yield_now();
+        }
+    }
+
     fn open(rec: &Recorder) {
         *rec.gate.lock().unwrap() = true;
         rec.gate_cv.notify_all();
@@ -698,7 +722,11 @@ mod tests {
         let rec = Arc::new(Recorder::default());
         let workers = PodWorkers::new(rec.clone());
         workers.dispatch(PodEvent::Upsert(pod("u1", "1", false)));
-        std::thread::sleep(Duration::from_millis(50));
+        let end = Instant::now() + Duration::from_secs(5);
+        while !rec.entered.lock().unwrap().contains(&"1".to_string()) {
+            assert!(Instant::now() < end, "sync_pod(1) was not entered");
+            std::thread::yield_now();
+        }
         // The worker is blocked in sync_pod("1"); these pile up and only the last survives.
         for v in ["2", "3", "4"] {
             workers.dispatch(PodEvent::Upsert(pod("u1", v, false)));
@@ -736,12 +764,13 @@ mod tests {
         );
         assert!(workers.is_finished("u1"));
         workers.dispatch(PodEvent::Upsert(pod("u1", "3", false)));
-        std::thread::sleep(Duration::from_millis(50));
+        // dispatch is synchronous: a UID that gets no worker can never be synced.
         assert!(
-            !rec.calls().contains(&Call::Sync("3".into())),
+            workers.active().is_empty(),
             "a terminated UID must not start again"
         );
-        assert!(workers.active().is_empty());
+        wait_settled(&workers, &["u1"]);
+        assert!(!rec.calls().contains(&Call::Sync("3".into())));
     }
 
     #[test]
@@ -752,7 +781,7 @@ mod tests {
         let workers = PodWorkers::new(rec.clone());
         workers.dispatch(PodEvent::Upsert(pod("u1", "1", false)));
         rec.wait_for("terminated", |c| c.contains(&Call::Terminated("1".into())));
-        std::thread::sleep(Duration::from_millis(50));
+        wait_settled(&workers, &["u1"]);
         assert_eq!(
             rec.calls()
                 .iter()
@@ -763,7 +792,7 @@ mod tests {
         );
         assert_eq!(workers.active(), ["u1"]);
         workers.dispatch(PodEvent::Upsert(pod("u1", "1b", false)));
-        std::thread::sleep(Duration::from_millis(50));
+        wait_settled(&workers, &["u1"]);
         assert!(
             !rec.calls().contains(&Call::Sync("1b".into())),
             "a finished pod is not synced again"
@@ -863,8 +892,9 @@ mod tests {
             phase: Some("Running".into()),
             ..Default::default()
         });
+        wait_settled(&workers, &["st1"]);
         workers.dispatch(PodEvent::Upsert(Arc::new(echoed)));
-        std::thread::sleep(Duration::from_millis(100));
+        wait_settled(&workers, &["st1"]);
         assert_eq!(
             rec.calls(),
             [Call::Sync("1".into())],
@@ -937,8 +967,13 @@ mod tests {
         rec.wait_for("the old instance stopping", |c| {
             c.contains(&Call::Terminating("old".into(), Termination::Removed))
         });
-        // Room for the new one to start too early, if it could.
-        std::thread::sleep(Duration::from_millis(200));
+        // The new one has tried to start and is waiting, not syncing, while the old one stops.
+        wait_settled(&workers, &["new"]);
+        assert!(
+            !rec.calls().contains(&Call::Sync("new".into())),
+            "{:?}",
+            rec.calls()
+        );
         *rec.hold_terminating.lock().unwrap() = false;
         rec.hold_cv.notify_all();
         rec.wait_for("the new instance syncs", |c| {
