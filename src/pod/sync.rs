@@ -1849,6 +1849,73 @@ mod tests {
     }
 
     #[test]
+    fn step_volumes_a_volume_that_cannot_be_set_up_holds_the_pod_before_its_sandbox() {
+        let rt = Arc::new(FakeRuntime::new());
+        rt.add_image("busybox:1.36");
+        let rec = Arc::new(Recorded::default());
+        let (syncer, dir) = syncer("volumes", &rt, rec.clone());
+        let volumes = Arc::new(VolumeManager::new(
+            Arc::new(crate::volume::fs::RecordingFs::new()),
+            dir.join("volumes"),
+            None,
+            NodeAllocatable::default(),
+        ));
+        let syncer = syncer.with_volumes(volumes);
+        let mut pod = (*one_container_pod("vol-1", "busybox:1.36", "IfNotPresent")).clone();
+        let spec = pod.spec.as_mut().unwrap();
+        spec.volumes = Some(vec![serde_json::from_value(serde_json::json!(
+            {"name": "data", "persistentVolumeClaim": {"claimName": "data"}}
+        ))
+        .unwrap()]);
+        spec.containers[0].volume_mounts = Some(vec![serde_json::from_value(
+            serde_json::json!({"name": "data", "mountPath": "/data"}),
+        )
+        .unwrap()]);
+        let pod = Arc::new(pod);
+        syncer.sync(&pod);
+        assert!(rt.sandbox_ids().is_empty(), "no sandbox before the volumes");
+        assert_eq!(waiting_reason(&rec).as_deref(), Some("UnsupportedVolume"));
+        let events = rec.take_events();
+        assert!(
+            events.len() == 1 && events[0].starts_with("FailedMount: "),
+            "{events:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn step_cleanup_old_instances_go_and_the_previous_one_stays() {
+        let rt = Arc::new(FakeRuntime::new());
+        rt.add_image("busybox:1.36");
+        let clock = Arc::new(crate::clock::FakeClock::at(std::time::UNIX_EPOCH));
+        let rec = Arc::new(Recorded::default());
+        let (syncer, dir) = syncer("cleanup", &rt, rec.clone());
+        let syncer = syncer.with_clock(clock.clone());
+        let pod = one_container_pod("gc-1", "busybox:1.36", "IfNotPresent");
+        syncer.sync(&pod);
+        // Three exits, each restarted once its back-off is over: four instances in all.
+        for _ in 0..3 {
+            let running: Vec<String> = rt.container_ids();
+            for id in &running {
+                rt.exit_container(id, 1);
+            }
+            clock.advance(Duration::from_secs(400));
+            syncer.sync(&pod);
+        }
+        // The clean-up works on what the sync observed before starting the new instance: the
+        // next sync leaves the running one and the one before it, for logs --previous.
+        syncer.sync(&pod);
+        assert_eq!(rt.container_ids().len(), 2, "{:?}", rt.calls());
+        let removed = rt
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::RemoveContainer(_)))
+            .count();
+        assert_eq!(removed, 2, "the two oldest of four instances");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn step_kill_a_stop_that_fails_retries_in_two_seconds() {
         let rt = Arc::new(FakeRuntime::new());
         rt.add_image("busybox:1.36");
