@@ -44,7 +44,7 @@ use vk_cri::pod::worker::PodWorkers;
 use vk_cri::probe::run::RealHandlers;
 use vk_cri::probe::Prober;
 use vk_cri::server::{self, auth};
-use vk_cri::source::{PodEvent, SourcesReady, CONFIG_MIRROR};
+use vk_cri::source::{PodEvent, SourcesReady};
 use vk_cri::static_pods;
 
 fn main() -> ExitCode {
@@ -148,9 +148,7 @@ fn claim_node(node_name: &str, cri_socket: &std::path::Path) -> Result<OwnedFd, 
     let mut name = format!("vk-cri/{node_name}@{}", socket_path.display());
     if name.len() > 100 {
         // An abstract name is at most 107 bytes: a long one is hashed (FNV-1a 64).
-        let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-        });
+        let hash = vk_cri::pod::labels::fnv1a64(name.as_bytes());
         name = format!("vk-cri/{hash:016x}");
     }
     let fd = socket(
@@ -506,14 +504,8 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
                 };
                 // Mirror pods stand for static pods in the API server; they are not run
                 // themselves.
-                if let PodEvent::Upsert(p) = &event {
-                    if p.metadata
-                        .annotations
-                        .as_ref()
-                        .is_some_and(|a| a.contains_key(CONFIG_MIRROR))
-                    {
-                        continue;
-                    }
+                if matches!(&event, PodEvent::Upsert(p) if vk_cri::source::is_mirror(p)) {
+                    continue;
                 }
                 index.apply(&event);
                 workers.dispatch(event);

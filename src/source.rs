@@ -3,8 +3,9 @@
 //! Owns [`PodEvent`] (what the API server's pod reflector and the manifest directory send to
 //! the pod workers), [`SourcesReady`] (whether every source has delivered its first full view,
 //! before which no pod is cleaned up as unknown) and the config-source annotations the kubelet
-//! puts on static and mirror pods, with [`is_static`]. The API edge (`kube/`), `static_pods` and
-//! `pod/` all import this module; it imports none of them. Pure data.
+//! puts on static and mirror pods, with [`is_static`] and [`is_mirror`]. The API edge
+//! (`kube/`), `static_pods` and `pod/` all import this module; it imports none of them. Pure
+//! data.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,6 +38,15 @@ pub fn is_static(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|a| a.get(CONFIG_SOURCE))
         .is_some_and(|s| s != "api")
+}
+
+/// Whether a pod from the API server is a mirror pod (it stands for a static pod; it is not run
+/// itself).
+pub fn is_mirror(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(CONFIG_MIRROR))
 }
 
 /// Counts the pod sources that have not delivered their first full view yet. Orphans are only

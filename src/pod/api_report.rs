@@ -2,7 +2,8 @@
 //!
 //! Owns the kubelet's status manager and event recorder plumbing: statuses are queued per pod
 //! (the newest wins) and written by one `status` thread as the kubelet's strategic merge patch
-//! of `/status` (against what the API server has, carrying the pod's uid), only when they differ from what was written last; events go through the pure
+//! of `/status` (against what the API server has, carrying the pod's uid), only when they
+//! differ from what was written last; events go through the pure
 //! [`EventRecorder`] (aggregation, dedup into count patches, rate limits) and are written by one
 //! `events` thread, so a slow API server never blocks a pod worker. The final delete (grace 0
 //! with a uid precondition) is synchronous: the worker must know it happened.
@@ -212,13 +213,7 @@ fn status_patch(uid: &str, base: Option<&PodStatus>, new: &PodStatus) -> Option<
 /// controller owner reference to itself, with the Node's uid).
 pub fn mirror_pod(pod: &Pod, node_name: &str, node_uid: &str) -> Pod {
     let mut m = pod.clone();
-    let hash = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CONFIG_HASH))
-        .cloned()
-        .unwrap_or_else(|| uid(pod).to_string());
+    let hash = mirror_hash(pod);
     m.metadata
         .annotations
         .get_or_insert_with(Default::default)
@@ -238,6 +233,17 @@ pub fn mirror_pod(pod: &Pod, node_name: &str, node_uid: &str) -> Pod {
     m
 }
 
+/// What a static pod's mirror carries in `kubernetes.io/config.mirror`: its config hash (its UID
+/// when it has none).
+fn mirror_hash(pod: &Pod) -> String {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONFIG_HASH))
+        .cloned()
+        .unwrap_or_else(|| uid(pod).to_string())
+}
+
 /// Finds or creates the static pod's mirror pod; its uid and the status the API server has
 /// for it. A mirror of an older version of the manifest is replaced; a regular pod of the same
 /// name is left alone (and gets no status). `Err`: why there is none (for the caller to log).
@@ -248,13 +254,7 @@ fn ensure_mirror(
 ) -> Result<(String, Option<PodStatus>), String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let hash = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CONFIG_HASH))
-        .cloned()
-        .unwrap_or_else(|| uid(pod).to_string());
+    let hash = mirror_hash(pod);
     match api.get_pod(ns, name) {
         Ok(existing) => {
             let theirs = existing
@@ -449,14 +449,7 @@ impl PodReporter for ApiReporter {
             match lock(&self.shared).mirrors.get(uid(pod)).cloned() {
                 Some(m) => m,
                 None => match self.api.get_pod(ns, name) {
-                    Ok(p)
-                        if p.metadata
-                            .annotations
-                            .as_ref()
-                            .is_some_and(|a| a.contains_key(CONFIG_MIRROR)) =>
-                    {
-                        p.metadata.uid.unwrap_or_default()
-                    }
+                    Ok(p) if crate::source::is_mirror(&p) => p.metadata.uid.unwrap_or_default(),
                     _ => return Ok(()),
                 },
             }

@@ -212,7 +212,7 @@ pub fn pod_selector(node_name: &str, pod_uid: &str) -> Labels {
 }
 
 /// FNV-1a, 64 bits (written out here: ten lines do not justify a dependency).
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     bytes

@@ -74,8 +74,6 @@ struct PodState {
     /// The first sync of this pod, and whether its start duration was recorded.
     first_seen: Option<Instant>,
     start_recorded: bool,
-    /// The pod was observed once (its first sync says whether it was adopted).
-    observed_once: bool,
     /// The last start failure logged per container, and how often it came again since.
     start_failures: HashMap<String, (String, u32)>,
 }
@@ -253,6 +251,11 @@ impl RuntimeSyncer {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> RuntimeSyncer {
         self.clock = clock;
         self
+    }
+
+    /// The clock's wall time as a status timestamp.
+    fn timestamp(&self) -> Timestamp {
+        Timestamp::try_from(self.clock.now()).unwrap_or_else(|_| Timestamp::now())
     }
 
     /// Keeps the volumes of pods that finished until they are deleted.
@@ -570,7 +573,7 @@ impl RuntimeSyncer {
             pod_failed: st.pod_failed,
             is_static,
             terminal,
-            now: Timestamp::try_from(self.clock.now()).unwrap_or_else(|_| Timestamp::now()),
+            now: self.timestamp(),
         });
         let mut status = status;
         if let Some(msg) = &st.evicted {
@@ -945,8 +948,9 @@ impl RuntimeSyncer {
     fn sync(&self, pod: &Arc<Pod>) -> SyncResult {
         let state = self.state(uid(pod));
         let mut st = lock(&state);
+        let first_sync = st.first_seen.is_none();
         let first_seen = *st.first_seen.get_or_insert_with(|| self.clock.monotonic());
-        let observed = match self.step_observe(pod, &mut st) {
+        let observed = match self.step_observe(pod, &mut st, first_sync) {
             Ok(o) => o,
             Err(done) => return done,
         };
@@ -989,8 +993,12 @@ impl RuntimeSyncer {
     /// Step 1, observe: the pod's sandboxes and containers (from the relist's cache when it
     /// confirmed them); a pod over an emptyDir limit is evicted instead. The first sync of a pod
     /// that already runs says it is adopted.
-    fn step_observe(&self, pod: &Arc<Pod>, st: &mut PodState) -> Result<ObservedPod, SyncResult> {
-        let first_sync = !std::mem::replace(&mut st.observed_once, true);
+    fn step_observe(
+        &self,
+        pod: &Arc<Pod>,
+        st: &mut PodState,
+        first_sync: bool,
+    ) -> Result<ObservedPod, SyncResult> {
         let observed = match self.observe_cached(uid(pod)) {
             Ok(o) => o,
             Err(e) => {
@@ -1356,11 +1364,8 @@ impl RuntimeSyncer {
             return SyncResult::Terminal;
         }
         // A restarted container becomes Ready once it has settled: write that then.
-        let settled = status::next_settled(
-            &after,
-            Timestamp::try_from(self.clock.now()).unwrap_or_else(|_| Timestamp::now()),
-        )
-        .map(|left| left + Duration::from_millis(20));
+        let settled = status::next_settled(&after, self.timestamp())
+            .map(|left| left + Duration::from_millis(20));
         let retry = match (pass.retry, settled) {
             (Some(r), Some(s)) => Some(r.min(s)),
             (r, s) => r.or(s),

@@ -286,13 +286,7 @@ fn default_volume(v: &mut Value) {
             src.entry("defaultMode").or_insert(json!(420));
         }
     }
-    if let Some(items) = m
-        .get_mut("downwardAPI")
-        .and_then(|d| d.get_mut("items"))
-        .and_then(Value::as_array_mut)
-    {
-        items.iter_mut().for_each(default_field_refs);
-    }
+    default_downward_items(m.get_mut("downwardAPI"));
     if let Some(sources) = m
         .get_mut("projected")
         .and_then(|p| p.get_mut("sources"))
@@ -305,14 +299,18 @@ fn default_volume(v: &mut Value) {
             {
                 t.entry("expirationSeconds").or_insert(json!(3600));
             }
-            if let Some(items) = s
-                .get_mut("downwardAPI")
-                .and_then(|d| d.get_mut("items"))
-                .and_then(Value::as_array_mut)
-            {
-                items.iter_mut().for_each(default_field_refs);
-            }
+            default_downward_items(s.get_mut("downwardAPI"));
         }
+    }
+}
+
+/// The field references of a downwardAPI volume's or projected source's items.
+fn default_downward_items(source: Option<&mut Value>) {
+    if let Some(items) = source
+        .and_then(|d| d.get_mut("items"))
+        .and_then(Value::as_array_mut)
+    {
+        items.iter_mut().for_each(default_field_refs);
     }
 }
 
