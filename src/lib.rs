@@ -17,10 +17,14 @@
 //! - [`metrics`]: vk-cri's own counters and histograms and their Prometheus text.
 //! - [`node`]: the Node, Lease and Event objects as pure builders, the host facts they report
 //!   and the event recorder's aggregation and rate limits.
-//! - [`pod`]: everything about one pod: translation to CRI configs and labels, the planner, the
-//!   status, the workers that run it.
+//! - [`pod`]: the pure pod core: translation to CRI configs and labels, the environment, the
+//!   planner, the status. No I/O, no thread, no clock; imports no executor, prober or reporter.
+//! - [`executor`]: the threads that run pods: the pod workers, the syncer (the kubelet's SyncPod
+//!   steps against CRI), the relister and runtime cache, the volume manager, pod cgroups.
 //! - [`probe`]: liveness, readiness and startup probes and lifecycle hooks: the prober
 //!   thread and its workers, the handlers (exec, httpGet, tcpSocket, grpc) and their results.
+//! - [`report`]: where pod statuses and events go ([`report::PodReporter`]): the API server
+//!   ([`report::api::ApiReporter`]) or the log in standalone mode.
 //! - [`server`]: the kubelet API on :10250 (auth, logs, exec/attach/port-forward, pods).
 //! - [`static_pods`]: pods from manifest files (`--pod-manifest-path`).
 //! - [`volume`]: pod volumes on the host and the mounts that bring them into containers.
@@ -29,6 +33,7 @@ pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod cri;
+pub mod executor;
 pub mod httpd;
 pub mod kube;
 pub mod kubeconfig;
@@ -39,6 +44,7 @@ pub mod pod;
 pub mod probe;
 pub mod quantity;
 pub mod random;
+pub mod report;
 pub mod server;
 pub mod source;
 pub mod static_pods;

@@ -8,7 +8,7 @@
 //! next round tries again.
 //!
 //! Owns: the pure rotation plan ([`plan`]: which files to remove, compress and the rotated
-//! name), its execution on the filesystem and the runtime ([`rotate`]), and the monitor thread
+//! name), its execution on the filesystem and the runtime ([`rotate_if_needed`], [`rotate_all`]), and the monitor thread
 //! ([`spawn`]). `kubectl logs` keeps reading: a follow sees the inode change and finishes the
 //! old file before the new one (`server/logs.rs`). Must not touch containers of other nodes.
 

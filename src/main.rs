@@ -18,6 +18,10 @@ use nix::sys::signal::{SigSet, Signal};
 use vk_cri::config::{Config, Flags};
 use vk_cri::cri::client::Deadlines;
 use vk_cri::cri::{GrpcRuntime, Runtime};
+use vk_cri::executor::index::PodIndex;
+use vk_cri::executor::pleg;
+use vk_cri::executor::sync::{Paths, RuntimeSyncer};
+use vk_cri::executor::volumes::VolumeManager;
 use vk_cri::kube::client::{ApiClient, ClientOptions};
 use vk_cri::kube::reflector::{run_pod_reflector, run_service_reflector, ServiceCache};
 use vk_cri::kube::watch::WatchConfig;
@@ -27,20 +31,16 @@ use vk_cri::node::agent::{self as node_agent, NodeAgent};
 use vk_cri::node::host::{go_arch, HostFacts, ProcHost};
 use vk_cri::node::labels::node_labels;
 use vk_cri::node::spec::{node_allocatable, EvictionThresholds, NodeParams, SetAside};
-use vk_cri::pod::api_report::ApiReporter;
-use vk_cri::pod::index::PodIndex;
-use vk_cri::pod::pleg;
-use vk_cri::pod::report::{LogReporter, PodReporter};
-use vk_cri::pod::sync::{Paths, RuntimeSyncer};
+use vk_cri::report::api::ApiReporter;
+use vk_cri::report::{LogReporter, PodReporter};
 use vk_cri::volume::fs::HostFs;
-use vk_cri::volume::manager::VolumeManager;
 use vk_cri::volume::NodeAllocatable;
 
 /// How often running pods' configMap, secret and token volumes are brought up to date (the
 /// files change within this period of the object).
 const VOLUME_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+use vk_cri::executor::worker::PodWorkers;
 use vk_cri::pod::translate::NodeContext;
-use vk_cri::pod::worker::PodWorkers;
 use vk_cri::probe::run::RealHandlers;
 use vk_cri::probe::Prober;
 use vk_cri::server::{self, auth};
@@ -451,8 +451,8 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
             log::warn!("orphan {uid}: {e}");
         }
         let _ = std::fs::remove_dir_all(pods_dir.join(uid));
-        let cgroups = std::path::Path::new(vk_cri::pod::cgroups::CGROUP_FS);
-        if let Err(e) = vk_cri::pod::cgroups::remove_pod_cgroups(cgroups, &cgroup_root, uid) {
+        let cgroups = std::path::Path::new(vk_cri::executor::cgroups::CGROUP_FS);
+        if let Err(e) = vk_cri::executor::cgroups::remove_pod_cgroups(cgroups, &cgroup_root, uid) {
             log::warn!("orphan {uid}: {e}");
         }
     });

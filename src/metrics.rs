@@ -6,7 +6,7 @@
 //!
 //! Owns: the families, their recording and the text exposition format (0.0.4). Each family is
 //! recorded in exactly one place: CRI calls in `cri/client.rs`, API server requests in
-//! `kube/client.rs`, pod and container starts in `pod/sync.rs`, kubelet API requests in
+//! `kube/client.rs`, pod and container starts in `executor/sync.rs`, kubelet API requests in
 //! `server/mod.rs`. Must not do I/O. No `prometheus` crate: a dozen families of two kinds do not
 //! need its dependencies (protobuf 2, lazy_static, parking_lot).
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """import-cycles.py [SRC] -- the import cycles of a Rust crate's modules, at file level and
 between its top-level modules, from its `use crate::…`/`super::…` paths (comments and the test
-modules left out). Prints one line per cycle; exits 1 if a file-level cycle exists (top-level
-module cycles are reported, not failed on: pod<->probe and pod<->volume remain until the pod core
-and its executor are separate modules, issue 18)."""
+modules left out), and the pure pod core's rule: no file under `pod/` imports the executor, the
+prober, the reporters, the kubelet API, static pods or the clock, nor uses threads, locks, the
+filesystem, the network, processes, the environment, logging or the time of day. Prints one line
+per cycle or breach; exits 1 if there is any."""
 import os
 import re
 import sys
@@ -100,4 +101,28 @@ for c in files:
     print("file-level cycle:", " <-> ".join(c))
 for c in sccs(top):
     print("module-level cycle:", " <-> ".join(c))
-sys.exit(1 if files else 0)
+# The pure core: what `pod/` may not name outside its tests.
+CORE = "pod"
+CORE_MAY_NOT_IMPORT = {"executor", "probe", "report", "server", "static_pods", "clock", "metrics",
+                       "logrotate", "config"}
+CORE_MAY_NOT_USE = [r"std::fs\b", r"std::thread\b", r"std::net\b", r"std::process\b",
+                    r"std::env\b", r"\bMutex\b", r"\bRwLock\b", r"\bcrossbeam", r"\blog::",
+                    r"Instant::now", r"SystemTime::now", r"Timestamp::now"]
+breaches = []
+for m, p in sorted(mods.items()):
+    if m.split("::")[0] != CORE:
+        continue
+    for t in sorted(edges[m]):
+        if t.split("::")[0] in CORE_MAY_NOT_IMPORT:
+            breaches.append(f"pure core: {m} imports {t}")
+    src = open(p).read()
+    i = src.find("#[cfg(test)]\nmod tests")
+    if i >= 0:
+        src = src[:i]
+    src = "\n".join(l for l in src.split("\n") if not l.lstrip().startswith("//"))
+    for pat in CORE_MAY_NOT_USE:
+        if re.search(pat, src):
+            breaches.append(f"pure core: {m} uses {pat}")
+for b in breaches:
+    print(b)
+sys.exit(1 if files or sccs(top) or breaches else 0)

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-/// HTTP method of a [`Request`].
+/// HTTP method of a [`Request`](crate::kube::request::Request).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Method {
     Get,

@@ -29,7 +29,7 @@ pub struct NodeContext {
     pub memory_capacity: i64,
     /// Whether the host runs the unified cgroup v2 hierarchy.
     pub cgroup_v2: bool,
-    /// Unsafe sysctls (or `prefix*` patterns) this node allows besides [`SAFE_SYSCTLS`] (the
+    /// Unsafe sysctls (or `prefix*` patterns) this node allows besides [`SAFE_SYSCTLS`](super::translate::SAFE_SYSCTLS) (the
     /// kubelet's `--allowed-unsafe-sysctls`).
     pub allowed_unsafe_sysctls: Vec<String>,
     /// Where `Localhost` seccomp profiles live (the kubelet's `<root-dir>/seccomp`).

@@ -1,36 +1,29 @@
-//! Everything about one pod: what it becomes in the runtime, what to do next, what its status
-//! is, and the workers that run it.
+//! The pure pod core: everything vk-cri decides about one pod, with no I/O, no thread, no lock,
+//! no clock and no logging (callers pass `now` and what they read; results are data).
 //!
-//! Pure modules (no I/O, no clock, no logging): [`translate`] (Pod → CRI sandbox and container
-//! configs), [`labels`] (the labels and annotations that make the runtime the source of truth
-//! after a restart), [`expand`] (`$(VAR)`), [`dns`], [`resources`], [`defaults`]
-//! (API defaulting and validation for pods that never went through an API server),
-//! [`observed`] (the runtime's view of a pod), [`backoff`], [`plan`] (what to do next) and
-//! [`status`] (the pod's status). With I/O: [`worker`] (one thread per pod) and [`report`]
-//! (where status and events go). This file owns the pod's identity helpers; what pod sources send
-//! is in [`crate::source`].
+//! [`translate`] (Pod → CRI sandbox and container configs, with [`context`] for what the node
+//! contributes), [`labels`] (the labels and annotations that make the runtime the source of
+//! truth after a restart), [`env`] and [`expand`] (`$(VAR)`), [`dns`], [`resources`],
+//! [`defaults`] (API defaulting and validation for pods that never went through an API
+//! server), [`pull_secrets`], [`observed`] (the runtime's view of a pod), [`backoff`], [`plan`]
+//! (what to do next) and [`status`] (the pod's status). The threads that act on these
+//! decisions are `crate::executor`'s; this module imports no executor, prober or reporter
+//! (`contrib/tools/import-cycles.py` checks it). This file owns the pod's identity helpers;
+//! what pod sources send is in [`crate::source`].
 
-pub mod api_report;
 pub mod backoff;
-pub mod cache;
-pub mod cgroups;
 pub mod context;
 pub mod defaults;
 pub mod dns;
 pub mod env;
 pub mod expand;
-pub mod index;
 pub mod labels;
 pub mod observed;
 pub mod plan;
-pub mod pleg;
 pub mod pull_secrets;
-pub mod report;
 pub mod resources;
 pub mod status;
-pub mod sync;
 pub mod translate;
-pub mod worker;
 
 use k8s_openapi::api::core::v1::Pod;
 

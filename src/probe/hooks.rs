@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::run::{self, Handlers};
 use super::spec;
-use crate::pod::report::{EventType, PodReporter};
+use crate::report::{EventType, PodReporter};
 
 /// The kubelet never stops a container with less than this.
 const MIN_GRACE: Duration = Duration::from_secs(2);

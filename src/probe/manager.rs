@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::run::{self, Handlers};
 use super::spec::{self, Action, Kind, SpecError, Timing};
 use super::state::{Outcome, ProbeState};
-use crate::pod::report::{EventType, PodReporter};
+use crate::report::{EventType, PodReporter};
 
 /// Probe runs in flight at most (each bounded by its timeout).
 pub const WORKERS: usize = 4;

@@ -11,7 +11,7 @@
 //! - [`manager`]: the [`Prober`]: one timer thread and a few workers running every probe, the
 //!   results the pod syncer reads (readiness, started, unhealthy) and the pokes when they change.
 //!
-//! The pod syncer (`pod::sync`) decides what the results mean for a pod and runs the hooks.
+//! The pod syncer (`executor::sync`) decides what the results mean for a pod and runs the hooks.
 
 pub mod grpc;
 pub mod hooks;

@@ -4,9 +4,9 @@
 //! Pure parts: [`plan`] (pod spec + the API objects it references → what to make, per volume
 //! type: [`configmap`], [`secret`], [`downward`], [`projected`], [`hostpath`], emptyDir),
 //! [`subpath`] (subPath validation) and [`atomic::validate_path`]. With I/O, behind the [`fs::Fs`]
-//! trait: [`atomic`] (the kubelet's AtomicWriter) and [`manager`] (the [`manager::VolumeManager`]
-//! the pod syncer calls before creating containers and after the pod is gone, and the refresher
-//! that keeps configMap, secret and token files current in running pods). This file owns the
+//! trait: [`atomic`] (the kubelet's AtomicWriter). The volume manager that drives them for each
+//! pod (set-up before the containers, the refresher, tear-down) is the executor's
+//! (`crate::executor::volumes`); this module imports no pod module. This file owns the
 //! errors, whose messages are the kubelet's where the kubelet has one, and the API objects a pod
 //! references, fetched once per sync.
 
@@ -15,7 +15,6 @@ pub mod configmap;
 pub mod downward;
 pub mod fs;
 pub mod hostpath;
-pub mod manager;
 pub mod plan;
 pub mod projected;
 pub mod secret;

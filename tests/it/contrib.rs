@@ -287,10 +287,11 @@ fn check_static_keeps_a_redirected_log_whole() {
     }
 }
 
-/// No file of the crate imports, through others, a file that imports it
-/// (contrib/tools/import-cycles.py; what is left between top-level modules is printed).
+/// No file and no top-level module of the crate imports, through others, one that imports it,
+/// and the pure pod core (`src/pod/`) imports no executor, prober or reporter and uses no thread,
+/// lock, filesystem, log or clock (contrib/tools/import-cycles.py).
 #[test]
-fn the_crate_has_no_file_level_import_cycle() {
+fn the_crate_has_no_import_cycle_and_a_pure_pod_core() {
     let out = std::process::Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -305,5 +306,52 @@ fn the_crate_has_no_file_level_import_cycle() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!text.contains("file-level cycle"), "{text}");
+    assert!(!text.contains("cycle"), "{text}");
+    assert!(!text.contains("pure core"), "{text}");
+}
+
+/// The layering check above is not vacuous: a copy of the crate whose pure core spawns a thread
+/// and calls into the executor is refused, naming the file and what it did.
+#[test]
+fn the_layering_check_refuses_a_core_file_that_calls_the_executor() {
+    let scratch = env::Scratch::new("layers");
+    let src = scratch.0.join("src");
+    let status = std::process::Command::new("cp")
+        .args(["-r", concat!(env!("CARGO_MANIFEST_DIR"), "/src")])
+        .arg(&src)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let plan = src.join("pod/plan.rs");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let (head, rest) = text.split_once("\nuse ").unwrap();
+    std::fs::write(
+        &plan,
+        format!(
+            "{head}\nfn breach() {{ std::thread::spawn(|| crate::executor::sync::poke()); }}\nuse {rest}"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/tools/import-cycles.py"
+        ))
+        .arg(&src)
+        .output()
+        .expect("run python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("pure core: pod::plan imports executor::sync"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pure core: pod::plan uses std::thread"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cycle: executor::sync <-> pod::plan"),
+        "{text}"
+    );
 }

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::cache::{self, RuntimeCache};
-use super::labels;
 use super::worker::PodWorkers;
 use crate::cri::{api, CriError, Runtime};
+use crate::pod::labels;
 use crate::source::SourcesReady;
 
 /// A sandbox of this node as a relist sees it: enough to name and remove it.

@@ -8,7 +8,7 @@
 //! steps until nothing is due, then ends and leaves the pod's next deadline with the one
 //! `pod-timer` thread, which starts a thread again when it passes. (An idle pod costs a few
 //! hundred bytes instead of a thread and its stack; see docs/PERFORMANCE.md.) What a sync *does*
-//! is behind the [`PodSyncer`] trait (the runtime one is in `pod::sync`), so this file has no CRI
+//! is behind the [`PodSyncer`] trait (the runtime one is in `executor::sync`), so this file has no CRI
 //! and no API calls and is tested with a fake syncer.
 //! A pod that finished (Succeeded/Failed) is terminating then terminated once (its volumes go)
 //! and then kept, containers and logs included, until its source deletes or removes it.
@@ -229,9 +229,9 @@ impl PodWorkers {
     pub fn dispatch(&self, event: PodEvent) {
         match event {
             PodEvent::Upsert(pod) => {
-                let uid = super::uid(&pod).to_string();
+                let uid = crate::pod::uid(&pod).to_string();
                 if uid.is_empty() {
-                    log::warn!("ignoring pod {} without a uid", super::key(&pod));
+                    log::warn!("ignoring pod {} without a uid", crate::pod::key(&pod));
                     return;
                 }
                 let slot = {
@@ -254,7 +254,7 @@ impl PodWorkers {
                         .pod
                         .as_ref()
                         .is_some_and(|known| !differs_semantically(known, &pod))
-                    && !super::status::needs_readiness_reconcile(&pod)
+                    && !crate::pod::status::needs_readiness_reconcile(&pod)
                 {
                     // Only its status (or resourceVersion) changed, most often by our own
                     // status write coming back through the watch: as the kubelet's config
@@ -495,7 +495,7 @@ impl PodWorkers {
                         log::info!(
                             "static pod {} (uid {uid}) waits for the instance with uid {holder} \
                              to terminate",
-                            super::key(current)
+                            crate::pod::key(current)
                         );
                     }
                     // Woken when the holder is done; the deadline is only a safety net.

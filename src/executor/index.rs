@@ -28,7 +28,7 @@ impl PodIndex {
         let mut pods = self.pods.write().unwrap_or_else(|p| p.into_inner());
         match event {
             PodEvent::Upsert(pod) => {
-                pods.insert(super::uid(pod).to_string(), pod.clone());
+                pods.insert(crate::pod::uid(pod).to_string(), pod.clone());
             }
             PodEvent::Remove { uid } => {
                 pods.remove(uid);
@@ -51,7 +51,7 @@ impl PodIndex {
             .iter()
             .map(|p| {
                 let mut pod = Pod::clone(p);
-                if let Some(s) = status(super::uid(p)) {
+                if let Some(s) = status(crate::pod::uid(p)) {
                     pod.status = Some(PodStatus::clone(&s));
                 }
                 pod

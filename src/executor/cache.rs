@@ -20,8 +20,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::observed::{ObservedPod, RunState};
 use crate::cri::api;
+use crate::pod::observed::{ObservedPod, RunState};
 
 /// A relist older than this confirms nothing (the relister runs every second; one that is stuck
 /// on a slow runtime must not keep old observations alive).

@@ -19,13 +19,13 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::fs::Fs;
-use super::plan::{self, VolumePlan};
-use super::projected::TokenKey;
-use super::{atomic, hostpath, subpath, NodeAllocatable, Objects, VolumeError};
 use crate::cri::api;
 use crate::kube::KubeApi;
 use crate::pod::expand::expand_env;
+use crate::volume::fs::Fs;
+use crate::volume::plan::{self, VolumePlan};
+use crate::volume::projected::TokenKey;
+use crate::volume::{atomic, hostpath, subpath, NodeAllocatable, Objects, VolumeError};
 
 /// A token the pod holds.
 #[derive(Clone, Debug)]
@@ -546,10 +546,10 @@ fn set_ownership(
         return Ok(());
     };
     fs.lchown_group(path, gid).map_err(io("chgrp", path))?;
-    if meta.kind == super::fs::Kind::Symlink {
+    if meta.kind == crate::volume::fs::Kind::Symlink {
         return Ok(());
     }
-    let dir = meta.kind == super::fs::Kind::Dir;
+    let dir = meta.kind == crate::volume::fs::Kind::Dir;
     let mode = plan::fs_group_mode(meta.mode, dir, read_only);
     if mode != meta.mode {
         fs.set_mode(path, mode).map_err(io("chmod", path))?;

@@ -18,11 +18,11 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 
-use super::report::{EventType, PodReporter};
-use super::status::KUBELET_CONDITIONS;
-use super::{key, uid};
+use super::{EventType, PodReporter};
 use crate::kube::{ApiError, KubeApi, PatchType};
 use crate::node::events::{container_ref_path, pod_ref, EventDecision, EventRecorder};
+use crate::pod::status::KUBELET_CONDITIONS;
+use crate::pod::{key, uid};
 use crate::source::{CONFIG_HASH, CONFIG_MIRROR};
 
 #[derive(Default)]

@@ -4,7 +4,8 @@
 //! Owns the [`PodReporter`] trait the pod syncer reports through, and [`LogReporter`], the
 //! standalone implementation (no API server: status changes and events are logged, and the
 //! latest status of every pod is kept for the local kubelet API). The API server implementation
-//! lives with the API edge. Reporters decide whether a status is new; callers report every time.
+//! is [`api::ApiReporter`]. An edge like `cri` and `kube`: the pod syncer and the prober report
+//! through it, and it imports only the pure pod core below it. Reporters decide whether a status is new; callers report every time.
 //! Container events ([`PodReporter::container_event`]) name the container by its field path.
 
 use std::collections::HashMap;
@@ -13,7 +14,9 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 
-use super::{tag, uid};
+use crate::pod::{tag, uid};
+
+pub mod api;
 
 pub use crate::node::events::EventType;
 
@@ -165,7 +168,7 @@ pub fn summary(status: &PodStatus) -> String {
 
 impl PodReporter for LogReporter {
     fn status(&self, pod: &Pod, status: &PodStatus) {
-        let uid = super::uid(pod).to_string();
+        let uid = crate::pod::uid(pod).to_string();
         let mut last = self.lock();
         let changed = last
             .get(&uid)

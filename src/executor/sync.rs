@@ -21,23 +21,25 @@ use std::time::{Duration, Instant, SystemTime};
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 
-use super::backoff::Backoff;
 use super::cache::RuntimeCache;
 use super::cgroups;
-use super::labels::{self, ContainerInfo, SandboxInfo};
-use super::observed::{ContainerKind, ObservedContainer, ObservedPod, ObservedSandbox, RunState};
-use super::plan::{self, Actions, KillReason, PlanInput, Start};
-use super::report::{EventType, PodReporter};
-use super::status::{self, StatusInput, Waiting};
-use super::translate::{self, ContainerInputs, ImageUser, NodeContext};
+use super::volumes::VolumeManager;
 use super::worker::{PodSyncer, SyncResult, Termination};
-use super::{env, tag, uid};
 use crate::clock::{Clock, RealClock};
 use crate::cri::{api, CriError, Runtime};
 use crate::kube::reflector::ServiceCache;
 use crate::kube::KubeApi;
 use crate::metrics;
-use crate::volume::manager::VolumeManager;
+use crate::pod::backoff::Backoff;
+use crate::pod::labels::{self, ContainerInfo, SandboxInfo};
+use crate::pod::observed::{
+    ContainerKind, ObservedContainer, ObservedPod, ObservedSandbox, RunState,
+};
+use crate::pod::plan::{self, Actions, KillReason, PlanInput, Start};
+use crate::pod::status::{self, StatusInput, Waiting};
+use crate::pod::translate::{self, ContainerInputs, ImageUser, NodeContext};
+use crate::pod::{env, tag, uid};
+use crate::report::{EventType, PodReporter};
 use crate::volume::{NodeAllocatable, Objects};
 
 /// The kubelet never stops a container with less than this grace period.
@@ -378,7 +380,7 @@ impl RuntimeSyncer {
 
     /// The pod's IP as probes and hooks see it: the node's for a host-network pod.
     fn pod_ip(&self, pod: &Pod, observed: &ObservedPod) -> String {
-        if super::host_network(pod) {
+        if crate::pod::host_network(pod) {
             self.host_ips.first().cloned().unwrap_or_default()
         } else {
             observed
@@ -456,7 +458,7 @@ impl RuntimeSyncer {
                 ),
             );
         }
-        let (creds, problems) = super::pull_secrets::credentials_for(image, &secrets);
+        let (creds, problems) = crate::pod::pull_secrets::credentials_for(image, &secrets);
         for p in problems {
             self.reporter.event(
                 pod,
@@ -668,7 +670,7 @@ impl RuntimeSyncer {
         let policy = c
             .image_pull_policy
             .clone()
-            .unwrap_or_else(|| super::defaults::default_pull_policy(&image).to_string());
+            .unwrap_or_else(|| crate::pod::defaults::default_pull_policy(&image).to_string());
         let present = self.runtime.image_status(&image).map_err(|e| {
             let msg = format!("Failed to inspect image \"{image}\": {}", rpc_error(&e));
             self.reporter
@@ -799,7 +801,7 @@ impl RuntimeSyncer {
         let inputs = ContainerInputs {
             env,
             mounts,
-            etc_hosts_path: (!super::host_network(pod))
+            etc_hosts_path: (!crate::pod::host_network(pod))
                 .then(|| pod_dir.join("etc-hosts").to_string_lossy().into_owned()),
             termination_log_path: Some(termination_log.to_string_lossy().into_owned()),
             image_ref,
@@ -930,10 +932,10 @@ impl RuntimeSyncer {
 
     /// Writes the kubelet-managed /etc/hosts of a pod on the pod network.
     fn write_hosts(&self, pod: &Pod, ips: &[String]) -> Result<(), String> {
-        if super::host_network(pod) {
+        if crate::pod::host_network(pod) {
             return Ok(());
         }
-        let content = super::dns::etc_hosts(pod, ips, &self.node.cluster_domain)
+        let content = crate::pod::dns::etc_hosts(pod, ips, &self.node.cluster_domain)
             .map_err(|e| e.to_string())?;
         write_file(
             &self.pod_dir(uid(pod)).join("etc-hosts"),
@@ -1200,7 +1202,7 @@ impl RuntimeSyncer {
         (sandbox_id, sandbox_config, ips): &(String, api::PodSandboxConfig, Vec<String>),
     ) {
         let pod = pass.pod;
-        let pod_ips = if super::host_network(pod) {
+        let pod_ips = if crate::pod::host_network(pod) {
             self.host_ips.clone()
         } else {
             ips.clone()
@@ -1618,8 +1620,8 @@ impl PodSyncer for RuntimeSyncer {
 mod tests {
     use super::*;
     use crate::cri::fake::{Call, FakeRuntime};
-    use crate::pod::report::recorded::Recorded;
-    use crate::pod::report::LogReporter;
+    use crate::report::recorded::Recorded;
+    use crate::report::LogReporter;
 
     /// A syncer on `rt` reporting to `reporter`, with its files under a fresh directory.
     fn syncer(
@@ -2092,7 +2094,7 @@ mod tests {
 
         // Once a relist shows the same runtime state, a resync reads nothing at all.
         let relisted = |syncer: &RuntimeSyncer| {
-            let prints = crate::pod::pleg::relist(rt.as_ref(), "vk-node").unwrap();
+            let prints = crate::executor::pleg::relist(rt.as_ref(), "vk-node").unwrap();
             syncer
                 .runtime_cache()
                 .relisted(Instant::now(), Arc::new(prints.fingerprints));

@@ -1,6 +1,6 @@
 //! Pod cgroups after the pod: `<cgroup-root>/pod<uid>`, `<cgroup-root>/burstable/pod<uid>` or
 //! `<cgroup-root>/besteffort/pod<uid>` are made by runc when the sandbox starts (the layout of
-//! [`super::translate::cgroup_parent`]), and left behind by it when the sandbox goes. The kubelet's
+//! [`crate::pod::translate::cgroup_parent`]), and left behind by it when the sandbox goes. The kubelet's
 //! pod container manager destroys them; so does this, in every hierarchy (cgroup v2, or each
 //! v1 controller and named hierarchy).
 //!
