@@ -15,6 +15,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
+use vk_cri::clock::{Clock, RealClock};
 use vk_cri::config::{Config, Flags};
 use vk_cri::cri::client::Deadlines;
 use vk_cri::cri::{GrpcRuntime, Runtime};
@@ -336,12 +337,15 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
     let ready = SourcesReady::new(sources);
     let (tx, rx) = crossbeam_channel::unbounded();
 
+    // One clock for every thread that decides by time: the relister's relists are compared
+    // with the syncer's present, so the two must read the same one.
+    let clock: Arc<dyn Clock> = Arc::new(RealClock);
     let services = ServiceCache::new();
     let (reporter, api): (Arc<dyn PodReporter>, Option<Arc<dyn KubeApi>>) = match &config.kubeconfig
     {
         None => {
             log::info!("node {} with IP {ip}, standalone mode", config.node_name);
-            (Arc::new(LogReporter::new()), None)
+            (Arc::new(LogReporter::new(clock.clone())), None)
         }
         Some(path) => {
             let client =
@@ -403,7 +407,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
                 .name("services".into())
                 .spawn(move || run_service_reflector(api3, WatchConfig::default(), &services2))
                 .map_err(|e| format!("failed to start the service reflector: {e}"))?;
-            let reporter = ApiReporter::start(api.clone(), &config.node_name)
+            let reporter = ApiReporter::start(api.clone(), &config.node_name, clock.clone())
                 .map_err(|e| format!("failed to start the status writer: {e}"))?;
             (reporter, Some(api))
         }
@@ -419,6 +423,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
     let prober = Prober::start(
         Arc::new(RealHandlers::new(runtime.clone())),
         reporter.clone(),
+        clock.clone(),
     )
     .map_err(|e| format!("failed to start the prober: {e}"))?;
     let mut syncer = RuntimeSyncer::new(
@@ -436,6 +441,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         config.volumes_dir.clone(),
         api.clone(),
         allocatable,
+        clock.clone(),
     ));
     volumes
         .spawn_refresher(VOLUME_REFRESH)
@@ -459,9 +465,9 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
     if let Some(api) = api {
         syncer = syncer.with_api(api).with_services(services);
     }
-    let syncer = Arc::new(syncer.with_prober(prober.clone()));
+    let syncer = Arc::new(syncer.with_prober(prober.clone()).with_clock(clock.clone()));
     let runtime_cache = syncer.runtime_cache();
-    let workers = PodWorkers::new(syncer);
+    let workers = PodWorkers::new(syncer, clock.clone());
     let poke = workers.clone();
     let evict_poke = workers.clone();
     volumes.set_on_eviction(Box::new(move |uid: &str| evict_poke.poke(uid)));
@@ -494,6 +500,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         ready,
         Duration::from_secs(1),
         on_orphan,
+        clock.clone(),
     )
     .map_err(|e| format!("failed to start the relister: {e}"))?;
     loop {

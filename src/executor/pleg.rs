@@ -11,10 +11,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::cache::{self, RuntimeCache};
 use super::worker::PodWorkers;
+use crate::clock::Clock;
 use crate::cri::{api, CriError, Runtime};
 use crate::pod::labels;
 use crate::source::SourcesReady;
@@ -182,7 +183,8 @@ fn collect_orphan(
 pub type OrphanCleanup = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Relists every `interval` on a thread named `pleg`: pokes the workers of changed pods, tells
-/// the runtime cache what each relist confirmed, and collects orphans once `ready`.
+/// the runtime cache what each relist confirmed, and collects orphans once `ready`. `clock` must
+/// be the pod syncer's: the cache compares a relist's time with the syncer's present.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
     runtime: Arc<dyn Runtime>,
@@ -193,6 +195,7 @@ pub fn spawn(
     ready: SourcesReady,
     interval: Duration,
     on_orphan: OrphanCleanup,
+    clock: Arc<dyn Clock>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("pleg".into())
@@ -205,7 +208,7 @@ pub fn spawn(
             // Orphans whose cleanup runs now, each on its own thread.
             let collecting: Arc<Mutex<HashSet<String>>> = Arc::default();
             loop {
-                let started = Instant::now();
+                let started = clock.monotonic();
                 match relist(runtime.as_ref(), &node_name) {
                     Err(e) => {
                         cache.relist_failed();
@@ -270,7 +273,7 @@ pub fn spawn(
                         last = prints;
                     }
                 }
-                std::thread::sleep(interval);
+                clock.sleep(interval);
             }
         })
 }

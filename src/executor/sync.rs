@@ -257,7 +257,7 @@ impl RuntimeSyncer {
 
     /// The clock's wall time as a status timestamp.
     fn timestamp(&self) -> Timestamp {
-        Timestamp::try_from(self.clock.now()).unwrap_or_else(|_| Timestamp::now())
+        self.clock.timestamp()
     }
 
     /// Keeps the volumes of pods that finished until they are deleted.
@@ -1866,6 +1866,7 @@ mod tests {
             dir.join("volumes"),
             None,
             NodeAllocatable::default(),
+            Arc::new(RealClock),
         ));
         let syncer = syncer.with_volumes(volumes);
         let mut pod = (*one_container_pod("vol-1", "busybox:1.36", "IfNotPresent")).clone();
@@ -2070,7 +2071,7 @@ mod tests {
     fn a_sync_with_nothing_to_do_reads_the_runtime_once_and_a_confirmed_resync_not_at_all() {
         let rt = Arc::new(FakeRuntime::new());
         rt.add_image("busybox");
-        let (syncer, dir) = syncer("once", &rt, Arc::new(LogReporter::new()));
+        let (syncer, dir) = syncer("once", &rt, Arc::new(LogReporter::new(Arc::new(RealClock))));
         let pod = one_container_pod("sync-once", "busybox", "IfNotPresent");
         assert_eq!(syncer.sync(&pod), SyncResult::Requeue(RESYNC));
         assert!(

@@ -19,6 +19,7 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::clock::Clock;
 use crate::cri::api;
 use crate::kube::KubeApi;
 use crate::pod::expand::expand_env;
@@ -68,6 +69,8 @@ pub type UidCallback = Box<dyn Fn(&str) + Send + Sync>;
 
 /// The pods' volumes on this node.
 pub struct VolumeManager {
+    /// Where token lifetimes and the refresh period are measured (a fake clock in tests).
+    clock: Arc<dyn Clock>,
     fs: Arc<dyn Fs>,
     root: PathBuf,
     api: Option<Arc<dyn KubeApi>>,
@@ -92,8 +95,10 @@ impl VolumeManager {
         root: PathBuf,
         api: Option<Arc<dyn KubeApi>>,
         node: NodeAllocatable,
+        clock: Arc<dyn Clock>,
     ) -> VolumeManager {
         VolumeManager {
+            clock,
             fs,
             root,
             api,
@@ -162,7 +167,7 @@ impl VolumeManager {
     /// Sets up every volume of the pod (idempotent: unchanged volumes are left alone). All
     /// volumes are attempted; the first failure is returned as the kubelet's FailedMount.
     pub fn setup(&self, pod: &Arc<Pod>) -> Result<(), VolumeError> {
-        self.setup_at(pod, Timestamp::now()).map(|_| ())
+        self.setup_at(pod, self.clock.timestamp()).map(|_| ())
     }
 
     /// [`Self::setup`] at `now`; the names of the volumes whose files were rewritten.
@@ -504,7 +509,7 @@ impl VolumeManager {
                 }
                 continue;
             }
-            match self.setup_at(&pod, Timestamp::now()) {
+            match self.setup_at(&pod, self.clock.timestamp()) {
                 Ok(changed) if !changed.is_empty() => {
                     log::info!(
                         "pod {}: volumes updated: {}",
@@ -527,7 +532,7 @@ impl VolumeManager {
         std::thread::Builder::new()
             .name("volume-refresh".into())
             .spawn(move || loop {
-                std::thread::sleep(period);
+                me.clock.sleep(period);
                 me.refresh();
             })
     }
@@ -627,6 +632,7 @@ mod tests {
             root.clone(),
             Some(api.clone()),
             NodeAllocatable::default(),
+            Arc::new(crate::clock::RealClock),
         );
         let p = pod(serde_json::json!([
             {"name": "cfg", "configMap": {"name": "cm"}},
@@ -707,7 +713,13 @@ mod tests {
                 message: "configmaps \"cm\" not found".into(),
             },
         );
-        let m = VolumeManager::new(fs, root.clone(), Some(api), NodeAllocatable::default());
+        let m = VolumeManager::new(
+            fs,
+            root.clone(),
+            Some(api),
+            NodeAllocatable::default(),
+            Arc::new(crate::clock::RealClock),
+        );
         let p = pod(serde_json::json!([
             {"name": "cfg", "configMap": {"name": "cm"}},
             {"name": "mem", "emptyDir": {}},

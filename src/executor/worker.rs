@@ -28,12 +28,13 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::clock::Clock;
 use crate::source::PodEvent;
 
 /// What a sync of a running pod concluded.
@@ -137,11 +138,14 @@ fn static_full_name(pod: &Pod) -> Option<String> {
 }
 
 /// The deadlines of idle pods, kept by the `pod-timer` thread.
-#[derive(Default)]
 struct Timers {
+    /// Where deadlines are read (a fake clock in tests).
+    clock: Arc<dyn Clock>,
     heap: Mutex<BinaryHeap<Reverse<(Instant, String)>>>,
     wake: Condvar,
     stop: AtomicBool,
+    /// Deadlines taken off the heap and not yet handed to their workers.
+    firing: AtomicUsize,
 }
 
 impl Timers {
@@ -200,12 +204,19 @@ enum Step {
 }
 
 impl PodWorkers {
-    /// The workers, with their `pod-timer` thread (which ends when the last clone is dropped).
-    pub fn new(syncer: Arc<dyn PodSyncer>) -> PodWorkers {
+    /// The workers, with their `pod-timer` thread (which ends when the last clone is dropped);
+    /// deadlines are read from `clock`.
+    pub fn new(syncer: Arc<dyn PodSyncer>, clock: Arc<dyn Clock>) -> PodWorkers {
         let inner = Arc::new(Inner {
             registry: Mutex::new(Registry::default()),
             syncer,
-            timers: Arc::new(Timers::default()),
+            timers: Arc::new(Timers {
+                clock,
+                heap: Mutex::new(BinaryHeap::new()),
+                wake: Condvar::new(),
+                stop: AtomicBool::new(false),
+                firing: AtomicUsize::new(0),
+            }),
         });
         let (timers, weak) = (inner.timers.clone(), Arc::downgrade(&inner));
         let spawned = std::thread::Builder::new()
@@ -216,6 +227,11 @@ impl PodWorkers {
             log::error!("failed to start the pod timer thread: {e}");
         }
         PodWorkers { inner }
+    }
+
+    /// The present on the workers' clock.
+    fn now(&self) -> Instant {
+        self.inner.timers.clock.monotonic()
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -298,6 +314,16 @@ impl PodWorkers {
     /// cannot pass only because the worker had not got to it yet.
     #[cfg(test)]
     fn settled(&self, uid: &str) -> bool {
+        {
+            // No deadline due on the clock is waiting for, or being handed over by, the timer.
+            let now = self.now();
+            let heap = self.inner.timers.lock();
+            if self.inner.timers.firing.load(Ordering::SeqCst) > 0
+                || heap.peek().is_some_and(|Reverse((at, _))| *at <= now)
+            {
+                return false;
+            }
+        }
         let slot = self.registry().workers.get(uid).cloned();
         slot.is_none_or(|slot| {
             let st = slot.lock();
@@ -313,7 +339,7 @@ impl PodWorkers {
     /// Starts a thread for the pod if it has something to do and none runs (slot locked). An
     /// idle pod has no thread: its deadline waits in the timer.
     fn wake(&self, uid: &str, slot: &Arc<Slot>, st: &mut SlotState) {
-        if st.running || st.done || !st.due(Instant::now()) {
+        if st.running || st.done || !st.due(self.now()) {
             return;
         }
         st.running = true;
@@ -324,7 +350,7 @@ impl PodWorkers {
         if let Err(e) = spawned {
             log::error!("failed to start a pod worker thread, retrying in 1s: {e}");
             st.running = false;
-            let retry = Instant::now() + Duration::from_secs(1);
+            let retry = self.now() + Duration::from_secs(1);
             st.deadline = Some(retry);
             self.inner.timers.add(retry, uid);
         }
@@ -348,7 +374,7 @@ impl PodWorkers {
         loop {
             let (pod, removed, termination, stopped, finished_done) = {
                 let mut st = slot.lock();
-                if !st.due(Instant::now()) {
+                if !st.due(self.now()) {
                     st.running = false;
                     if let Some(at) = st.deadline {
                         self.inner.timers.add(at, uid);
@@ -499,20 +525,20 @@ impl PodWorkers {
                         );
                     }
                     // Woken when the holder is done; the deadline is only a safety net.
-                    return Step::Again(Instant::now() + STATIC_WAIT);
+                    return Step::Again(self.now() + STATIC_WAIT);
                 }
             }
             return match syncer.sync_pod(current) {
-                SyncResult::Requeue(after) => Step::Again(Instant::now() + after),
+                SyncResult::Requeue(after) => Step::Again(self.now() + after),
                 SyncResult::Terminal => {
                     *termination = Some(Termination::Finished);
-                    Step::Again(Instant::now())
+                    Step::Again(self.now())
                 }
             };
         };
         if !*stopped {
             if let Err(after) = syncer.sync_terminating_pod(current, &why) {
-                return Step::Again(Instant::now() + after);
+                return Step::Again(self.now() + after);
             }
             *stopped = true;
         }
@@ -521,15 +547,15 @@ impl PodWorkers {
             // source lets go.
             if !*finished_done {
                 if let Err(after) = syncer.sync_terminated_pod(current, &why) {
-                    return Step::Again(Instant::now() + after);
+                    return Step::Again(self.now() + after);
                 }
                 *finished_done = true;
                 self.release_static(uid);
             }
-            return Step::Again(Instant::now() + IDLE);
+            return Step::Again(self.now() + IDLE);
         }
         if let Err(after) = syncer.sync_terminated_pod(current, &why) {
-            return Step::Again(Instant::now() + after);
+            return Step::Again(self.now() + after);
         }
         Step::Done
     }
@@ -542,7 +568,7 @@ fn timer_loop(timers: &Timers, workers: &Weak<Inner>) {
         if timers.stop.load(Ordering::SeqCst) {
             return;
         }
-        let now = Instant::now();
+        let now = timers.clock.monotonic();
         let mut due = Vec::new();
         while heap.peek().is_some_and(|Reverse((at, _))| *at <= now) {
             if let Some(Reverse(entry)) = heap.pop() {
@@ -550,6 +576,7 @@ fn timer_loop(timers: &Timers, workers: &Weak<Inner>) {
             }
         }
         if !due.is_empty() {
+            timers.firing.fetch_add(1, Ordering::SeqCst);
             drop(heap);
             let Some(inner) = workers.upgrade() else {
                 return;
@@ -558,13 +585,14 @@ fn timer_loop(timers: &Timers, workers: &Weak<Inner>) {
             for (at, uid) in due {
                 this.fire(&uid, at);
             }
+            timers.firing.fetch_sub(1, Ordering::SeqCst);
             drop(this);
             heap = timers.lock();
             continue;
         }
         let wait = heap
             .peek()
-            .map_or(IDLE, |Reverse((at, _))| at.saturating_duration_since(now));
+            .map_or(IDLE, |Reverse((at, _))| timers.clock.block_for(*at));
         heap = timers
             .wake
             .wait_timeout(heap, wait)
@@ -590,6 +618,11 @@ struct Waiting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{FakeClock, RealClock};
+
+    fn real_clock() -> Arc<dyn Clock> {
+        Arc::new(RealClock)
+    }
 
     #[derive(Clone, Debug, PartialEq, Eq)]
     enum Call {
@@ -720,7 +753,7 @@ mod tests {
     #[test]
     fn the_latest_update_wins_while_a_sync_runs() {
         let rec = Arc::new(Recorder::default());
-        let workers = PodWorkers::new(rec.clone());
+        let workers = PodWorkers::new(rec.clone(), real_clock());
         workers.dispatch(PodEvent::Upsert(pod("u1", "1", false)));
         let end = Instant::now() + Duration::from_secs(5);
         while !rec.entered.lock().unwrap().contains(&"1".to_string()) {
@@ -745,7 +778,7 @@ mod tests {
     fn deletion_terminates_once_and_the_uid_never_starts_again() {
         let rec = Arc::new(Recorder::default());
         open(&rec);
-        let workers = PodWorkers::new(rec.clone());
+        let workers = PodWorkers::new(rec.clone(), real_clock());
         workers.dispatch(PodEvent::Upsert(pod("u1", "1", false)));
         rec.wait_for("first sync", |c| c.contains(&Call::Sync("1".into())));
         *rec.fail_terminating_once.lock().unwrap() = true;
@@ -778,7 +811,7 @@ mod tests {
         let rec = Arc::new(Recorder::default());
         open(&rec);
         *rec.terminal_after.lock().unwrap() = Some("1".into());
-        let workers = PodWorkers::new(rec.clone());
+        let workers = PodWorkers::new(rec.clone(), real_clock());
         workers.dispatch(PodEvent::Upsert(pod("u1", "1", false)));
         rec.wait_for("terminated", |c| c.contains(&Call::Terminated("1".into())));
         wait_settled(&workers, &["u1"]);
@@ -817,7 +850,7 @@ mod tests {
     fn removal_from_the_source_terminates_and_pokes_resync() {
         let rec = Arc::new(Recorder::default());
         open(&rec);
-        let workers = PodWorkers::new(rec.clone());
+        let workers = PodWorkers::new(rec.clone(), real_clock());
         workers.dispatch(PodEvent::Upsert(pod("u1", "1", false)));
         rec.wait_for("sync", |c| c.contains(&Call::Sync("1".into())));
         workers.poke("u1");
@@ -836,7 +869,7 @@ mod tests {
     fn pods_are_independent() {
         let rec = Arc::new(Recorder::default());
         open(&rec);
-        let workers = PodWorkers::new(rec.clone());
+        let workers = PodWorkers::new(rec.clone(), real_clock());
         for u in ["a", "b", "c"] {
             workers.dispatch(PodEvent::Upsert(pod(u, u, false)));
         }
@@ -863,8 +896,9 @@ mod tests {
     fn an_idle_pod_holds_no_thread_and_its_deadline_brings_it_back() {
         let rec = Arc::new(Recorder::default());
         open(&rec);
-        *rec.requeue.lock().unwrap() = Some(Duration::from_millis(300));
-        let workers = PodWorkers::new(rec.clone());
+        *rec.requeue.lock().unwrap() = Some(Duration::from_secs(30));
+        let clock = Arc::new(FakeClock::at(std::time::UNIX_EPOCH));
+        let workers = PodWorkers::new(rec.clone(), clock.clone());
         workers.dispatch(PodEvent::Upsert(pod("idlethr1", "1", false)));
         rec.wait_for("first sync", |c| c.contains(&Call::Sync("1".into())));
         let end = Instant::now() + Duration::from_secs(5);
@@ -872,9 +906,22 @@ mod tests {
             assert!(Instant::now() < end, "the worker thread outlived its sync");
             std::thread::sleep(Duration::from_millis(5));
         }
-        rec.wait_for("the requeued syncs", |c| {
-            c.iter().filter(|x| **x == Call::Sync("1".into())).count() >= 3
-        });
+        let syncs = || {
+            rec.calls()
+                .iter()
+                .filter(|x| **x == Call::Sync("1".into()))
+                .count()
+        };
+        // Short of the deadline, nothing; past it, the timer brings the pod back, each time.
+        clock.advance(Duration::from_secs(29));
+        wait_settled(&workers, &["idlethr1"]);
+        assert_eq!(syncs(), 1);
+        for n in 2..=3 {
+            clock.advance(Duration::from_secs(30));
+            rec.wait_for("the requeued sync", |c| {
+                c.iter().filter(|x| **x == Call::Sync("1".into())).count() >= n
+            });
+        }
         assert_eq!(workers.active(), ["idlethr1"]);
     }
 
@@ -882,7 +929,7 @@ mod tests {
     fn a_status_only_update_does_not_sync_but_is_kept() {
         let rec = Arc::new(Recorder::default());
         open(&rec);
-        let workers = PodWorkers::new(rec.clone());
+        let workers = PodWorkers::new(rec.clone(), real_clock());
         workers.dispatch(PodEvent::Upsert(pod("st1", "1", false)));
         rec.wait_for("first sync", |c| c.contains(&Call::Sync("1".into())));
         // Our own status write comes back: same spec, new status and resourceVersion.
@@ -912,7 +959,7 @@ mod tests {
     fn a_readiness_gate_condition_set_by_another_client_syncs_the_pod() {
         let rec = Arc::new(Recorder::default());
         open(&rec);
-        let workers = PodWorkers::new(rec.clone());
+        let workers = PodWorkers::new(rec.clone(), real_clock());
         let gated = |gate_status: Option<&str>| {
             let mut conditions = vec![serde_json::json!({
                 "type": "Ready", "status": "False", "reason": "ReadinessGatesNotReady",
@@ -953,7 +1000,7 @@ mod tests {
     fn a_changed_static_pod_starts_once_the_previous_instance_terminated() {
         let rec = Arc::new(Recorder::default());
         open(&rec);
-        let workers = PodWorkers::new(rec.clone());
+        let workers = PodWorkers::new(rec.clone(), real_clock());
         workers.dispatch(PodEvent::Upsert(static_pod("old", "old")));
         rec.wait_for("the old instance syncs", |c| {
             c.contains(&Call::Sync("old".into()))

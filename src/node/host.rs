@@ -17,9 +17,6 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::SystemTime;
-
-use k8s_openapi::jiff::Timestamp;
 
 use super::NodeError;
 
@@ -404,19 +401,6 @@ pub fn go_arch(rust_arch: &str, little_endian: bool) -> &str {
     }
 }
 
-/// A `SystemTime` as the Timestamp the builders take (clamped to the representable range).
-pub fn timestamp_from_system(t: SystemTime) -> Timestamp {
-    let nanos: i128 = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX),
-        Err(e) => -i128::try_from(e.duration().as_nanos()).unwrap_or(i128::MAX),
-    };
-    Timestamp::from_nanosecond(nanos).unwrap_or(if nanos < 0 {
-        Timestamp::MIN
-    } else {
-        Timestamp::MAX
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,14 +508,6 @@ processor\t: 3\n\nHardware\t: BCM2835\n";
         assert_eq!(go_arch("x86", true), "386");
         assert_eq!(go_arch("s390x", false), "s390x");
         assert_eq!(go_arch("sparc64", false), "sparc64");
-    }
-
-    #[test]
-    fn timestamps_from_system_time() {
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_795_351_936, 599_105_000);
-        let ts = timestamp_from_system(t);
-        assert_eq!(ts.as_second(), 1_795_351_936);
-        assert_eq!(ts.as_nanosecond(), 1_795_351_936_599_105_000);
     }
 
     fn write(root: &Path, rel: &str, text: &str) {

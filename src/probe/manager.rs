@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::run::{self, Handlers};
 use super::spec::{self, Action, Kind, SpecError, Timing};
 use super::state::{Outcome, ProbeState};
+use crate::clock::Clock;
 use crate::report::{EventType, PodReporter};
 
 /// Probe runs in flight at most (each bounded by its timeout).
@@ -119,6 +120,8 @@ struct Job {
 }
 
 struct Inner {
+    /// Where the prober reads time (a fake one in tests).
+    clock: Arc<dyn Clock>,
     /// When the prober started: probes created within one period of it are spread out.
     started: Instant,
     table: Mutex<Table>,
@@ -147,13 +150,15 @@ impl Inner {
 }
 
 impl Prober {
-    /// Starts the timer thread and the workers.
+    /// Starts the timer thread and the workers, reading time from `clock`.
     pub fn start(
         handlers: Arc<dyn Handlers>,
         reporter: Arc<dyn PodReporter>,
+        clock: Arc<dyn Clock>,
     ) -> std::io::Result<Prober> {
         let inner = Arc::new(Inner {
-            started: Instant::now(),
+            started: clock.monotonic(),
+            clock,
             table: Mutex::new(Table::default()),
             wake: Condvar::new(),
             handlers,
@@ -188,8 +193,8 @@ impl Prober {
     /// instances no longer listed lose theirs and their results).
     pub fn track(&self, pod: &Arc<Pod>, running: &[Running], pod_ip: &str) {
         let uid = crate::pod::uid(pod).to_string();
-        let now = Instant::now();
-        let wall = SystemTime::now();
+        let now = self.inner.clock.monotonic();
+        let wall = self.inner.clock.now();
         let mut t = self.inner.lock();
         let entry = t.pods.entry(uid.clone()).or_insert_with(|| PodProbes {
             pod: pod.clone(),
@@ -330,6 +335,20 @@ impl Prober {
         out
     }
 
+    /// Whether the prober has nothing left to do at its clock's present: no probe runs and
+    /// none is due. A test's negative check ("no further run") is made once this holds on a
+    /// fake clock, so it cannot pass only because the timer had not got to the probe yet.
+    #[cfg(test)]
+    fn settled(&self) -> bool {
+        let now = self.inner.clock.monotonic();
+        let t = self.inner.lock();
+        t.pods
+            .values()
+            .flat_map(|pp| pp.containers.values())
+            .flat_map(|c| c.probes.iter())
+            .all(|p| !p.busy && p.state.due().is_none_or(|due| due > now))
+    }
+
     /// How many probes are tracked (for tests and metrics).
     pub fn probe_count(&self) -> usize {
         let t = self.inner.lock();
@@ -356,7 +375,7 @@ pub fn startup_jitter(uptime: Duration, period: Duration, fraction: f64) -> Dura
 fn tick(inner: &Inner, jobs: &Sender<Job>) {
     let mut t = inner.lock();
     loop {
-        let now = Instant::now();
+        let now = inner.clock.monotonic();
         let next = t.heap.peek().map(|Reverse((at, _, _))| *at);
         match next {
             None => {
@@ -366,7 +385,7 @@ fn tick(inner: &Inner, jobs: &Sender<Job>) {
             Some(at) if at > now => {
                 t = inner
                     .wake
-                    .wait_timeout(t, at - now)
+                    .wait_timeout(t, inner.clock.block_for(at))
                     .map(|(g, _)| g)
                     .unwrap_or_else(|e| e.into_inner().0);
                 continue;
@@ -416,7 +435,7 @@ fn work(inner: &Inner, jobs: &Receiver<Job>) {
             Ok(action) => run::probe(inner.handlers.as_ref(), &job.key.id, action, job.timeout),
             Err(e) => Outcome::Error(e.to_string()),
         });
-        let now = Instant::now();
+        let now = inner.clock.monotonic();
         let mut t = inner.lock();
         let Some(pp) = t.pods.get_mut(&job.key.uid) else {
             continue;
@@ -482,6 +501,7 @@ fn work(inner: &Inner, jobs: &Receiver<Job>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::FakeClock;
     use crate::cri::ExecOutput;
     use crate::probe::run::fake::FakeHandlers;
     use k8s_openapi::api::core::v1::PodStatus;
@@ -523,11 +543,30 @@ mod tests {
         )
     }
 
-    fn wait(what: &str, f: impl Fn() -> bool) {
+    /// A fake clock for a prober: probes run only as far as a test moves it.
+    fn clock() -> Arc<FakeClock> {
+        Arc::new(FakeClock::at(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        ))
+    }
+
+    /// Moves the clock on in 100 ms steps, giving the prober's threads a moment after each,
+    /// until `f` holds (10 s of real time at most).
+    fn run_until(clock: &FakeClock, what: &str, f: impl Fn() -> bool) {
         let end = Instant::now() + Duration::from_secs(10);
         while !f() {
             assert!(Instant::now() < end, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(10));
+            clock.advance(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+
+    /// Waits (in real time, the clock standing still) until the prober has settled.
+    fn settle(prober: &Prober) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !prober.settled() {
+            assert!(Instant::now() < end, "the prober did not settle");
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -539,23 +578,23 @@ mod tests {
         })
     }
 
-    fn running(name: &str, id: &str) -> Running {
+    fn running(clock: &FakeClock, name: &str, id: &str) -> Running {
         Running {
             name: name.into(),
             id: id.into(),
-            started_at: SystemTime::now(),
+            started_at: clock.now(),
         }
     }
 
     #[test]
     fn liveness_failures_make_the_container_unhealthy_with_events_and_a_poke() {
-        let h = Arc::new(FakeHandlers::default());
+        let (h, clock) = (Arc::new(FakeHandlers::default()), clock());
         h.exec
             .lock()
             .unwrap()
             .extend([fail(1, "dead"), fail(1, "dead")]);
         let ev = Arc::new(Events::default());
-        let prober = Prober::start(h.clone(), ev.clone()).unwrap();
+        let prober = Prober::start(h.clone(), ev.clone(), clock.clone()).unwrap();
         let pokes = Arc::new(Mutex::new(Vec::<String>::new()));
         let p2 = pokes.clone();
         prober.set_notify(move |uid| p2.lock().unwrap().push(uid.into()));
@@ -563,9 +602,9 @@ mod tests {
             "exec": {"command": ["check"]}, "periodSeconds": 1, "failureThreshold": 2,
             "terminationGracePeriodSeconds": 5
         }}]));
-        prober.track(&p, &[running("c", "id1")], "127.0.0.1");
+        prober.track(&p, &[running(&clock, "c", "id1")], "127.0.0.1");
         // The result is stored, then the event sent and the worker poked: wait for all three.
-        wait("unhealthy, the events and the poke", || {
+        run_until(&clock, "unhealthy, the events and the poke", || {
             !prober.unhealthy("u1").is_empty()
                 && ev.0.lock().unwrap().len() == 2
                 && !pokes.lock().unwrap().is_empty()
@@ -585,11 +624,12 @@ mod tests {
                 ("Unhealthy".into(), "Liveness probe failed: dead".into())
             ]
         );
-        // On hold: no third run.
-        std::thread::sleep(Duration::from_millis(1300));
+        // On hold: no third run, however far the clock moves.
+        clock.advance(Duration::from_secs(5));
+        settle(&prober);
         assert_eq!(h.calls.lock().unwrap().len(), 2);
         // The new instance starts healthy; the old one's results are gone.
-        prober.track(&p, &[running("c", "id2")], "127.0.0.1");
+        prober.track(&p, &[running(&clock, "c", "id2")], "127.0.0.1");
         assert!(prober.unhealthy("u1").is_empty());
         prober.forget("u1");
         assert_eq!(prober.probe_count(), 0);
@@ -597,14 +637,14 @@ mod tests {
 
     #[test]
     fn readiness_waits_for_startup_and_flips_with_a_poke() {
-        let h = Arc::new(FakeHandlers::default());
+        let (h, clock) = (Arc::new(FakeHandlers::default()), clock());
         // Startup: fail once, then succeed; readiness then succeeds.
         h.exec
             .lock()
             .unwrap()
             .extend([fail(1, "not yet"), fail(0, "")]);
         let ev = Arc::new(Events::default());
-        let prober = Prober::start(h.clone(), ev).unwrap();
+        let prober = Prober::start(h.clone(), ev, clock.clone()).unwrap();
         let pokes = Arc::new(Mutex::new(0));
         let p2 = pokes.clone();
         prober.set_notify(move |_| *p2.lock().unwrap() += 1);
@@ -612,7 +652,7 @@ mod tests {
             "startupProbe": {"exec": {"command": ["start"]}, "periodSeconds": 1, "failureThreshold": 5},
             "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1}
         }]));
-        prober.track(&p, &[running("c", "id1")], "127.0.0.1");
+        prober.track(&p, &[running(&clock, "c", "id1")], "127.0.0.1");
         assert_eq!(
             prober.not_started("u1"),
             BTreeSet::from(["id1".to_string()])
@@ -622,7 +662,7 @@ mod tests {
             HashMap::from([("id1".to_string(), false)])
         );
         // The result is stored before the worker is poked: wait for both.
-        wait("ready and poked twice", || {
+        run_until(&clock, "ready and poked twice", || {
             prober.readiness("u1").get("id1") == Some(&true) && *pokes.lock().unwrap() >= 2
         });
         assert!(prober.not_started("u1").is_empty());
@@ -639,14 +679,14 @@ mod tests {
 
     #[test]
     fn a_bad_probe_spec_is_reported_as_an_error_and_never_flips() {
-        let h = Arc::new(FakeHandlers::default());
+        let (h, clock) = (Arc::new(FakeHandlers::default()), clock());
         let ev = Arc::new(Events::default());
-        let prober = Prober::start(h.clone(), ev.clone()).unwrap();
+        let prober = Prober::start(h.clone(), ev.clone(), clock.clone()).unwrap();
         let p = pod(serde_json::json!([{"name": "c",
             "readinessProbe": {"httpGet": {"port": "missing"}, "periodSeconds": 1}
         }]));
-        prober.track(&p, &[running("c", "id1")], "127.0.0.1");
-        wait("an event", || !ev.0.lock().unwrap().is_empty());
+        prober.track(&p, &[running(&clock, "c", "id1")], "127.0.0.1");
+        run_until(&clock, "an event", || !ev.0.lock().unwrap().is_empty());
         assert_eq!(
             ev.0.lock().unwrap()[0],
             (
@@ -660,7 +700,7 @@ mod tests {
 
     #[test]
     fn an_erroring_run_is_retried_within_the_period_and_events_name_the_container() {
-        let h = Arc::new(FakeHandlers::default());
+        let (h, clock) = (Arc::new(FakeHandlers::default()), clock());
         let gone = || {
             Err(crate::cri::CriError::Rpc {
                 op: "exec in",
@@ -681,17 +721,19 @@ mod tests {
             fail(1, "down"),
         ]);
         let ev = Arc::new(Events::default());
-        let prober = Prober::start(h.clone(), ev.clone()).unwrap();
+        let prober = Prober::start(h.clone(), ev.clone(), clock.clone()).unwrap();
         let p = pod(serde_json::json!([{"name": "web", "readinessProbe": {
             "exec": {"command": ["check"]}, "periodSeconds": 1, "failureThreshold": 1
         }}]));
-        prober.track(&p, &[running("web", "id1")], "127.0.0.1");
-        wait("ready", || prober.readiness("u1").get("id1") == Some(&true));
+        prober.track(&p, &[running(&clock, "web", "id1")], "127.0.0.1");
+        run_until(&clock, "ready", || {
+            prober.readiness("u1").get("id1") == Some(&true)
+        });
         assert!(
             ev.0.lock().unwrap().is_empty(),
             "errors that were retried away say nothing"
         );
-        wait("unready", || {
+        run_until(&clock, "unready", || {
             prober.readiness("u1").get("id1") == Some(&false)
         });
         assert_eq!(h.calls.lock().unwrap().len(), 7);
@@ -728,9 +770,9 @@ mod tests {
 
     #[test]
     fn a_terminating_pod_keeps_its_readiness_probe_and_loses_liveness_and_startup() {
-        let h = Arc::new(FakeHandlers::default());
+        let (h, clock) = (Arc::new(FakeHandlers::default()), clock());
         let ev = Arc::new(Events::default());
-        let prober = Prober::start(h.clone(), ev.clone()).unwrap();
+        let prober = Prober::start(h.clone(), ev.clone(), clock.clone()).unwrap();
         let p = pod(serde_json::json!([{"name": "c",
             "startupProbe": {"exec": {"command": ["start"]}, "periodSeconds": 1, "failureThreshold": 30},
             "livenessProbe": {"exec": {"command": ["live"]}, "periodSeconds": 1},
@@ -743,7 +785,7 @@ mod tests {
             .extend((0..100).map(|_| fail(1, "no")));
         prober.track(
             &p,
-            &[running("c", "id1"), running("plain", "id2")],
+            &[running(&clock, "c", "id1"), running(&clock, "plain", "id2")],
             "127.0.0.1",
         );
         assert_eq!(prober.probe_count(), 4);
@@ -756,7 +798,9 @@ mod tests {
         assert!(prober.unhealthy("u1").is_empty());
         // Readiness now runs (no startup gate) and flips with its outcomes.
         h.exec.lock().unwrap().clear();
-        wait("ready", || prober.readiness("u1").get("id1") == Some(&true));
+        run_until(&clock, "ready", || {
+            prober.readiness("u1").get("id1") == Some(&true)
+        });
         assert!(h
             .calls
             .lock()

@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{EventType, PodReporter};
+use crate::clock::Clock;
 use crate::kube::{ApiError, KubeApi, PatchType};
 use crate::node::events::{container_ref_path, pod_ref, EventDecision, EventRecorder};
 use crate::pod::status::KUBELET_CONDITIONS;
@@ -51,6 +52,8 @@ struct Shared {
 
 /// Reports to the API server.
 pub struct ApiReporter {
+    /// Where event times come from (a fake clock in tests).
+    clock: Arc<dyn Clock>,
     api: Arc<dyn KubeApi>,
     shared: Arc<Shared>,
     events: Sender<Box<QueuedEvent>>,
@@ -68,8 +71,13 @@ fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Queue> {
 }
 
 impl ApiReporter {
-    /// Starts the `status` and `events` threads for node `node_name`.
-    pub fn start(api: Arc<dyn KubeApi>, node_name: &str) -> std::io::Result<Arc<ApiReporter>> {
+    /// Starts the `status` and `events` threads for node `node_name`; events are stamped and
+    /// retries paced by `clock`.
+    pub fn start(
+        api: Arc<dyn KubeApi>,
+        node_name: &str,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Arc<ApiReporter>> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -79,9 +87,10 @@ impl ApiReporter {
             let api = api.clone();
             let shared = shared.clone();
             let node = node_name.to_string();
+            let clock = clock.clone();
             std::thread::Builder::new()
                 .name("status".into())
-                .spawn(move || status_loop(api.as_ref(), &node, &shared))?;
+                .spawn(move || status_loop(api.as_ref(), &node, &shared, clock.as_ref()))?;
         }
         let events_pending = Arc::new(AtomicUsize::new(0));
         {
@@ -93,6 +102,7 @@ impl ApiReporter {
                 .spawn(move || event_loop(api.as_ref(), recorder, &rx, &pending))?;
         }
         Ok(Arc::new(ApiReporter {
+            clock,
             api,
             shared,
             events: tx,
@@ -101,7 +111,7 @@ impl ApiReporter {
     }
 }
 
-fn status_loop(api: &dyn KubeApi, node_name: &str, shared: &Shared) {
+fn status_loop(api: &dyn KubeApi, node_name: &str, shared: &Shared, clock: &dyn Clock) {
     loop {
         let (pod, status) = {
             let mut q = lock(shared);
@@ -174,7 +184,7 @@ fn status_loop(api: &dyn KubeApi, node_name: &str, shared: &Shared) {
             }
             Err(e) if e.is_retryable() => {
                 log::debug!("pod {}: status not written, retrying: {e}", key(&pod));
-                std::thread::sleep(Duration::from_millis(500));
+                clock.sleep(Duration::from_millis(500));
                 let mut q = lock(shared);
                 if !q.pending.contains_key(&id) {
                     q.pending.insert(id.clone(), (pod, status));
@@ -362,6 +372,7 @@ impl ApiReporter {
 
 impl PodReporter for ApiReporter {
     fn flush(&self, timeout: Duration) -> bool {
+        // Real time, not the clock's: how long a stopping daemon waits for the API server.
         let end = Instant::now() + timeout;
         loop {
             let statuses_done = {
@@ -415,7 +426,7 @@ impl PodReporter for ApiReporter {
             kind,
             reason.to_string(),
             message.to_string(),
-            Timestamp::now(),
+            self.clock.timestamp(),
         );
         // A full queue means the API server is far behind: dropping events is what the
         // kubelet's broadcaster does too.
@@ -436,7 +447,7 @@ impl PodReporter for ApiReporter {
             kind,
             reason.to_string(),
             message.to_string(),
-            Timestamp::now(),
+            self.clock.timestamp(),
         );
         self.send_event(item);
     }
@@ -515,7 +526,8 @@ mod tests {
                 serde_json::from_slice(&fixture).unwrap(),
             );
         }
-        let r = ApiReporter::start(api.clone(), "vk-node").unwrap();
+        let r =
+            ApiReporter::start(api.clone(), "vk-node", Arc::new(crate::clock::RealClock)).unwrap();
         (api, r)
     }
 
@@ -589,7 +601,8 @@ mod tests {
                 None,
             ),
         );
-        let r = ApiReporter::start(api.clone(), "vk-node").unwrap();
+        let r =
+            ApiReporter::start(api.clone(), "vk-node", Arc::new(crate::clock::RealClock)).unwrap();
         assert_eq!(r.deleted(&pod()), Ok(()), "already gone counts as deleted");
         let call = &api.calls_of(RequestKind::DeletePod)[0];
         let body: serde_json::Value = serde_json::from_slice(call.body.as_ref().unwrap()).unwrap();
@@ -611,7 +624,8 @@ mod tests {
         for _ in 0..3 {
             api.push_json(RequestKind::CreateEvent, serde_json::json!({}));
         }
-        let r = ApiReporter::start(api.clone(), "vk-node").unwrap();
+        let r =
+            ApiReporter::start(api.clone(), "vk-node", Arc::new(crate::clock::RealClock)).unwrap();
         r.container_event(
             &p,
             "web",

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 
+use crate::clock::Clock;
 use crate::pod::{tag, uid};
 
 pub mod api;
@@ -58,8 +59,9 @@ pub trait PodReporter: Send + Sync {
 /// each time it comes, except what repeats: a line that was logged for the same pod (and
 /// container) within [`REPEAT_WINDOW`] is counted instead (a pull retried every 10-20 s cycles
 /// through the same few lines), and the counts are logged with the next new line.
-#[derive(Default)]
 pub struct LogReporter {
+    /// Where "recent" is measured (a fake clock in tests).
+    clock: Arc<dyn Clock>,
     last: Mutex<HashMap<String, Arc<PodStatus>>>,
     /// Recent lines per (pod uid, container; "" for the pod's status and pod events).
     recent: Mutex<HashMap<(String, String), Recent>>,
@@ -101,8 +103,13 @@ impl Recent {
 }
 
 impl LogReporter {
-    pub fn new() -> LogReporter {
-        LogReporter::default()
+    /// A reporter whose repeat window runs on `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> LogReporter {
+        LogReporter {
+            clock,
+            last: Mutex::default(),
+            recent: Mutex::default(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PodStatus>>> {
@@ -122,7 +129,7 @@ impl LogReporter {
             .unwrap_or_else(|p| p.into_inner())
             .entry((uid(pod).to_string(), container.to_string()))
             .or_default()
-            .note(line, Instant::now());
+            .note(line, self.clock.monotonic());
         let Some(repeated) = noted else { return };
         if !repeated.is_empty() {
             log::info!("{about}: meanwhile {repeated}");
@@ -269,7 +276,7 @@ mod tests {
 
     #[test]
     fn the_log_reporter_keeps_the_latest_status() {
-        let r = LogReporter::new();
+        let r = LogReporter::new(Arc::new(crate::clock::RealClock));
         let pod: Pod =
             serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "uid": "u"}}))
                 .unwrap();
