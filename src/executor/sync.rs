@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
-use k8s_openapi::jiff::Timestamp;
 
 use super::cache::RuntimeCache;
 use super::cgroups;
@@ -253,11 +252,6 @@ impl RuntimeSyncer {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> RuntimeSyncer {
         self.clock = clock;
         self
-    }
-
-    /// The clock's wall time as a status timestamp.
-    fn timestamp(&self) -> Timestamp {
-        self.clock.timestamp()
     }
 
     /// Keeps the volumes of pods that finished until they are deleted.
@@ -575,7 +569,7 @@ impl RuntimeSyncer {
             pod_failed: st.pod_failed,
             is_static,
             terminal,
-            now: self.timestamp(),
+            now: self.clock.timestamp(),
         });
         let mut status = status;
         if let Some(msg) = &st.evicted {
@@ -1366,7 +1360,7 @@ impl RuntimeSyncer {
             return SyncResult::Terminal;
         }
         // A restarted container becomes Ready once it has settled: write that then.
-        let settled = status::next_settled(&after, self.timestamp())
+        let settled = status::next_settled(&after, self.clock.timestamp())
             .map(|left| left + Duration::from_millis(20));
         let retry = match (pass.retry, settled) {
             (Some(r), Some(s)) => Some(r.min(s)),

@@ -3,7 +3,7 @@
 //!
 //! [`translate`] (Pod → CRI sandbox and container configs, with [`context`] for what the node
 //! contributes), [`labels`] (the labels and annotations that make the runtime the source of
-//! truth after a restart), [`env`] and [`expand`] (`$(VAR)`), [`dns`], [`resources`],
+//! truth after a restart), [`env`](mod@env) and [`expand`] (`$(VAR)`), [`dns`], [`resources`],
 //! [`defaults`] (API defaulting and validation for pods that never went through an API
 //! server), [`pull_secrets`], [`observed`] (the runtime's view of a pod), [`backoff`], [`plan`]
 //! (what to do next) and [`status`] (the pod's status). The threads that act on these

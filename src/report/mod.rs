@@ -5,7 +5,9 @@
 //! standalone implementation (no API server: status changes and events are logged, and the
 //! latest status of every pod is kept for the local kubelet API). The API server implementation
 //! is [`api::ApiReporter`]. An edge like `cri` and `kube`: the pod syncer and the prober report
-//! through it, and it imports only the pure pod core below it. Reporters decide whether a status is new; callers report every time.
+//! through it, and it imports neither of them (only the pod core, the API client and the
+//! shared modules below it). Reporters decide whether a status is new; callers report every
+//! time.
 //! Container events ([`PodReporter::container_event`]) name the container by its field path.
 
 use std::collections::HashMap;
