@@ -207,7 +207,7 @@ fn start_kubelet_api(
     api: Option<Arc<dyn KubeApi>>,
     pods: server::PodLister,
     ip: IpAddr,
-) -> Result<vk_cri::httpd::Server, String> {
+) -> Result<vk_cri::httpd::Server, RunError> {
     let pair = config
         .tls_cert_file
         .as_deref()
@@ -218,7 +218,8 @@ fn start_kubelet_api(
         &config.node_name,
         ip,
     )
-    .map_err(|e| e.to_string())?;
+    // A certificate, key or CA that cannot be read or used is the flags' fault.
+    .map_err(|e| RunError::Usage(e.to_string()))?;
     if let server::CertSource::SelfSigned { sans } = &source {
         log::info!(
             "kubelet API: no --tls-cert-file given, serving a generated self-signed certificate for {}",
@@ -239,7 +240,7 @@ fn start_kubelet_api(
         let source = std::error::Error::source(&e)
             .map(|s| format!(": {s}"))
             .unwrap_or_default();
-        format!("{e}{source}")
+        RunError::Failed(format!("{e}{source}"))
     })?;
     log::info!(
         "kubelet API on https://{} (authorization {:?}, anonymous {}, client CA {})",

@@ -882,7 +882,7 @@ impl RuntimeSyncer {
                 if let Err(e) = self.runtime.stop_container(&id, grace) {
                     log::warn!("pod {}: {e}", tag(pod));
                 }
-                return Err(failure("PostStartHookError", msg));
+                return Err(failure("PostStartHookError", msg.to_string()));
             }
         }
         Ok(())

@@ -65,8 +65,27 @@ pub enum Serving {
     ServiceUnknown,
 }
 
+/// Why a health check got no answer, in the words of the kubelet's grpc prober.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GrpcError {
+    #[error(
+        "this server does not implement the grpc health protocol (grpc.health.v1.Health): {0}"
+    )]
+    Unimplemented(String),
+    #[error("timeout: health rpc did not complete within {}", go_duration(*.timeout))]
+    Deadline { timeout: Duration },
+    #[error("timeout: failed to connect service {addr:?} within {}: {message}", go_duration(*.timeout))]
+    Unavailable {
+        addr: String,
+        timeout: Duration,
+        message: String,
+    },
+    #[error("error: health rpc probe failed: {0}")]
+    Failed(String),
+}
+
 /// `Health/Check` of `service` at `addr` (`host:port`) within `timeout`.
-pub fn check(addr: &str, service: &str, timeout: Duration) -> Result<Serving, String> {
+pub fn check(addr: &str, service: &str, timeout: Duration) -> Result<Serving, GrpcError> {
     use health::health_check_response::ServingStatus;
 
     let channel = ChannelBuilder::new(env()).connect(addr);
@@ -84,25 +103,16 @@ pub fn check(addr: &str, service: &str, timeout: Duration) -> Result<Serving, St
             ServingStatus::UNKNOWN => Serving::Unknown,
         }),
         Err(grpcio::Error::RpcFailure(status)) => Err(match status.code() {
-            RpcStatusCode::UNIMPLEMENTED => format!(
-                "this server does not implement the grpc health protocol (grpc.health.v1.Health): {}",
-                status.message()
-            ),
-            RpcStatusCode::DEADLINE_EXCEEDED => format!(
-                "timeout: health rpc did not complete within {}",
-                go_duration(timeout)
-            ),
-            RpcStatusCode::UNAVAILABLE => format!(
-                "timeout: failed to connect service {addr:?} within {}: {}",
-                go_duration(timeout),
-                status.message()
-            ),
-            _ => format!(
-                "error: health rpc probe failed: {}",
-                status.message()
-            ),
+            RpcStatusCode::UNIMPLEMENTED => GrpcError::Unimplemented(status.message().to_string()),
+            RpcStatusCode::DEADLINE_EXCEEDED => GrpcError::Deadline { timeout },
+            RpcStatusCode::UNAVAILABLE => GrpcError::Unavailable {
+                addr: addr.to_string(),
+                timeout,
+                message: status.message().to_string(),
+            },
+            _ => GrpcError::Failed(status.message().to_string()),
         }),
-        Err(e) => Err(format!("error: health rpc probe failed: {e}")),
+        Err(e) => Err(GrpcError::Failed(e.to_string())),
     }
 }
 
@@ -119,7 +129,9 @@ mod tests {
     #[test]
     fn a_closed_port_is_a_connection_failure() {
         // Port 1 on loopback: nothing listens there.
-        let err = check("127.0.0.1:1", "", Duration::from_secs(1)).unwrap_err();
+        let err = check("127.0.0.1:1", "", Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("timeout: failed to connect service \"127.0.0.1:1\" within 1s")
                 || err.starts_with("timeout: health rpc did not complete within 1s"),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::run::{self, Handlers};
+use super::run::{self, Handlers, HookError};
 use super::spec;
 use crate::report::{EventType, PodReporter};
 
@@ -35,12 +35,12 @@ pub fn post_start(
     c: &Container,
     container_id: &str,
     pod_ip: &str,
-) -> Result<(), String> {
+) -> Result<(), HookError> {
     let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else {
         return Ok(());
     };
     let result = spec::hook_action(handler, c, pod_ip)
-        .map_err(|e| e.to_string())
+        .map_err(HookError::from)
         .and_then(|action| {
             // An exec hook has no timeout of its own (zero), as with the kubelet.
             let timeout = match action {
@@ -86,7 +86,7 @@ fn fallback_event(reporter: &dyn PodReporter, pod: &Pod, done: &run::HookDone) {
 }
 
 /// The FailedPreStopHook event, and the full message in the log.
-fn pre_stop_failed(reporter: &dyn PodReporter, pod: &Pod, c: &Container, msg: &str) {
+fn pre_stop_failed(reporter: &dyn PodReporter, pod: &Pod, c: &Container, msg: &HookError) {
     log::info!(
         "pod {}: preStop hook of container {} failed: {msg}",
         crate::pod::key(pod),
@@ -121,8 +121,8 @@ pub fn pre_stop(
     let started = Instant::now();
     let action = match spec::hook_action(handler, c, pod_ip) {
         Ok(a) => a,
-        Err(msg) => {
-            pre_stop_failed(reporter, pod, c, &msg.to_string());
+        Err(e) => {
+            pre_stop_failed(reporter, pod, c, &e.into());
             return grace;
         }
     };
@@ -166,7 +166,7 @@ mod tests {
         fn event(&self, _: &Pod, _: EventType, reason: &str, message: &str) {
             self.0.lock().unwrap().push((reason.into(), message.into()));
         }
-        fn deleted(&self, _: &Pod) -> Result<(), String> {
+        fn deleted(&self, _: &Pod) -> Result<(), crate::kube::ApiError> {
             Ok(())
         }
         fn last_status(&self, _: &str) -> Option<Arc<PodStatus>> {
@@ -196,7 +196,9 @@ mod tests {
         }));
         let ev = Events::default();
         let c = container(serde_json::json!({"postStart": {"exec": {"command": ["false"]}}}));
-        let err = post_start(&h, &ev, &pod(), &c, "id1", "127.0.0.1").unwrap_err();
+        let err = post_start(&h, &ev, &pod(), &c, "id1", "127.0.0.1")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("Exec lifecycle hook ([false]) for Container \"c\""),
             "{err}"

@@ -524,7 +524,7 @@ mod tests {
             self.1.lock().unwrap().push(container.into());
             self.event(pod, kind, reason, message);
         }
-        fn deleted(&self, _: &Pod) -> Result<(), String> {
+        fn deleted(&self, _: &Pod) -> Result<(), crate::kube::ApiError> {
             Ok(())
         }
         fn last_status(&self, _: &str) -> Option<Arc<PodStatus>> {

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::grpc::Serving;
-use super::spec::{Action, HttpGet, Scheme};
+use super::grpc::{GrpcError, Serving};
+use super::spec::{Action, HttpGet, Scheme, SpecError};
 use super::state::Outcome;
 use crate::cri::{Code, CriError, ExecOutput, Runtime};
 
@@ -70,6 +70,75 @@ impl std::fmt::Display for HttpError {
     }
 }
 
+impl std::error::Error for HttpError {}
+
+/// A TCP dial that failed, in Go's words: `dial tcp 127.0.0.1:80: connect: connection refused`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("dial tcp {addr}: {cause}")]
+pub struct DialError {
+    /// `host:port` (`[v6]:port`).
+    pub addr: String,
+    pub cause: DialCause,
+}
+
+/// Why a dial failed (Go's `net.OpError` texts).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DialCause {
+    #[error("connect: connection refused")]
+    Refused,
+    #[error("i/o timeout")]
+    Timeout,
+    #[error("connect: no route to host")]
+    HostUnreachable,
+    #[error("connect: network is unreachable")]
+    NetworkUnreachable,
+    #[error("lookup {host}: {reason}")]
+    Lookup { host: String, reason: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why a lifecycle hook failed, in the kubelet's words (the container's waiting message, and
+/// the log's; its event says only `PostStartHook failed` / `PreStopHook failed`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// The hook's spec cannot be run.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("Exec lifecycle hook ([{command}]) for Container {container:?} in Pod {pod:?} failed - error: {cause}, message: {output:?}")]
+    Exec {
+        command: String,
+        container: String,
+        /// `name_namespace(uid)`.
+        pod: String,
+        cause: Box<ExecHookCause>,
+        /// The command's output (stdout then stderr, at most 10 KiB).
+        output: String,
+    },
+    #[error("HTTP lifecycle hook ({path}) for Container {container:?} in Pod {pod:?} failed - error: {cause}")]
+    Http {
+        path: String,
+        container: String,
+        pod: String,
+        cause: HttpError,
+    },
+    #[error("unsupported lifecycle hook handler for Container {container:?} in Pod {pod:?}")]
+    Unsupported { container: String, pod: String },
+}
+
+/// Why an exec hook failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExecHookCause {
+    #[error("command '{command}' exited with {code}: {stderr}")]
+    Exited {
+        command: String,
+        code: i32,
+        stderr: String,
+    },
+    #[error(transparent)]
+    Runtime(#[from] CriError),
+}
+
 /// The prober's `maxProbeRetries`: a probe that errors (could not be run, as opposed to
 /// failed) is run again, up to this many times in all, within the same period.
 pub const MAX_PROBE_RETRIES: u32 = 3;
@@ -112,8 +181,8 @@ pub trait Handlers: Send + Sync {
         user_agent: &str,
         timeout: Duration,
     ) -> Result<HttpReply, HttpError>;
-    /// A TCP connect; `Err` is the Go-style dial error.
-    fn tcp(&self, host: &str, port: u16, timeout: Duration) -> Result<(), String>;
+    /// A TCP connect.
+    fn tcp(&self, host: &str, port: u16, timeout: Duration) -> Result<(), DialError>;
     /// grpc.health.v1.Health/Check; `Err` is why there is no answer.
     fn grpc(
         &self,
@@ -121,7 +190,7 @@ pub trait Handlers: Send + Sync {
         port: u16,
         service: &str,
         timeout: Duration,
-    ) -> Result<Serving, String>;
+    ) -> Result<Serving, GrpcError>;
 }
 
 fn output_of(out: &ExecOutput) -> String {
@@ -161,7 +230,7 @@ pub fn probe(h: &dyn Handlers, container_id: &str, action: &Action, timeout: Dur
         }
         Action::TcpSocket { host, port } => match h.tcp(host, *port, timeout) {
             Ok(()) => Outcome::Success(String::new()),
-            Err(msg) => Outcome::Failure(msg),
+            Err(e) => Outcome::Failure(e.to_string()),
         },
         Action::Grpc {
             host,
@@ -178,7 +247,7 @@ pub fn probe(h: &dyn Handlers, container_id: &str, action: &Action, timeout: Dur
                     Serving::Serving => "SERVING",
                 }
             )),
-            Err(msg) => Outcome::Failure(msg),
+            Err(e) => Outcome::Failure(e.to_string()),
         },
     }
 }
@@ -193,10 +262,10 @@ fn pod_ref(pod: &Pod) -> String {
     )
 }
 
-/// Runs a lifecycle hook; `Err` is the kubelet's message for a failed postStart or preStop
-/// hook. HTTP hooks fail only when no answer came (any status is fine); an `https` hook answered
-/// in plain HTTP is retried over `http` without its `Authorization` header, and succeeds if that
-/// does (the kubelet's ConsistentHTTPGetHandlers, on in 1.28), else fails with the first error.
+/// Runs a lifecycle hook. HTTP hooks fail only when no answer came (any status is fine); an
+/// `https` hook answered in plain HTTP is retried over `http` without its `Authorization`
+/// header, and succeeds if that does (the kubelet's ConsistentHTTPGetHandlers, on in 1.28),
+/// else fails with the first error.
 pub fn hook(
     h: &dyn Handlers,
     pod: &Pod,
@@ -204,38 +273,37 @@ pub fn hook(
     container_id: &str,
     action: &Action,
     timeout: Duration,
-) -> Result<HookDone, String> {
+) -> Result<HookDone, HookError> {
     match action {
-        Action::Exec { command } => {
-            let (err, output) = match h.exec(container_id, command, timeout) {
+        Action::Exec { command: argv } => {
+            let command = argv.join(" ");
+            let (cause, output) = match h.exec(container_id, argv, timeout) {
                 Ok(out) if out.exit_code == 0 => return Ok(HookDone::default()),
                 Ok(out) => (
-                    format!(
-                        "command '{}' exited with {}: {}",
-                        command.join(" "),
-                        out.exit_code,
-                        String::from_utf8_lossy(&out.stderr)
-                    ),
+                    ExecHookCause::Exited {
+                        command: command.clone(),
+                        code: out.exit_code,
+                        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                    },
                     output_of(&out),
                 ),
-                Err(e) => (e.to_string(), String::new()),
+                Err(e) => (ExecHookCause::Runtime(e), String::new()),
             };
-            Err(format!(
-                "Exec lifecycle hook ([{}]) for Container {:?} in Pod {:?} failed - error: {err}, message: {output:?}",
-                command.join(" "),
-                c.name,
-                pod_ref(pod)
-            ))
+            Err(HookError::Exec {
+                command,
+                container: c.name.clone(),
+                pod: pod_ref(pod),
+                cause: Box::new(cause),
+                output,
+            })
         }
         Action::HttpGet(req) => {
             let ua = format!("kube-lifecycle/{KUBE_MINOR}");
-            let failed = |err: HttpError| {
-                format!(
-                    "HTTP lifecycle hook ({}) for Container {:?} in Pod {:?} failed - error: {err}",
-                    req.path,
-                    c.name,
-                    pod_ref(pod)
-                )
+            let failed = |cause: HttpError| HookError::Http {
+                path: req.path.clone(),
+                container: c.name.clone(),
+                pod: pod_ref(pod),
+                cause,
             };
             match h.http_get(req, &ua, timeout) {
                 Ok(_) => Ok(HookDone::default()),
@@ -255,11 +323,10 @@ pub fn hook(
                 Err(e) => Err(failed(e)),
             }
         }
-        Action::TcpSocket { .. } | Action::Grpc { .. } => Err(format!(
-            "unsupported lifecycle hook handler for Container {:?} in Pod {:?}",
-            c.name,
-            pod_ref(pod)
-        )),
+        Action::TcpSocket { .. } | Action::Grpc { .. } => Err(HookError::Unsupported {
+            container: c.name.clone(),
+            pod: pod_ref(pod),
+        }),
     }
 }
 
@@ -294,15 +361,19 @@ impl RealHandlers {
     }
 }
 
-/// Go's wording for a failed dial to `addr`.
-fn dial_error(addr: &str, e: &std::io::Error) -> String {
+/// Go's reading of a failed dial to `addr`.
+fn dial_error(addr: &str, e: &std::io::Error) -> DialError {
     use std::io::ErrorKind as K;
-    match e.kind() {
-        K::ConnectionRefused => format!("dial tcp {addr}: connect: connection refused"),
-        K::TimedOut | K::WouldBlock => format!("dial tcp {addr}: i/o timeout"),
-        K::HostUnreachable => format!("dial tcp {addr}: connect: no route to host"),
-        K::NetworkUnreachable => format!("dial tcp {addr}: connect: network is unreachable"),
-        _ => format!("dial tcp {addr}: {e}"),
+    let cause = match e.kind() {
+        K::ConnectionRefused => DialCause::Refused,
+        K::TimedOut | K::WouldBlock => DialCause::Timeout,
+        K::HostUnreachable => DialCause::HostUnreachable,
+        K::NetworkUnreachable => DialCause::NetworkUnreachable,
+        _ => DialCause::Other(e.to_string()),
+    };
+    DialError {
+        addr: addr.to_string(),
+        cause,
     }
 }
 
@@ -478,13 +549,20 @@ impl Handlers for RealHandlers {
         }
     }
 
-    fn tcp(&self, host: &str, port: u16, timeout: Duration) -> Result<(), String> {
+    fn tcp(&self, host: &str, port: u16, timeout: Duration) -> Result<(), DialError> {
         let addr = join_host_port(host, port);
+        let lookup = |reason: String| DialError {
+            addr: addr.clone(),
+            cause: DialCause::Lookup {
+                host: host.to_string(),
+                reason,
+            },
+        };
         let target = (host, port)
             .to_socket_addrs()
-            .map_err(|e| format!("dial tcp {addr}: lookup {host}: {e}"))?
+            .map_err(|e| lookup(e.to_string()))?
             .next()
-            .ok_or_else(|| format!("dial tcp {addr}: lookup {host}: no such host"))?;
+            .ok_or_else(|| lookup("no such host".into()))?;
         TcpStream::connect_timeout(&target, timeout)
             .map(drop)
             .map_err(|e| dial_error(&addr, &e))
@@ -496,7 +574,7 @@ impl Handlers for RealHandlers {
         port: u16,
         service: &str,
         timeout: Duration,
-    ) -> Result<Serving, String> {
+    ) -> Result<Serving, GrpcError> {
         super::grpc::check(&join_host_port(host, port), service, timeout)
     }
 }
@@ -512,7 +590,7 @@ pub mod fake {
     pub struct FakeHandlers {
         pub exec: Mutex<VecDeque<Result<ExecOutput, CriError>>>,
         pub http: Mutex<VecDeque<Result<HttpReply, HttpError>>>,
-        pub tcp: Mutex<VecDeque<Result<(), String>>>,
+        pub tcp: Mutex<VecDeque<Result<(), DialError>>>,
         pub calls: Mutex<Vec<String>>,
     }
 
@@ -546,11 +624,17 @@ pub mod fake {
                     body: String::new(),
                 }))
         }
-        fn tcp(&self, host: &str, port: u16, _: Duration) -> Result<(), String> {
+        fn tcp(&self, host: &str, port: u16, _: Duration) -> Result<(), DialError> {
             self.log(format!("tcp {host}:{port}"));
             self.tcp.lock().unwrap().pop_front().unwrap_or(Ok(()))
         }
-        fn grpc(&self, host: &str, port: u16, svc: &str, _: Duration) -> Result<Serving, String> {
+        fn grpc(
+            &self,
+            host: &str,
+            port: u16,
+            svc: &str,
+            _: Duration,
+        ) -> Result<Serving, GrpcError> {
             self.log(format!("grpc {host}:{port} {svc}"));
             Ok(Serving::Serving)
         }
@@ -663,7 +747,7 @@ mod tests {
             command: vec!["sh".into(), "-c".into(), "exit 2".into()],
         };
         assert_eq!(
-            hook(&h, &pod, &c, "id", &cmd, Duration::ZERO),
+            hook(&h, &pod, &c, "id", &cmd, Duration::ZERO).map_err(|e| e.to_string()),
             Err("Exec lifecycle hook ([sh -c exit 2]) for Container \"c\" in Pod \"p_ns(u1)\" failed - error: command 'sh -c exit 2' exited with 2: bad, message: \"outbad\"".into())
         );
         h.http.lock().unwrap().extend([
@@ -676,7 +760,7 @@ mod tests {
             "any answer will do"
         );
         assert_eq!(
-            hook(&h, &pod, &c, "id", &get(80), Duration::ZERO),
+            hook(&h, &pod, &c, "id", &get(80), Duration::ZERO).map_err(|e| e.to_string()),
             Err("HTTP lifecycle hook (/healthz) for Container \"c\" in Pod \"p_ns(u1)\" failed - error: Get \"http://127.0.0.1:80/healthz\": dial tcp 127.0.0.1:80: connect: connection refused".into())
         );
         assert!(h
@@ -833,11 +917,13 @@ mod tests {
             err.message,
             format!("Get \"http://127.0.0.1:{port}/x\": dial tcp 127.0.0.1:{port}: connect: connection refused")
         );
+        let err = real()
+            .tcp("127.0.0.1", port, Duration::from_secs(2))
+            .unwrap_err();
+        assert_eq!(err.cause, DialCause::Refused);
         assert_eq!(
-            real().tcp("127.0.0.1", port, Duration::from_secs(2)),
-            Err(format!(
-                "dial tcp 127.0.0.1:{port}: connect: connection refused"
-            ))
+            err.to_string(),
+            format!("dial tcp 127.0.0.1:{port}: connect: connection refused")
         );
     }
 
@@ -909,7 +995,9 @@ mod tests {
             Err(plain_answer(8443)),
             Err("Get \"http://127.0.0.1:8443/hook\": EOF".into()),
         ]);
-        let err = hook(&h, &pod, &c, "id", &action, Duration::ZERO).unwrap_err();
+        let err = hook(&h, &pod, &c, "id", &action, Duration::ZERO)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.ends_with("error: Get \"https://127.0.0.1:8443/hook\": http: server gave HTTP response to HTTPS client"),
             "{err}"

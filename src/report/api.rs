@@ -452,7 +452,7 @@ impl PodReporter for ApiReporter {
         self.send_event(item);
     }
 
-    fn deleted(&self, pod: &Pod) -> Result<(), String> {
+    fn deleted(&self, pod: &Pod) -> Result<(), ApiError> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         // A static pod is represented in the API server by its mirror pod.
@@ -469,7 +469,7 @@ impl PodReporter for ApiReporter {
         };
         match self.api.delete_pod(ns, name, &target, 0) {
             Ok(_) | Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         }
     }
 

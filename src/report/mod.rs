@@ -17,6 +17,7 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 
 use crate::clock::Clock;
+use crate::kube::ApiError;
 use crate::pod::{tag, uid};
 
 pub mod api;
@@ -44,7 +45,7 @@ pub trait PodReporter: Send + Sync {
         self.event(pod, kind, reason, message);
     }
     /// The pod is stopped and cleaned up: finish its deletion at its source.
-    fn deleted(&self, pod: &Pod) -> Result<(), String>;
+    fn deleted(&self, pod: &Pod) -> Result<(), ApiError>;
     /// The last status reported for the pod with this UID.
     fn last_status(&self, uid: &str) -> Option<Arc<PodStatus>>;
     /// Forget the pod with this UID.
@@ -207,7 +208,7 @@ impl PodReporter for LogReporter {
         self.log_line(pod, container, warn, &format!(" event {reason}: {message}"));
     }
 
-    fn deleted(&self, pod: &Pod) -> Result<(), String> {
+    fn deleted(&self, pod: &Pod) -> Result<(), ApiError> {
         log::info!("pod {} stopped and removed", tag(pod));
         Ok(())
     }
@@ -346,7 +347,7 @@ pub mod recorded {
                 message.into(),
             ));
         }
-        fn deleted(&self, _: &Pod) -> Result<(), String> {
+        fn deleted(&self, _: &Pod) -> Result<(), ApiError> {
             Ok(())
         }
         fn last_status(&self, _: &str) -> Option<Arc<PodStatus>> {

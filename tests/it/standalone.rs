@@ -782,3 +782,19 @@ fn start_up_failures_exit_with_a_code_by_kind() {
     assert_eq!(code, Some(4), "{log}");
     assert!(log.contains("no-such-kubeconfig"), "{log}");
 }
+
+#[test]
+fn an_unreadable_serving_certificate_is_a_usage_error() {
+    let mut d = Daemon::new("bad-cert")
+        .arg("--tls-cert-file")
+        .arg("/nonexistent/kubelet.crt")
+        .arg("--tls-private-key-file")
+        .arg("/nonexistent/kubelet.key");
+    let (code, log) = d.run_to_exit(Duration::from_secs(15));
+    assert_eq!(
+        code,
+        Some(2),
+        "the flags name a file that is not there: {log}"
+    );
+    assert!(log.contains("/nonexistent/kubelet.crt"), "{log}");
+}
