@@ -6,6 +6,7 @@
 //! edges is tested without a runtime. `main.rs` only wires the pieces together.
 //!
 //! Module map:
+//! - [`bootstrap`]: TLS bootstrap: the node's client certificate from a bootstrap token (CSR).
 //! - [`certs`]: certificates generated at run time (the kubelet API's self-signed pair; test CAs).
 //! - [`config`]: command-line flags and environment → a validated [`config::Config`].
 //! - [`cri`]: the [`cri::Runtime`] trait (the CRI operations the daemon needs), its grpcio client
@@ -29,6 +30,7 @@
 //! - [`static_pods`]: pods from manifest files (`--pod-manifest-path`).
 //! - [`volume`]: pod volumes on the host and the mounts that bring them into containers.
 
+pub mod bootstrap;
 pub mod certs;
 pub mod clock;
 pub mod config;

@@ -3,10 +3,12 @@
 //! Owns [`KubeApi`] (one method per operation, typed with k8s-openapi objects) and its
 //! implementation over [`ApiClient`]: build the request (`request`), send it (`client`), decode
 //! the answer. Modules above use `&dyn KubeApi` and are tested with [`super::fake::FakeApi`].
+//! [`CsrApi`] is the bootstrap token's separate, narrow set (TLS bootstrap).
 //! It holds no state and makes no decisions about retries beyond what `client` does.
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, Secret, Service};
 use serde::de::DeserializeOwned;
@@ -99,6 +101,49 @@ pub trait KubeApi: Send + Sync {
         &self,
         review: &SubjectAccessReview,
     ) -> Result<SubjectAccessReview, ApiError>;
+}
+
+/// The calls of TLS bootstrap (certificates.k8s.io/v1), made with the bootstrap token: a
+/// bootstrapper may create, get, list and watch CertificateSigningRequests and nothing else.
+pub trait CsrApi: Send + Sync {
+    /// Creates a CSR; 409 AlreadyExists when one of its name exists.
+    fn create_csr(
+        &self,
+        csr: &CertificateSigningRequest,
+    ) -> Result<CertificateSigningRequest, ApiError>;
+    /// One page of CSRs (a request from `request::list_csr_by_name`).
+    fn list_csrs_page(
+        &self,
+        request: &Request,
+    ) -> Result<Page<CertificateSigningRequest>, ApiError>;
+    /// A CSR watch (a request from `request::watch_csr_by_name`).
+    fn watch_csrs(
+        &self,
+        request: &Request,
+    ) -> Result<EventStream<CertificateSigningRequest>, ApiError>;
+}
+
+impl CsrApi for ApiClient {
+    fn create_csr(
+        &self,
+        csr: &CertificateSigningRequest,
+    ) -> Result<CertificateSigningRequest, ApiError> {
+        self.call(request::create_csr(csr), "certificate signing request")
+    }
+
+    fn list_csrs_page(
+        &self,
+        request: &Request,
+    ) -> Result<Page<CertificateSigningRequest>, ApiError> {
+        self.list(request)
+    }
+
+    fn watch_csrs(
+        &self,
+        request: &Request,
+    ) -> Result<EventStream<CertificateSigningRequest>, ApiError> {
+        self.stream(request)
+    }
 }
 
 /// Decodes a 2xx body as `T`.

@@ -10,11 +10,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, Secret, Service};
 use serde::de::DeserializeOwned;
 
-use super::api::{decode_list, EventStream, KubeApi};
+use super::api::{decode_list, CsrApi, EventStream, KubeApi};
 use super::error::{ApiError, TransportPhase};
 use super::request::{self, PatchType, Request, RequestKind};
 use super::watch::{decode_watch_line, Page};
@@ -194,6 +195,29 @@ fn wrong_reply(request: &Request, reply: &Reply) -> ApiError {
         request: request.describe(),
         what: "fake reply",
         message: format!("fake: {} was scripted {got}", request.kind),
+    }
+}
+
+impl CsrApi for FakeApi {
+    fn create_csr(
+        &self,
+        csr: &CertificateSigningRequest,
+    ) -> Result<CertificateSigningRequest, ApiError> {
+        self.call(request::create_csr(csr), "certificate signing request")
+    }
+
+    fn list_csrs_page(
+        &self,
+        request: &Request,
+    ) -> Result<Page<CertificateSigningRequest>, ApiError> {
+        self.list(request)
+    }
+
+    fn watch_csrs(
+        &self,
+        request: &Request,
+    ) -> Result<EventStream<CertificateSigningRequest>, ApiError> {
+        self.stream(request)
     }
 }
 

@@ -18,7 +18,7 @@ pub mod request;
 pub mod smp;
 pub mod watch;
 
-pub use api::{EventStream, KubeApi};
+pub use api::{CsrApi, EventStream, KubeApi};
 pub use error::ApiError;
 pub use request::{Method, PatchType, Request, RequestKind};
 pub use watch::{Page, WatchEvent};

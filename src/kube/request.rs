@@ -9,6 +9,7 @@ use std::fmt::{self, Write as _};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, Preconditions};
@@ -55,6 +56,9 @@ pub enum RequestKind {
     CreateToken,
     CreateTokenReview,
     CreateSubjectAccessReview,
+    CreateCsr,
+    ListCsrs,
+    WatchCsrs,
 }
 
 impl RequestKind {
@@ -86,6 +90,9 @@ impl RequestKind {
             RequestKind::CreatePod => "create_pod",
             RequestKind::CreateTokenReview => "create_token_review",
             RequestKind::CreateSubjectAccessReview => "create_subject_access_review",
+            RequestKind::CreateCsr => "create_certificate_signing_request",
+            RequestKind::ListCsrs => "list_certificate_signing_requests",
+            RequestKind::WatchCsrs => "watch_certificate_signing_requests",
         }
     }
 
@@ -93,8 +100,9 @@ impl RequestKind {
     /// be retried after the server may already have processed it.
     ///
     /// Reads, PUTs with a resourceVersion, patches that set absolute values and deletes with a
-    /// uid precondition are. Creates of Nodes, Leases and Events are not (a second Event would be
-    /// a duplicate; a second Node or Lease create turns a success into 409 AlreadyExists).
+    /// uid precondition are. Creates of Nodes, Leases, Events and CSRs are not (a second Event
+    /// would be a duplicate; a second Node, Lease or CSR create turns a success into 409
+    /// AlreadyExists).
     /// TokenRequest, TokenReview and SubjectAccessReview POSTs persist nothing, so they are.
     pub fn is_idempotent(self) -> bool {
         !matches!(
@@ -103,6 +111,7 @@ impl RequestKind {
                 | RequestKind::CreateLease
                 | RequestKind::CreateEvent
                 | RequestKind::CreatePod
+                | RequestKind::CreateCsr
         )
     }
 }
@@ -603,6 +612,32 @@ pub fn create_subject_access_review(review: &SubjectAccessReview) -> Result<Requ
     .json_body(review, CONTENT_TYPE_JSON)
 }
 
+// ---- certificate signing requests (TLS bootstrap: the bootstrap token may only do these) ----
+
+const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+
+/// `POST /apis/certificates.k8s.io/v1/certificatesigningrequests` (fixture 13a; 409 when one of
+/// that name exists, 13b).
+pub fn create_csr(csr: &CertificateSigningRequest) -> Result<Request, ApiError> {
+    Request::new(Method::Post, CSRS.into(), RequestKind::CreateCsr)
+        .json_body(csr, CONTENT_TYPE_JSON)
+}
+
+/// `GET …/certificatesigningrequests?fieldSelector=metadata.name=NAME`: the one CSR named
+/// `name`, as the kubelet's `WaitForCertificate` lists it (fixture 13c).
+pub fn list_csr_by_name(name: &str, opts: &ListOptions) -> Request {
+    let req = Request::new(Method::Get, CSRS.into(), RequestKind::ListCsrs)
+        .param("fieldSelector", format!("metadata.name={name}"));
+    with_list_options(req, opts)
+}
+
+/// Watch of the one CSR named `name` (fixture 13d).
+pub fn watch_csr_by_name(name: &str, opts: &WatchOptions) -> Request {
+    let req = Request::new(Method::Get, CSRS.into(), RequestKind::WatchCsrs)
+        .param("fieldSelector", format!("metadata.name={name}"));
+    with_watch_options(req, opts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -992,6 +1027,7 @@ mod tests {
         assert!(!RequestKind::CreateLease.is_idempotent());
         assert!(!RequestKind::CreateEvent.is_idempotent());
         assert!(!RequestKind::CreatePod.is_idempotent());
+        assert!(!RequestKind::CreateCsr.is_idempotent());
         for kind in [
             RequestKind::GetPod,
             RequestKind::UpdateLease,
