@@ -1,7 +1,9 @@
 //! X.509 material generated in memory with `rcgen`: a CA that issues serving certificates (SANs
 //! for IPs and DNS names) and client certificates (CN = user, O = group), and self-signed serving
 //! certificates. Tests use it so that no key material is committed; the kubelet API server uses
-//! it for its self-signed serving certificate when none is configured.
+//! it for its self-signed serving certificate when none is configured. A CA also signs a
+//! certificate request (PEM CSR), as a cluster's signer does (the fake API server issues the
+//! certificates that TLS bootstrap asks for).
 //!
 //! Owns: key generation and certificate signing. Must not read or write files, and must not
 //! decide trust (the TLS layer does).
@@ -20,6 +22,8 @@ pub enum CertError {
         #[source]
         source: rcgen::Error,
     },
+    #[error("not a certificate request: {message}")]
+    BadRequest { message: String },
 }
 
 fn gen_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> CertError {
@@ -126,6 +130,43 @@ impl Ca {
         self.sign(params, common_name)
     }
 
+    /// Signs a PEM certificate request (an ECDSA P-256 key) as a client certificate for its
+    /// subject's CN and O, valid from now for `lifetime`; the certificate, PEM.
+    pub fn sign_client_request(
+        &self,
+        csr_pem: &[u8],
+        lifetime: std::time::Duration,
+    ) -> Result<String, CertError> {
+        use x509_parser::prelude::FromDer as _;
+        let bad = |message: String| CertError::BadRequest { message };
+        let (_, block) =
+            x509_parser::pem::parse_x509_pem(csr_pem).map_err(|e| bad(e.to_string()))?;
+        let (_, req) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+                .map_err(|e| bad(e.to_string()))?;
+        let info = &req.certification_request_info;
+        let first = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue>| {
+            it.next().and_then(|a| a.as_str().ok()).map(str::to_string)
+        };
+        let cn = first(&mut info.subject.iter_common_name()).unwrap_or_default();
+        let org = first(&mut info.subject.iter_organization());
+        let mut params = leaf_params(
+            &cn,
+            org.as_deref(),
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let now = std::time::SystemTime::now();
+        params.not_before = (now - std::time::Duration::from_secs(60)).into();
+        params.not_after = (now + lifetime).into();
+        let key = RequestKey(info.subject_pki.subject_public_key.data.to_vec());
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(gen_err(format!("certificate for {cn}")))?;
+        Ok(cert.pem())
+    }
+
     fn sign(&self, params: CertificateParams, common_name: &str) -> Result<CertKeyPem, CertError> {
         let key = KeyPair::generate().map_err(gen_err(format!("key for {common_name}")))?;
         let cert = params
@@ -135,6 +176,19 @@ impl Ca {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+}
+
+/// The public key of a certificate request (ECDSA P-256, the only kind vk-cri asks with).
+struct RequestKey(Vec<u8>);
+
+impl rcgen::PublicKeyData for RequestKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
     }
 }
 
@@ -155,6 +209,27 @@ pub fn self_signed_server(common_name: &str, sans: &[&str]) -> Result<CertKeyPem
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ca_signs_a_nodes_request_for_its_subject() {
+        let ca = Ca::generate("ca").unwrap();
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let pem = crate::bootstrap::csr::request_pem(&key, "n1").unwrap();
+        let cert = ca
+            .sign_client_request(pem.as_bytes(), std::time::Duration::from_secs(3600))
+            .unwrap();
+        let (_, block) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
+        let (_, x) = x509_parser::parse_x509_certificate(&block.contents).unwrap();
+        assert_eq!(x.subject().to_string(), "O=system:nodes, CN=system:node:n1");
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        assert_eq!(x.public_key().raw, &spki[..], "the request's key");
+        let life = x.validity().not_after.timestamp() - x.validity().not_before.timestamp();
+        assert_eq!(life, 3600 + 60);
+        assert!(matches!(
+            ca.sign_client_request(b"junk", std::time::Duration::from_secs(1)),
+            Err(CertError::BadRequest { .. })
+        ));
+    }
 
     #[test]
     fn ca_issues_pem_material() {

@@ -21,6 +21,8 @@ pub const DEFAULT_CRI_SOCKET: &str = "/run/containerd/containerd.sock";
 pub const DEFAULT_LOG_DIR: &str = "/var/log/vk-cri/";
 /// Default root of the pods' volumes.
 pub const DEFAULT_VOLUMES_DIR: &str = "/run/vk-cri/volumes/";
+/// Default directory of the certificates TLS bootstrap obtains.
+pub const DEFAULT_CERT_DIR: &str = "/var/lib/vk-cri/pki";
 /// Default root of the files vk-cri manages per pod (/etc/hosts, termination logs).
 pub const DEFAULT_PODS_DIR: &str = "/run/vk-cri/pods/";
 
@@ -41,6 +43,15 @@ pub struct Flags {
     /// Kubeconfig to reach the API server as this node
     #[arg(long, value_name = "PATH", env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+
+    /// Bootstrap kubeconfig (a bootstrap token): when --kubeconfig is missing or its client
+    /// certificate has expired, request one with a CertificateSigningRequest and write --kubeconfig
+    #[arg(long, value_name = "PATH")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+
+    /// Directory of the client certificate that TLS bootstrap obtains
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_CERT_DIR)]
+    pub cert_dir: PathBuf,
 
     /// Name of the Node this kubelet registers as
     #[arg(long, value_name = "NAME", default_value = "virtual-kubelet")]
@@ -182,6 +193,9 @@ pub struct Flags {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub kubeconfig: Option<PathBuf>,
+    /// `--bootstrap-kubeconfig`; only with `kubeconfig`.
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    pub cert_dir: PathBuf,
     pub node_name: String,
     pub cri_socket: PathBuf,
     pub log_dir: PathBuf,
@@ -263,6 +277,8 @@ pub enum ConfigError {
     ContainerLogMonitorInterval(String),
     #[error("--authorization-mode=Webhook needs --kubeconfig: the API server answers the SubjectAccessReviews")]
     WebhookWithoutApiServer,
+    #[error("--bootstrap-kubeconfig needs --kubeconfig: the path where the obtained kubeconfig is written")]
+    BootstrapWithoutKubeconfig,
 }
 
 impl Config {
@@ -328,6 +344,10 @@ impl Config {
             return Err(ConfigError::MaxPods);
         }
         let kubeconfig = f.kubeconfig.filter(|p| !p.as_os_str().is_empty());
+        let bootstrap_kubeconfig = f.bootstrap_kubeconfig.filter(|p| !p.as_os_str().is_empty());
+        if bootstrap_kubeconfig.is_some() && kubeconfig.is_none() {
+            return Err(ConfigError::BootstrapWithoutKubeconfig);
+        }
         let address = f
             .address
             .trim()
@@ -380,6 +400,8 @@ impl Config {
             )?,
             image_pull_timeout: duration("image-pull-timeout", &f.image_pull_timeout)?,
             kubeconfig,
+            bootstrap_kubeconfig,
+            cert_dir: f.cert_dir,
             node_name: f.nodename,
             cri_socket: crate::cri::client::socket_path(&f.cri_socket).to_path_buf(),
             log_dir: f.log_dir,

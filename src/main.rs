@@ -349,6 +349,29 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
             (Arc::new(LogReporter::new(clock.clone())), None)
         }
         Some(path) => {
+            if let Some(bootstrap_kubeconfig) = &config.bootstrap_kubeconfig {
+                let paths = vk_cri::bootstrap::Paths {
+                    kubeconfig: path.clone(),
+                    bootstrap_kubeconfig: bootstrap_kubeconfig.clone(),
+                    cert_dir: config.cert_dir.clone(),
+                };
+                // A stop signal is seen (not taken) between waits.
+                let stopped = || !stop.is_empty();
+                match vk_cri::bootstrap::load_client_cert(
+                    &paths,
+                    &config.node_name,
+                    clock.as_ref(),
+                    &stopped,
+                ) {
+                    Ok(()) => {}
+                    Err(vk_cri::bootstrap::BootstrapError::Stopped { name }) => {
+                        log::info!("stopped while waiting for certificate signing request {name}");
+                        return Ok(());
+                    }
+                    Err(e) if e.is_kubeconfig() => return Err(RunError::Kubeconfig(e.to_string())),
+                    Err(e) => return Err(RunError::Failed(e.to_string())),
+                }
+            }
             let client =
                 kubeconfig::load(path, None).map_err(|e| RunError::Kubeconfig(e.to_string()))?;
             let tls = kubeconfig::ureq_tls_config(&client)

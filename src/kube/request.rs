@@ -616,22 +616,22 @@ pub fn create_subject_access_review(review: &SubjectAccessReview) -> Result<Requ
 
 const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
 
-/// `POST /apis/certificates.k8s.io/v1/certificatesigningrequests` (fixture 13a; 409 when one of
-/// that name exists, 13b).
+/// `POST /apis/certificates.k8s.io/v1/certificatesigningrequests` (fixture 14a; 409 when one of
+/// that name exists, 14b).
 pub fn create_csr(csr: &CertificateSigningRequest) -> Result<Request, ApiError> {
     Request::new(Method::Post, CSRS.into(), RequestKind::CreateCsr)
         .json_body(csr, CONTENT_TYPE_JSON)
 }
 
 /// `GET …/certificatesigningrequests?fieldSelector=metadata.name=NAME`: the one CSR named
-/// `name`, as the kubelet's `WaitForCertificate` lists it (fixture 13c).
+/// `name`, as the kubelet's `WaitForCertificate` lists it (fixture 14c).
 pub fn list_csr_by_name(name: &str, opts: &ListOptions) -> Request {
     let req = Request::new(Method::Get, CSRS.into(), RequestKind::ListCsrs)
         .param("fieldSelector", format!("metadata.name={name}"));
     with_list_options(req, opts)
 }
 
-/// Watch of the one CSR named `name` (fixture 13d).
+/// Watch of the one CSR named `name` (fixture 14d).
 pub fn watch_csr_by_name(name: &str, opts: &WatchOptions) -> Request {
     let req = Request::new(Method::Get, CSRS.into(), RequestKind::WatchCsrs)
         .param("fieldSelector", format!("metadata.name={name}"));

@@ -850,3 +850,126 @@ fn a_static_pod_appears_as_a_mirror_pod_with_its_status_and_goes_with_its_file()
     );
     d.wait_no_sandboxes(Duration::from_secs(10));
 }
+
+#[test]
+fn a_node_with_a_bootstrap_token_gets_its_certificate_and_joins_once_it_is_issued() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let f = fake();
+    let token = "abcdef.0123456789abcdef";
+    f.add_bootstrap_token(token);
+    let mut d = Daemon::with_bootstrap(&f, "api-bootstrap", token);
+    d.start();
+    let csr = wait_for(
+        "the node's certificate signing request",
+        Duration::from_secs(30),
+        || f.list(Res::Csrs, None).into_iter().next(),
+    );
+    let name = csr["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("node-csr-"), "{name}");
+    assert_eq!(csr["spec"]["username"], "system:bootstrap:abcdef");
+    assert_eq!(
+        csr["spec"]["signerName"],
+        "kubernetes.io/kube-apiserver-client-kubelet"
+    );
+    assert_eq!(
+        csr["spec"]["usages"],
+        json!(["digital signature", "client auth"])
+    );
+    d.wait_log(
+        &format!("kubectl certificate approve {name}"),
+        Duration::from_secs(10),
+    );
+    // Nothing but the request while it waits: no Node, no other call as the bootstrap user.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(f.get_node(&d.node).is_none());
+    for r in f.requests() {
+        assert!(
+            r.path
+                .starts_with("/apis/certificates.k8s.io/v1/certificatesigningrequests"),
+            "{} {} as {}",
+            r.method,
+            r.path,
+            r.user
+        );
+        assert_eq!(r.user, "system:bootstrap:abcdef");
+    }
+    assert!(d.cert_dir().join("kubelet-client.key.tmp").exists());
+
+    f.approve_and_issue_csr(&name, Duration::from_secs(3600));
+    wait_for("the node to register", Duration::from_secs(30), || {
+        f.get_node(&d.node)
+    });
+    d.wait_log("bootstrap done: client certificate", Duration::from_secs(5));
+    let node_user = format!("system:node:{}", d.node);
+    assert!(
+        f.requests()
+            .iter()
+            .any(|r| r.path == "/api/v1/nodes" && r.method == "POST" && r.user == node_user),
+        "registered as {node_user} with the issued certificate"
+    );
+    let current = d.cert_dir().join("kubelet-client-current.pem");
+    let target = std::fs::read_link(&current).expect("the current pair is a link");
+    assert!(target
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("kubelet-client-20"));
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !d.cert_dir().join("kubelet-client.key.tmp").exists(),
+        "the pending key is gone"
+    );
+    let kubeconfig = std::fs::read_to_string(d.kubeconfig().unwrap()).unwrap();
+    assert!(
+        kubeconfig.contains(current.to_str().unwrap()),
+        "{kubeconfig}"
+    );
+
+    // Restarted, it uses the kubeconfig it wrote: no second request.
+    d.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+    let before = d.log().len();
+    f.clear_requests();
+    d.start();
+    d.wait_log_since(
+        before,
+        "exists and is valid, skipping bootstrap",
+        Duration::from_secs(10),
+    );
+    wait_for("a request as the node", Duration::from_secs(20), || {
+        f.requests().into_iter().find(|r| r.user == node_user)
+    });
+    assert_eq!(f.list(Res::Csrs, None).len(), 1);
+    assert!(f
+        .requests()
+        .iter()
+        .all(|r| !r.path.contains("certificatesigningrequests")));
+}
+
+#[test]
+fn a_denied_bootstrap_request_ends_the_daemon_with_the_reason() {
+    let f = fake();
+    let token = "abcdef.0123456789abcdef";
+    f.add_bootstrap_token(token);
+    let mut d = Daemon::with_bootstrap(&f, "api-bootstrap-denied", token);
+    d.start();
+    let csr = wait_for("the request", Duration::from_secs(30), || {
+        f.list(Res::Csrs, None).into_iter().next()
+    });
+    let mut denied = csr.clone();
+    denied["status"]["conditions"] = json!([{"type": "Denied", "status": "True",
+        "reason": "NotOurs", "message": "this node is not expected"}]);
+    let name = csr["metadata"]["name"].as_str().unwrap();
+    f.modify(Res::Csrs, "", name, |o| *o = denied.clone());
+    let code = d.wait_exit_code(Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{}", d.log());
+    assert!(
+        d.log().contains("certificate signing request is denied, reason: NotOurs, message: this node is not expected"),
+        "{}",
+        d.log()
+    );
+    assert!(f.get_node(&d.node).is_none());
+}

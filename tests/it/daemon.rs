@@ -101,6 +101,41 @@ impl Daemon {
         d
     }
 
+    /// A daemon that joins the fake API server with only a bootstrap token (TLS bootstrap):
+    /// `--kubeconfig` names a file that does not exist yet, `--cert-dir` is its own.
+    pub fn with_bootstrap(fake: &FakeApiServer, tag: &str, token: &str) -> Daemon {
+        let mut d = Daemon::new(tag);
+        d.node = fake.node_name().to_string();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let bootstrap = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: kubelet-bootstrap\n  user:\n    token: {token}\ncontexts:\n- name: bootstrap\n  context:\n    cluster: fake\n    user: kubelet-bootstrap\ncurrent-context: bootstrap\n",
+            fake.url(),
+            b64(&fake.ca_pem()),
+        );
+        let path = d.dir.0.join("bootstrap-kubelet.conf");
+        std::fs::write(&path, bootstrap).expect("write bootstrap kubeconfig");
+        d.kubeconfig = Some(d.dir.0.join("kubelet.conf"));
+        d.args = vec![
+            "--node-ip".into(),
+            "127.0.0.1".into(),
+            "--bootstrap-kubeconfig".into(),
+            path.display().to_string(),
+            "--cert-dir".into(),
+            d.cert_dir().display().to_string(),
+        ];
+        d
+    }
+
+    /// `--cert-dir` of a bootstrap daemon.
+    pub fn cert_dir(&self) -> PathBuf {
+        self.dir.0.join("pki")
+    }
+
+    /// The `--kubeconfig` path, if any.
+    pub fn kubeconfig(&self) -> Option<&std::path::Path> {
+        self.kubeconfig.as_deref()
+    }
+
     /// Extra command-line arguments.
     pub fn arg(mut self, a: &str) -> Daemon {
         self.args.push(a.to_string());
@@ -175,6 +210,11 @@ impl Daemon {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
             .expect("signal the daemon");
         self.wait_exit(timeout, &format!(" of {signal}"))
+    }
+
+    /// Waits for the started daemon to exit by itself; its exit code.
+    pub fn wait_exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        self.wait_exit(timeout, "")
     }
 
     /// Waits for the started daemon to exit; its exit code. Killed, and the test failed, after

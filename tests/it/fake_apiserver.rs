@@ -22,13 +22,17 @@ enum Who {
     Node,
     Admin,
     Anonymous,
+    /// The bootstrap token [`BOOTSTRAP_TOKEN`] (the fixtures' `abcdef.<secret>`).
+    Bootstrap,
 }
+
+const BOOTSTRAP_TOKEN: &str = "abcdef.0123456789abcdef";
 
 fn creds(fake: &FakeApiServer, who: Who) -> Option<CertKeyPem> {
     match who {
         Who::Node => Some(fake.node_cert()),
         Who::Admin => Some(fake.admin_cert()),
-        Who::Anonymous => None,
+        Who::Anonymous | Who::Bootstrap => None,
     }
 }
 
@@ -82,11 +86,27 @@ fn send(
     let a = agent(fake, who);
     let url = format!("{}{path}", fake.url());
     let ct = content_type.unwrap_or("application/json");
+    let auth = if who == Who::Bootstrap {
+        format!("Bearer {BOOTSTRAP_TOKEN}")
+    } else {
+        String::new()
+    };
     let res = match (method, body) {
+        ("GET", _) if !auth.is_empty() => a.get(&url).header("Authorization", &auth).call(),
         ("GET", _) => a.get(&url).call(),
         ("DELETE", None) => a.delete(&url).call(),
         ("DELETE", Some(b)) => a.delete(&url).force_send_body().content_type(ct).send(b),
+        ("POST", b) if !auth.is_empty() => a
+            .post(&url)
+            .header("Authorization", &auth)
+            .content_type(ct)
+            .send(b.unwrap_or("")),
         ("POST", b) => a.post(&url).content_type(ct).send(b.unwrap_or("")),
+        ("PUT", b) if !auth.is_empty() => a
+            .put(&url)
+            .header("Authorization", &auth)
+            .content_type(ct)
+            .send(b.unwrap_or("")),
         ("PUT", b) => a.put(&url).content_type(ct).send(b.unwrap_or("")),
         ("PATCH", b) => a.patch(&url).content_type(ct).send(b.unwrap_or("")),
         (m, _) => panic!("unsupported method {m}"),
@@ -165,6 +185,8 @@ fn who_for(dir: &str) -> Who {
         Who::Admin
     } else if dir.contains("anonymous") {
         Who::Anonymous
+    } else if dir.contains("bootstrap") {
+        Who::Bootstrap
     } else {
         Who::Node
     }
@@ -1379,5 +1401,96 @@ fn services_are_listed_and_watched_cluster_wide_by_the_node_with_the_kubernetes_
         bookmark["object"]["status"],
         json!({"loadBalancer": {}}),
         "the zero Service, as the watch cache sends it"
+    );
+}
+
+#[test]
+fn certificate_signing_requests_follow_14() {
+    let fake = FakeApiServer::start();
+    fake.add_bootstrap_token(BOOTSTRAP_TOKEN);
+    let created = replay(&fake, "14a-bootstrap-create-csr-201");
+    assert_eq!(created.status, 201, "{}", created.body);
+    let recorded = fixture_json("14a-bootstrap-create-csr-201");
+    assert_eq!(
+        normalize(created.json()),
+        normalize(recorded.clone()),
+        "username, groups, status {{}}"
+    );
+    assert_fixture(&fake, "14b-bootstrap-create-csr-again-409", &[]);
+    let listed = replay(&fake, "14c-bootstrap-list-csr-by-name-200");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let items = listed.json()["items"].as_array().unwrap().clone();
+    let want = fixture_json("14c-bootstrap-list-csr-by-name-200")["items"].clone();
+    assert_eq!(items.len(), 1);
+    assert_eq!(normalize(items[0].clone()), normalize(want[0].clone()));
+    assert_fixture(&fake, "14f-bootstrap-list-pods-403", &[]);
+    assert_fixture(&fake, "14g-bootstrap-create-csr-not-a-request-422", &[]);
+
+    // Approval through the subresource: the recorded PUT, with our uid and resourceVersion.
+    let ours = created.json();
+    let (uid, rv) = (uid_of(&ours), rv_of(&ours).to_string());
+    let subs = [
+        (uid_of(&recorded), uid.clone()),
+        (format!("\"{}\"", rv_of(&recorded)), format!("\"{rv}\"")),
+    ];
+    let subs: Vec<(&str, &str)> = subs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let approved = replay_with(&fake, "14e-admin-approve-csr-200", &subs);
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    let strip_times = |mut v: Value| {
+        for c in v["status"]["conditions"].as_array_mut().unwrap() {
+            for f in ["lastUpdateTime", "lastTransitionTime"] {
+                assert!(c[f].is_string(), "{f} stamped: {c}");
+                c[f] = json!("T");
+            }
+        }
+        normalize(v)
+    };
+    assert_eq!(
+        strip_times(approved.json()),
+        strip_times(fixture_json("14e-admin-approve-csr-200"))
+    );
+    // The watch by name sees the approval and the issue (14d): two MODIFIED events.
+    let rv_now = rv_of(&approved.json());
+    let name = "node-csr-recorded";
+    let issued = fake.approve_and_issue_csr(name, Duration::from_secs(3600));
+    let cert = base64::engine::general_purpose::STANDARD
+        .decode(issued["status"]["certificate"].as_str().unwrap())
+        .unwrap();
+    assert!(cert.starts_with(b"-----BEGIN CERTIFICATE-----"));
+    let path = format!(
+        "/apis/certificates.k8s.io/v1/certificatesigningrequests?fieldSelector=metadata.name%3D{name}&watch=true&resourceVersion={}&timeoutSeconds=1",
+        rv_now - 1
+    );
+    let r = send(&fake, Who::Bootstrap, "GET", &path, None, None);
+    let events: Vec<Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["MODIFIED", "MODIFIED", "MODIFIED"], "{}", r.body);
+    let recorded_watch: Vec<Value> = fixture_file(
+        "14d-bootstrap-watch-csr-by-name-approved-issued",
+        "response-body.json",
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    assert!(recorded_watch[1]["object"]["status"]["certificate"].is_string());
+    assert!(events[2]["object"]["status"]["certificate"].is_string());
+    // A bootstrapper may not approve.
+    let denied = send(
+        &fake,
+        Who::Bootstrap,
+        "PUT",
+        &format!("/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}/approval"),
+        None,
+        Some("{}"),
+    );
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert!(
+        denied.body.contains("system:bootstrap:abcdef"),
+        "{}",
+        denied.body
     );
 }

@@ -289,7 +289,11 @@ fn resource(
             "the fake API server does not proxy to kubelets".to_string(),
             None,
         )),
-        (_, _, sub) if !matches!(sub, "" | "status") => Err(status::path_not_found()),
+        (_, res, sub)
+            if !(matches!(sub, "" | "status") || (res == Res::Csrs && sub == "approval")) =>
+        {
+            Err(status::path_not_found())
+        }
         ("get", ..) => {
             get(&inner.store, path.res, ns.unwrap_or(""), name).map(|v| obj_reply(200, &v))
         }
@@ -889,6 +893,13 @@ pub fn create(
             obj["status"] = json!({"phase": "Active"});
         }
         Res::Services => default_service(&inner.store, &mut obj, &name)?,
+        Res::Csrs => {
+            // The requester, as authenticated; the status is the signer's and approver's.
+            obj["spec"]["username"] = json!(who.user);
+            obj["spec"]["groups"] = json!(who.groups);
+            obj["status"] = json!({});
+            validate_csr(&obj, &name)?;
+        }
         _ => {}
     }
     prune_empty(&mut obj);
@@ -899,6 +910,51 @@ pub fn create(
 /// Go's `omitempty`: the real server drops empty lists and empty map-typed fields when it
 /// re-encodes an object (`"env": []` does not come back). `containers` is not omitempty;
 /// empty structs (`resources: {}`) are kept.
+/// The checks of a v1 CertificateSigningRequest a kubelet can trip (13e).
+fn validate_csr(obj: &Value, name: &str) -> ApiResult<()> {
+    let invalid = |field: &str, reason: &str, message: String| {
+        Err(status::invalid(
+            "CertificateSigningRequest",
+            "certificates.k8s.io",
+            name,
+            field,
+            reason,
+            message,
+        ))
+    };
+    let request = obj["spec"]["request"].as_str().unwrap_or_default();
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(request)
+        .unwrap_or_default();
+    if !pem.starts_with(b"-----BEGIN CERTIFICATE REQUEST-----") {
+        // Go's %#v of the bytes.
+        let bytes: Vec<String> = pem.iter().map(|b| format!("{b:#x}")).collect();
+        return invalid(
+            "spec.request",
+            "FieldValueInvalid",
+            format!(
+                "Invalid value: []byte{{{}}}: PEM block type must be CERTIFICATE REQUEST",
+                bytes.join(", ")
+            ),
+        );
+    }
+    if obj["spec"]["signerName"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        return invalid(
+            "spec.signerName",
+            "FieldValueRequired",
+            "Required value".into(),
+        );
+    }
+    if obj["spec"]["usages"].as_array().is_none_or(Vec::is_empty) {
+        return invalid("spec.usages", "FieldValueRequired", "Required value".into());
+    }
+    Ok(())
+}
+
 fn prune_empty(v: &mut Value) {
     const MAPS: &[&str] = &[
         "labels",
@@ -969,6 +1025,21 @@ pub fn update(
         return Err(status::conflict_modified(res, name));
     }
     let mut result = match (res, sub) {
+        // The approval subresource changes the conditions and nothing else.
+        (Res::Csrs, "approval") => {
+            let mut r = old.clone();
+            let mut conditions = new["status"]["conditions"].clone();
+            // The server stamps what the client left out (14d).
+            for c in conditions.as_array_mut().into_iter().flatten() {
+                for field in ["lastUpdateTime", "lastTransitionTime"] {
+                    if c.get(field).is_none() {
+                        c[field] = json!(store::timestamp(0));
+                    }
+                }
+            }
+            r["status"]["conditions"] = conditions;
+            r
+        }
         (_, "status") => {
             let mut r = old.clone();
             match new.get("status") {

@@ -32,6 +32,11 @@ impl Identity {
         self.groups.iter().any(|g| g == "system:masters")
     }
 
+    /// A bootstrap token's user (`system:bootstrap:<id>` in `system:bootstrappers`).
+    pub fn is_bootstrapper(&self) -> bool {
+        self.groups.iter().any(|g| g == "system:bootstrappers")
+    }
+
     pub fn is_anonymous(&self) -> bool {
         self.user == "system:anonymous"
     }
@@ -174,6 +179,16 @@ fn node_runs_service_account(store: &Store, node: &str, ns: &str, name: &str) ->
 /// The union of the authorizers for this identity.
 pub fn authorize(store: &Store, who: &Identity, a: &Attributes<'_>) -> Result<(), Deny> {
     if who.is_admin() {
+        return Ok(());
+    }
+    // The system:node-bootstrapper role (kubeadm binds it to system:bootstrappers) and the
+    // system:node role alike: create, get, list and watch CertificateSigningRequests.
+    let csr_verb = matches!(a.verb, "create" | "get" | "list" | "watch");
+    if a.res == Res::Csrs
+        && a.subresource.is_empty()
+        && csr_verb
+        && (who.is_bootstrapper() || who.node_name().is_some())
+    {
         return Ok(());
     }
     let Some(node) = who.node_name() else {

@@ -639,6 +639,57 @@ impl FakeApiServer {
         );
     }
 
+    /// Accept bootstrap token `id.secret` as kube-apiserver's bootstrap authenticator does
+    /// (`system:bootstrap:<id>`, groups `system:bootstrappers`, kubeadm's
+    /// `system:bootstrappers:kubeadm:default-node-token` and `system:authenticated`).
+    pub fn add_bootstrap_token(&self, token: &str) {
+        let id = token.split('.').next().unwrap_or_default();
+        self.add_bearer_token(
+            token,
+            &format!("system:bootstrap:{id}"),
+            &[
+                "system:bootstrappers",
+                "system:bootstrappers:kubeadm:default-node-token",
+                "system:authenticated",
+            ],
+        );
+    }
+
+    /// What kube-controller-manager's csrapprover and csrsigning controllers do for a node
+    /// client CSR: the Approved condition, then `status.certificate` signed by the fake's CA
+    /// for `lifetime`. Two changes, as watchers see them; the final object.
+    pub fn approve_and_issue_csr(&self, name: &str, lifetime: Duration) -> Value {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut csr = self
+            .get(Res::Csrs, "", name)
+            .unwrap_or_else(|| panic!("fake apiserver: no csr {name}"));
+        let now = store::timestamp(0);
+        csr["status"]["conditions"] = json!([{
+            "type": "Approved", "status": "True", "reason": "AutoApproved",
+            "message": "Auto approving kubelet client certificate after SubjectAccessReview.",
+            "lastUpdateTime": now, "lastTransitionTime": now,
+        }]);
+        let request = b64
+            .decode(csr["spec"]["request"].as_str().unwrap_or_default())
+            .expect("csr request is base64");
+        let cert = self
+            .ca
+            .sign_client_request(&request, lifetime)
+            .expect("sign the csr");
+        self.with_store(|inner| {
+            inner
+                .store
+                .write(Res::Csrs, csr.clone(), store::EventType::Modified)
+        });
+        csr["status"]["certificate"] = json!(b64.encode(cert));
+        self.with_store(|inner| {
+            inner
+                .store
+                .write(Res::Csrs, csr, store::EventType::Modified)
+        })
+    }
+
     /// Make TokenReview report this token as authenticated for this user.
     pub fn allow_token_review(&self, token: &str, user: &str, groups: &[&str]) {
         self.shared.lock().token_reviews.insert(

@@ -39,6 +39,7 @@ fn res_for(group: &str, plural: &str) -> Option<Res> {
         ("", "services") => Res::Services,
         ("coordination.k8s.io", "leases") => Res::Leases,
         ("events.k8s.io", "events") => Res::EventsV1,
+        ("certificates.k8s.io", "certificatesigningrequests") => Res::Csrs,
         _ => return None,
     })
 }

@@ -23,6 +23,7 @@ pub enum Res {
     Namespaces,
     ServiceAccounts,
     Services,
+    Csrs,
 }
 
 impl Res {
@@ -37,6 +38,7 @@ impl Res {
             Res::Namespaces => "namespaces",
             Res::ServiceAccounts => "serviceaccounts",
             Res::Services => "services",
+            Res::Csrs => "certificatesigningrequests",
         }
     }
 
@@ -44,6 +46,7 @@ impl Res {
         match self {
             Res::Leases => "coordination.k8s.io",
             Res::EventsV1 => "events.k8s.io",
+            Res::Csrs => "certificates.k8s.io",
             _ => "",
         }
     }
@@ -52,6 +55,7 @@ impl Res {
         match self {
             Res::Leases => "coordination.k8s.io/v1",
             Res::EventsV1 => "events.k8s.io/v1",
+            Res::Csrs => "certificates.k8s.io/v1",
             _ => "v1",
         }
     }
@@ -67,11 +71,12 @@ impl Res {
             Res::Namespaces => "Namespace",
             Res::ServiceAccounts => "ServiceAccount",
             Res::Services => "Service",
+            Res::Csrs => "CertificateSigningRequest",
         }
     }
 
     pub fn namespaced(self) -> bool {
-        !matches!(self, Res::Nodes | Res::Namespaces)
+        !matches!(self, Res::Nodes | Res::Namespaces | Res::Csrs)
     }
 
     /// `pods`, `leases.coordination.k8s.io`: how the server names the resource in messages.
