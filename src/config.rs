@@ -184,6 +184,14 @@ pub struct Flags {
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub container_log_monitor_interval: String,
 
+    /// Address of the healthz endpoint (plain HTTP /healthz)
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub healthz_bind_address: String,
+
+    /// Port of the healthz endpoint; 0 disables it
+    #[arg(long, value_name = "PORT", default_value_t = 10248)]
+    pub healthz_port: u16,
+
     /// Log level: error, warn, info, debug or trace
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -196,6 +204,8 @@ pub struct Config {
     /// `--bootstrap-kubeconfig`; only with `kubeconfig`.
     pub bootstrap_kubeconfig: Option<PathBuf>,
     pub cert_dir: PathBuf,
+    /// `--healthz-bind-address:--healthz-port`; `None` when the port is 0.
+    pub healthz: Option<std::net::SocketAddr>,
     pub node_name: String,
     pub cri_socket: PathBuf,
     pub log_dir: PathBuf,
@@ -279,6 +289,8 @@ pub enum ConfigError {
     WebhookWithoutApiServer,
     #[error("--bootstrap-kubeconfig needs --kubeconfig: the path where the obtained kubeconfig is written")]
     BootstrapWithoutKubeconfig,
+    #[error("--healthz-bind-address {0:?} is not an IP address")]
+    HealthzAddress(String),
 }
 
 impl Config {
@@ -343,6 +355,17 @@ impl Config {
         if f.max_pods == 0 {
             return Err(ConfigError::MaxPods);
         }
+        let healthz = match f.healthz_port {
+            0 => None,
+            port => {
+                let ip: IpAddr = f
+                    .healthz_bind_address
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError::HealthzAddress(f.healthz_bind_address.clone()))?;
+                Some(std::net::SocketAddr::new(ip, port))
+            }
+        };
         let kubeconfig = f.kubeconfig.filter(|p| !p.as_os_str().is_empty());
         let bootstrap_kubeconfig = f.bootstrap_kubeconfig.filter(|p| !p.as_os_str().is_empty());
         if bootstrap_kubeconfig.is_some() && kubeconfig.is_none() {
@@ -402,6 +425,7 @@ impl Config {
             kubeconfig,
             bootstrap_kubeconfig,
             cert_dir: f.cert_dir,
+            healthz,
             node_name: f.nodename,
             cri_socket: crate::cri::client::socket_path(&f.cri_socket).to_path_buf(),
             log_dir: f.log_dir,

@@ -207,6 +207,7 @@ fn start_kubelet_api(
     api: Option<Arc<dyn KubeApi>>,
     pods: server::PodLister,
     ip: IpAddr,
+    sync_loop: server::SyncLoopProbe,
 ) -> Result<vk_cri::httpd::Server, RunError> {
     let pair = config
         .tls_cert_file
@@ -234,7 +235,8 @@ fn start_kubelet_api(
     let auth = auth::Auth::new(config.anonymous_auth, authorizer, reviews);
     let host_stats = vk_cri::node::stats::ProcStats::new(&config.pods_dir, &config.cgroup_root);
     let handler = server::KubeletApi::new(auth, runtime, pods, &config.node_name)
-        .with_host_stats(Arc::new(host_stats));
+        .with_host_stats(Arc::new(host_stats))
+        .with_sync_loop(sync_loop);
     let addr = std::net::SocketAddr::new(config.address, config.port);
     let srv = server::start(addr, tls, handler).map_err(|e| {
         let source = std::error::Error::source(&e)
@@ -250,6 +252,45 @@ fn start_kubelet_api(
         config.client_ca_file.is_some()
     );
     Ok(srv)
+}
+
+/// The healthz port (`--healthz-bind-address:--healthz-port`, plain HTTP), on a thread that
+/// binds it and, as the kubelet's, tries again every 5 s while it cannot (logged once).
+fn start_healthz_port(addr: std::net::SocketAddr) -> Option<std::thread::JoinHandle<()>> {
+    let spawned = std::thread::Builder::new()
+        .name("healthz".into())
+        .spawn(move || {
+            let mut logged = false;
+            loop {
+                let served = vk_cri::httpd::Server::bind_plain(addr).and_then(|mut srv| {
+                    srv.serve(Arc::new(server::HealthzPort))?;
+                    Ok(srv)
+                });
+                match served {
+                    Ok(srv) => {
+                        log::info!("healthz on http://{}/healthz", srv.local_addr());
+                        // The server's threads serve; this one keeps it alive.
+                        loop {
+                            std::thread::park();
+                        }
+                    }
+                    Err(e) => {
+                        if !logged {
+                            log::warn!("failed to start the healthz server on {addr}: {e} (trying again every 5 s)");
+                            logged = true;
+                        }
+                        std::thread::sleep(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+    match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            log::warn!("failed to start the healthz thread: {e}");
+            None
+        }
+    }
 }
 
 fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<(), RunError> {
@@ -442,7 +483,16 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         let (index, reporter) = (index.clone(), reporter.clone());
         Arc::new(move || index.list(|uid| reporter.last_status(uid)))
     };
-    let _kubelet_api = start_kubelet_api(config, runtime.clone(), api.clone(), lister, ip)?;
+    // The relister starts after the kubelet API: /healthz's sync loop check finds it here.
+    let relister: Arc<std::sync::OnceLock<Arc<vk_cri::executor::cache::RuntimeCache>>> =
+        Arc::default();
+    let sync_loop: server::SyncLoopProbe = {
+        let relister = relister.clone();
+        Arc::new(move || relister.get().and_then(|c| c.last_relist()))
+    };
+    let _kubelet_api =
+        start_kubelet_api(config, runtime.clone(), api.clone(), lister, ip, sync_loop)?;
+    let _healthz = config.healthz.map(start_healthz_port);
 
     let prober = Prober::start(
         Arc::new(RealHandlers::new(runtime.clone())),
@@ -491,6 +541,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
     }
     let syncer = Arc::new(syncer.with_prober(prober.clone()).with_clock(clock.clone()));
     let runtime_cache = syncer.runtime_cache();
+    let _ = relister.set(runtime_cache.clone());
     let workers = PodWorkers::new(syncer, clock.clone());
     let poke = workers.clone();
     let evict_poke = workers.clone();

@@ -70,6 +70,9 @@ struct Entry {
 struct Inner {
     /// The latest successful relist: when it started and each pod's fingerprint.
     relist: Option<(Instant, Arc<BTreeMap<String, u64>>)>,
+    /// When the latest successful relist started, kept when a later one fails (the sync
+    /// loop's health, `/healthz`'s `syncloop`).
+    last_round: Option<Instant>,
     pods: HashMap<String, Entry>,
 }
 
@@ -90,7 +93,14 @@ impl RuntimeCache {
 
     /// A relist that started at `at` found these fingerprints (by pod UID).
     pub fn relisted(&self, at: Instant, fingerprints: Arc<BTreeMap<String, u64>>) {
-        self.lock().relist = Some((at, fingerprints));
+        let mut inner = self.lock();
+        inner.relist = Some((at, fingerprints));
+        inner.last_round = Some(at);
+    }
+
+    /// When the latest successful relist started (`None`: none yet).
+    pub fn last_relist(&self) -> Option<Instant> {
+        self.lock().last_round
     }
 
     /// The relist failed: what it would have confirmed is unknown.

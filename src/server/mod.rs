@@ -14,6 +14,7 @@
 //! generated self-signed pair). Must not keep pod state of its own.
 
 pub mod auth;
+pub mod healthz;
 pub mod logs;
 pub mod pods;
 pub mod route;
@@ -136,6 +137,42 @@ pub struct KubeletApi {
     host: Option<Arc<dyn HostStats>>,
     /// The last cpu samples of the node, the pods' cgroup and each pod (cAdvisor's rate).
     rates: Mutex<Rates>,
+    /// When the sync loop last went round, for `/healthz`'s `syncloop` check.
+    sync_loop: Option<SyncLoopProbe>,
+}
+
+/// When the sync loop last went round (`None`: not yet).
+pub type SyncLoopProbe = Arc<dyn Fn() -> Option<Instant> + Send + Sync>;
+
+/// A healthz answer as Go's handler sends it.
+fn healthz_response(a: &healthz::Answer) -> Response {
+    Response::new(a.status)
+        .body("text/plain; charset=utf-8", a.body.clone().into_bytes())
+        .header("X-Content-Type-Options", "nosniff")
+}
+
+/// The healthz port (`--healthz-port`, plain HTTP): `/healthz` and `/healthz/ping`, with the
+/// ping check only, as the kubelet's; anything else is Go's `404 page not found`.
+pub struct HealthzPort;
+
+impl Handler for HealthzPort {
+    fn handle(&self, req: Request, resp: Responder<'_>) {
+        let checks = [("ping", Ok(()))];
+        let verbose = req.query_param("verbose").is_some();
+        let path = req.path.trim_end_matches('/');
+        // Any method, as Go's mux routes them all to the handler.
+        let answer = match path.strip_prefix("/healthz") {
+            Some("") => Some(healthz::root(&checks, verbose, &[])),
+            Some(rest) => rest
+                .strip_prefix('/')
+                .and_then(|name| healthz::one(&checks, name)),
+            None => None,
+        };
+        let _ = match answer {
+            Some(a) => resp.send(healthz_response(&a)),
+            None => resp.send(Response::text(404, "404 page not found\n")),
+        };
+    }
 }
 
 #[derive(Default)]
@@ -157,7 +194,14 @@ impl KubeletApi {
             log_poll: Duration::from_millis(100),
             host: None,
             rates: Mutex::default(),
+            sync_loop: None,
         }
+    }
+
+    /// The `syncloop` check reads when the sync loop (the relist) last went round.
+    pub fn with_sync_loop(mut self, last: SyncLoopProbe) -> KubeletApi {
+        self.sync_loop = Some(last);
+        self
     }
 
     /// Reports the node's usage from `host`.
@@ -236,9 +280,34 @@ impl Handler for KubeletApi {
 }
 
 impl KubeletApi {
+    /// `/healthz` (or `/healthz/NAME`): ping, log and the sync loop, the kubelet's checks.
+    fn healthz(&self, check: Option<&str>, verbose: bool, exclude: &[&str], resp: Responder<'_>) {
+        let last = self.sync_loop.as_ref().and_then(|f| f());
+        let checks = [
+            ("ping", Ok(())),
+            ("log", Ok(())),
+            ("syncloop", healthz::sync_loop(last, Instant::now())),
+        ];
+        let answer = match check {
+            None => Some(healthz::root(&checks, verbose, exclude)),
+            Some(name) => healthz::one(&checks, name),
+        };
+        let _ = match answer {
+            Some(a) => {
+                if a.status != 200 {
+                    log::debug!("healthz check failed: {}", a.body.trim_end());
+                }
+                resp.send(healthz_response(&a))
+            }
+            None => resp.send(Response::text(404, "404 page not found\n")),
+        };
+    }
+
     fn handle_request(&self, req: Request, resp: Responder<'_>) {
+        // `/healthz` itself is open (its reasons are withheld); its sub-checks are not.
         if req.path == "/healthz" && (req.method == "GET" || req.method == "HEAD") {
-            let _ = resp.send(Response::text(200, "ok"));
+            let exclude: Vec<&str> = req.query_all("exclude").collect();
+            self.healthz(None, req.query_param("verbose").is_some(), &exclude, resp);
             return;
         }
         let verdict = self.auth.check(
@@ -294,8 +363,13 @@ impl KubeletApi {
             Err(f)
         };
         match route {
-            Route::Healthz => {
-                let _ = resp.send(Response::text(200, "ok"));
+            Route::Healthz {
+                check,
+                verbose,
+                exclude,
+            } => {
+                let exclude: Vec<&str> = exclude.iter().map(String::as_str).collect();
+                self.healthz(check.as_deref(), verbose, &exclude, resp);
                 Ok(())
             }
             Route::ContainerLogs {

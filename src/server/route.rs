@@ -43,7 +43,12 @@ pub struct LogOptions {
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    Healthz,
+    /// `/healthz` (`check: None`) or `/healthz/NAME`, with `?verbose` and `?exclude=NAME`.
+    Healthz {
+        check: Option<String>,
+        verbose: bool,
+        exclude: Vec<String>,
+    },
     /// `/pods`: the pods on this node.
     Pods,
     /// `/runningpods/`: the pods the runtime runs.
@@ -347,7 +352,15 @@ pub fn parse(
         }
     };
     match head.as_slice() {
-        ["healthz"] => read_only().map(|_| Route::Healthz),
+        ["healthz", rest @ ..] if rest.len() <= 1 => read_only().map(|_| Route::Healthz {
+            check: rest.first().map(|c| c.to_string()),
+            verbose: query.iter().any(|(k, _)| k == "verbose"),
+            exclude: query
+                .iter()
+                .filter(|(k, _)| k == "exclude")
+                .map(|(_, v)| v.clone())
+                .collect(),
+        }),
         ["pods"] => read_only().map(|_| Route::Pods),
         ["runningpods"] => read_only().map(|_| Route::RunningPods),
         ["stats", "summary"] => read_only().map(|_| Route::StatsSummary),
@@ -459,7 +472,26 @@ mod tests {
 
     #[test]
     fn healthz() {
-        assert_eq!(parse("GET", "/healthz", &[]), Ok(Route::Healthz));
+        assert_eq!(
+            parse("GET", "/healthz", &[]),
+            Ok(Route::Healthz {
+                check: None,
+                verbose: false,
+                exclude: vec![]
+            })
+        );
+        assert_eq!(
+            parse(
+                "GET",
+                "/healthz/syncloop",
+                &q(&[("verbose", ""), ("exclude", "log")])
+            ),
+            Ok(Route::Healthz {
+                check: Some("syncloop".into()),
+                verbose: true,
+                exclude: vec!["log".into()]
+            })
+        );
         assert_eq!(status("POST", "/healthz", &[]), 405);
     }
 

@@ -178,6 +178,13 @@ impl Daemon {
             .args(["--address", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
             .args(&self.args)
+            // Daemons run side by side: no shared default healthz port unless a test asks.
+            .args(
+                (!self.args.iter().any(|a| a == "--healthz-port"))
+                    .then_some(["--healthz-port", "0"])
+                    .into_iter()
+                    .flatten(),
+            )
             .env("RUST_LOG", "info")
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())

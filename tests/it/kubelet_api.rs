@@ -140,6 +140,15 @@ fn kubelet_api_401_for_anonymous_403_when_the_subject_access_review_denies_400_f
     // /healthz is open; everything else needs credentials.
     let r = kc::get(port, &k.ca, None, "/healthz");
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    // The kubelet's three checks; the sync loop (the relist) has gone round.
+    let r = kc::get(port, &k.ca, None, "/healthz?verbose");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (
+            200,
+            "[+]ping ok\n[+]log ok\n[+]syncloop ok\nhealthz check passed\n"
+        )
+    );
     let r = kc::get(port, &k.ca, None, "/pods");
     assert_eq!((r.status, r.text().as_str()), (401, "Unauthorized"));
     let r = kc::get(port, &k.ca, None, "/exec/default/p/c?command=id&output=1");

@@ -798,3 +798,63 @@ fn an_unreadable_serving_certificate_is_a_usage_error() {
     );
     assert!(log.contains("/nonexistent/kubelet.crt"), "{log}");
 }
+
+/// A plain HTTP/1.1 GET (or other method) on 127.0.0.1:`port`: status, content type, body.
+fn plain_http(port: u16, method: &str, target: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    (status, ctype, body.to_string())
+}
+
+#[test]
+fn the_healthz_port_answers_like_the_kubelets() {
+    let port = crate::daemon::free_port();
+    let mut d = Daemon::new("healthz")
+        .arg("--healthz-port")
+        .arg(&port.to_string());
+    d.start();
+    d.wait_log(
+        &format!("healthz on http://127.0.0.1:{port}/healthz"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        plain_http(port, "GET", "/healthz"),
+        (200, "text/plain; charset=utf-8".into(), "ok".into())
+    );
+    assert_eq!(
+        plain_http(port, "GET", "/healthz?verbose").2,
+        "[+]ping ok\nhealthz check passed\n"
+    );
+    assert_eq!(plain_http(port, "GET", "/healthz/ping").2, "ok");
+    assert_eq!(
+        plain_http(port, "POST", "/healthz").0,
+        200,
+        "any method, as Go's mux"
+    );
+    let (status, _, body) = plain_http(port, "GET", "/healthz/syncloop");
+    assert_eq!(
+        (status, body.as_str()),
+        (404, "404 page not found\n"),
+        "ping only on this port"
+    );
+    assert_eq!(plain_http(port, "GET", "/pods").0, 404);
+    // Port 0 (the tests' default): no healthz server.
+    assert!(
+        !d.log().contains("failed to start the healthz server"),
+        "{}",
+        d.log()
+    );
+}
