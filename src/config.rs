@@ -49,6 +49,10 @@ pub struct Flags {
     #[arg(long, value_name = "PATH")]
     pub bootstrap_kubeconfig: Option<PathBuf>,
 
+    /// Renew the client certificate in --cert-dir at 70-90% of its lifetime [default: true with --bootstrap-kubeconfig]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub rotate_certificates: Option<bool>,
+
     /// Directory of the client certificate that TLS bootstrap obtains
     #[arg(long, value_name = "DIR", default_value = DEFAULT_CERT_DIR)]
     pub cert_dir: PathBuf,
@@ -204,6 +208,8 @@ pub struct Config {
     /// `--bootstrap-kubeconfig`; only with `kubeconfig`.
     pub bootstrap_kubeconfig: Option<PathBuf>,
     pub cert_dir: PathBuf,
+    /// `--rotate-certificates`, its default applied.
+    pub rotate_certificates: bool,
     /// `--healthz-bind-address:--healthz-port`; `None` when the port is 0.
     pub healthz: Option<std::net::SocketAddr>,
     pub node_name: String,
@@ -368,6 +374,9 @@ impl Config {
         };
         let kubeconfig = f.kubeconfig.filter(|p| !p.as_os_str().is_empty());
         let bootstrap_kubeconfig = f.bootstrap_kubeconfig.filter(|p| !p.as_os_str().is_empty());
+        let rotate_certificates = f
+            .rotate_certificates
+            .unwrap_or(bootstrap_kubeconfig.is_some());
         if bootstrap_kubeconfig.is_some() && kubeconfig.is_none() {
             return Err(ConfigError::BootstrapWithoutKubeconfig);
         }
@@ -424,6 +433,7 @@ impl Config {
             image_pull_timeout: duration("image-pull-timeout", &f.image_pull_timeout)?,
             kubeconfig,
             bootstrap_kubeconfig,
+            rotate_certificates,
             cert_dir: f.cert_dir,
             healthz,
             node_name: f.nodename,

@@ -254,6 +254,34 @@ fn start_kubelet_api(
     Ok(srv)
 }
 
+/// Client certificate rotation for the pair in `--cert-dir`, if there is one there (a pair
+/// from elsewhere is the user's to renew: logged).
+fn start_rotation(
+    config: &Config,
+    client: &kubeconfig::ClientConfig,
+    api: Arc<ApiClient>,
+    clock: Arc<dyn Clock>,
+) {
+    let current = vk_cri::bootstrap::store::current_path(&config.cert_dir);
+    if !current.exists() {
+        log::warn!(
+            "--rotate-certificates: no {} (only a pair obtained by TLS bootstrap is rotated)",
+            current.display()
+        );
+        return;
+    }
+    let rotation = vk_cri::bootstrap::rotate::Rotation {
+        client: api,
+        config: client.clone(),
+        cert_dir: config.cert_dir.clone(),
+        node: config.node_name.clone(),
+        clock,
+    };
+    if let Err(e) = vk_cri::bootstrap::rotate::spawn(rotation) {
+        log::warn!("failed to start client certificate rotation: {e}");
+    }
+}
+
 /// The healthz port (`--healthz-bind-address:--healthz-port`, plain HTTP), on a thread that
 /// binds it and, as the kubelet's, tries again every 5 s while it cannot (logged once).
 fn start_healthz_port(addr: std::net::SocketAddr) -> Option<std::thread::JoinHandle<()>> {
@@ -417,12 +445,16 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
                 kubeconfig::load(path, None).map_err(|e| RunError::Kubeconfig(e.to_string()))?;
             let tls = kubeconfig::ureq_tls_config(&client)
                 .map_err(|e| RunError::Kubeconfig(e.to_string()))?;
-            let api: Arc<dyn KubeApi> = Arc::new(ApiClient::new(
+            let api_client = Arc::new(ApiClient::new(
                 &client.server,
                 tls,
                 &client.identity,
                 ClientOptions::new(&config.node_name),
             ));
+            if config.rotate_certificates {
+                start_rotation(config, &client, api_client.clone(), clock.clone());
+            }
+            let api: Arc<dyn KubeApi> = api_client;
             log::info!(
                 "node {} with IP {ip}, API server {}",
                 config.node_name,

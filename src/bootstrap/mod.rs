@@ -12,6 +12,7 @@
 //! are `store`'s.
 
 pub mod csr;
+pub mod rotate;
 pub mod store;
 
 use std::path::PathBuf;
@@ -116,7 +117,7 @@ pub fn load_client_cert(
         Some(key) => key,
         None => store::load_or_generate_key(&paths.cert_dir)?,
     };
-    let cert = request_certificate(&api, &key, node, clock, stopped)?;
+    let cert = request_certificate(&api, &key, node, Naming::Digest, clock, stopped)?;
     let current = store::update(
         &paths.cert_dir,
         &cert,
@@ -134,12 +135,22 @@ pub fn load_client_cert(
     Ok(())
 }
 
+/// How a request is named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Naming {
+    /// `node-csr-<digest>`, as bootstrap names it (a restart finds its earlier request).
+    Digest,
+    /// `generateName: csr-`, as the certificate manager names a rotation's request.
+    Generated,
+}
+
 /// Asks for node `node`'s client certificate for `key` and waits for it (the kubelet's
 /// `requestNodeCertificate` + `WaitForCertificate`); the issued PEM.
 pub fn request_certificate(
     api: &dyn CsrApi,
     key: &rcgen::KeyPair,
     node: &str,
+    naming: Naming,
     clock: &dyn Clock,
     stopped: &dyn Fn() -> bool,
 ) -> Result<Vec<u8>, BootstrapError> {
@@ -153,8 +164,13 @@ pub fn request_certificate(
         &[csr::NODES_GROUP],
         &csr::CLIENT_USAGES,
     );
-    let uid = match api.create_csr(&csr::client_request(&name, &pem)) {
-        Ok(created) => uid(&created),
+    let mut object = csr::client_request(&name, &pem);
+    if naming == Naming::Generated {
+        object.metadata.name = None;
+        object.metadata.generate_name = Some("csr-".into());
+    }
+    let (name, uid) = match api.create_csr(&object) {
+        Ok(created) => (created.metadata.name.clone().unwrap_or(name), uid(&created)),
         Err(ApiError::AlreadyExists { .. }) => {
             // The name digests the key, subject and usages: an earlier run's request.
             log::info!("certificate signing request {name} already exists, reusing it");
@@ -167,14 +183,18 @@ pub fn request_certificate(
                     message: format!("signer {:?}", found.spec.signer_name),
                 });
             }
-            uid(&found)
+            let uid = uid(&found);
+            (name, uid)
         }
         Err(e) => return Err(BootstrapError::Create(e)),
     };
+    let binding = match naming {
+        Naming::Digest => "system:bootstrappers to system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+        Naming::Generated => "system:nodes to system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+    };
     log::info!(
         "waiting for certificate signing request {name} to be approved and issued \
-         (kubectl certificate approve {name}, or let the csrapprover approve it: \
-         bind system:bootstrappers to system:certificates.k8s.io:certificatesigningrequests:nodeclient)"
+         (kubectl certificate approve {name}, or let the csrapprover approve it: bind {binding})"
     );
     wait_for_certificate(api, &name, &uid, clock, stopped)
 }

@@ -71,7 +71,7 @@ fn a_request_is_created_listed_and_watched_until_issued() {
         ]),
     );
     let k = key();
-    let cert = request_certificate(&api, &k, "vk-node", &clock(), &never).unwrap();
+    let cert = request_certificate(&api, &k, "vk-node", Naming::Digest, &clock(), &never).unwrap();
     assert_eq!(cert, b"CERT PEM");
 
     let create = &api.calls_of(RequestKind::CreateCsr)[0];
@@ -96,13 +96,14 @@ fn a_request_is_created_listed_and_watched_until_issued() {
         .decode(body["spec"]["request"].as_str().unwrap())
         .unwrap();
     assert!(request.starts_with(b"-----BEGIN CERTIFICATE REQUEST-----"));
+    // The wait follows the name the server answered (the scripted reply's).
     assert_eq!(
         api.calls_of(RequestKind::ListCsrs)[0].url("https://x"),
-        format!("https://x/apis/certificates.k8s.io/v1/certificatesigningrequests?fieldSelector=metadata.name%3D{want_name}")
+        "https://x/apis/certificates.k8s.io/v1/certificatesigningrequests?fieldSelector=metadata.name%3Dnode-csr-x"
     );
     assert_eq!(
         api.calls_of(RequestKind::WatchCsrs)[0].url("https://x"),
-        format!("https://x/apis/certificates.k8s.io/v1/certificatesigningrequests?fieldSelector=metadata.name%3D{want_name}&watch=true&resourceVersion=100&timeoutSeconds=30")
+        "https://x/apis/certificates.k8s.io/v1/certificatesigningrequests?fieldSelector=metadata.name%3Dnode-csr-x&watch=true&resourceVersion=100&timeoutSeconds=30"
     );
     assert_eq!(api.pending_replies(), 0);
 }
@@ -126,7 +127,8 @@ fn an_earlier_request_of_the_same_name_is_reused() {
         RequestKind::ListCsrs,
         list(vec![object("u0", &["Approved"], Some("C"))]),
     );
-    let cert = request_certificate(&api, &key(), "vk-node", &clock(), &never).unwrap();
+    let cert =
+        request_certificate(&api, &key(), "vk-node", Naming::Digest, &clock(), &never).unwrap();
     assert_eq!(cert, b"C");
     assert!(api.calls_of(RequestKind::WatchCsrs).is_empty());
 }
@@ -156,7 +158,8 @@ fn a_denied_failed_deleted_or_replaced_request_ends_the_wait() {
         api.push_json(RequestKind::CreateCsr, object("u1", &[], None));
         api.push_json(RequestKind::ListCsrs, list(vec![object("u1", &[], None)]));
         api.push_stream(RequestKind::WatchCsrs, &events(&evs));
-        let err = request_certificate(&api, &key(), "n", &clock(), &never).unwrap_err();
+        let err =
+            request_certificate(&api, &key(), "n", Naming::Digest, &clock(), &never).unwrap_err();
         let msg = err.to_string();
         assert!(msg.ends_with(want), "{msg}");
         assert!(
@@ -168,7 +171,7 @@ fn a_denied_failed_deleted_or_replaced_request_ends_the_wait() {
     let api = FakeApi::new();
     api.push_json(RequestKind::CreateCsr, object("u1", &[], None));
     api.push_json(RequestKind::ListCsrs, list(vec![]));
-    let err = request_certificate(&api, &key(), "n", &clock(), &never).unwrap_err();
+    let err = request_certificate(&api, &key(), "n", Naming::Digest, &clock(), &never).unwrap_err();
     assert!(
         matches!(err, BootstrapError::Refused(Refusal::Deleted { .. })),
         "{err}"
@@ -195,7 +198,7 @@ fn a_watch_that_ends_or_expires_is_followed_by_a_new_list() {
         RequestKind::ListCsrs,
         list(vec![object("u1", &["Approved"], Some("C"))]),
     );
-    let cert = request_certificate(&api, &key(), "n", &clock(), &never).unwrap();
+    let cert = request_certificate(&api, &key(), "n", Naming::Digest, &clock(), &never).unwrap();
     assert_eq!(cert, b"C");
     assert_eq!(api.calls_of(RequestKind::ListCsrs).len(), 3);
     assert_eq!(api.calls_of(RequestKind::WatchCsrs).len(), 2);
@@ -212,7 +215,7 @@ fn other_create_failures_end_bootstrap_with_the_servers_answer() {
 
         },
     );
-    let err = request_certificate(&api, &key(), "n", &clock(), &never).unwrap_err();
+    let err = request_certificate(&api, &key(), "n", Naming::Digest, &clock(), &never).unwrap_err();
     assert!(
         matches!(err, BootstrapError::Create(ApiError::Forbidden { .. })),
         "{err}"
@@ -241,7 +244,8 @@ fn the_wait_gives_up_after_an_hour_and_on_a_stop() {
             }
         })
     };
-    let err = request_certificate(&api, &key(), "n", c.as_ref(), &never).unwrap_err();
+    let err =
+        request_certificate(&api, &key(), "n", Naming::Digest, c.as_ref(), &never).unwrap_err();
     done.store(true, Ordering::SeqCst);
     mover.join().unwrap();
     assert!(matches!(err, BootstrapError::Timeout { .. }), "{err}");
@@ -264,6 +268,7 @@ fn the_wait_gives_up_after_an_hour_and_on_a_stop() {
         // Stop once the watch has been opened.
         stop.swap(true, Ordering::SeqCst)
     };
-    let err = request_certificate(&api, &key(), "n", &clock(), &stopped).unwrap_err();
+    let err =
+        request_certificate(&api, &key(), "n", Naming::Digest, &clock(), &stopped).unwrap_err();
     assert!(matches!(err, BootstrapError::Stopped { .. }), "{err}");
 }

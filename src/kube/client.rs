@@ -176,7 +176,9 @@ const HTTP_BUFFER: usize = 16 * 1024;
 
 /// The API server client: one connection pool, one identity.
 pub struct ApiClient {
-    agent: ureq::Agent,
+    /// Replaced whole when the client certificate rotates ([`ApiClient::set_tls`]): requests
+    /// already under way finish on the old one.
+    agent: std::sync::RwLock<ureq::Agent>,
     server: String,
     auth: Auth,
     options: ClientOptions,
@@ -193,30 +195,6 @@ impl ApiClient {
         identity: &Identity,
         options: ClientOptions,
     ) -> ApiClient {
-        let agent_config = ureq::Agent::config_builder()
-            .tls_config(tls)
-            // Non-2xx answers carry a Status body that we decode ourselves.
-            .http_status_as_error(false)
-            .user_agent(user_agent(
-                env!("CARGO_PKG_VERSION"),
-                std::env::consts::OS,
-                std::env::consts::ARCH,
-                &options.node_name,
-            ))
-            .accept("application/json")
-            // kube-apiserver does not redirect; following one could leak the bearer token.
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .timeout_connect(Some(options.connect_timeout))
-            // ureq gives each connection 128 KiB in and 128 KiB out, twice over TLS (the socket
-            // and the TLS layer): 512 KiB per connection, 1.5 MiB of an idle daemon's heap for
-            // its three watches and its pool. The API server's headers are a few hundred bytes
-            // and bodies stream through, so 16 KiB buffers cost nothing in speed (a header must fit
-            // in half, so that a longer one is an error that says so).
-            .input_buffer_size(HTTP_BUFFER)
-            .output_buffer_size(HTTP_BUFFER)
-            .max_response_header_size(HTTP_BUFFER / 2)
-            .build();
         let auth = match identity {
             Identity::Anonymous | Identity::ClientCert { .. } => Auth::None,
             Identity::Token(t) => Auth::Token(t.clone()),
@@ -227,13 +205,55 @@ impl ApiClient {
             }),
         };
         ApiClient {
-            agent: ureq::Agent::new_with_config(agent_config),
+            agent: std::sync::RwLock::new(agent(tls, &options)),
             server: server.trim_end_matches('/').to_string(),
             auth,
             options,
         }
     }
 
+    /// New connections use `tls` from now on (a rotated client certificate); connections
+    /// open now, watches among them, keep the pair they were made with until they end.
+    pub fn set_tls(&self, tls: ureq::tls::TlsConfig) {
+        let next = agent(tls, &self.options);
+        *self.agent.write().unwrap_or_else(|p| p.into_inner()) = next;
+    }
+
+    fn current_agent(&self) -> ureq::Agent {
+        self.agent.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The agent of a client with this TLS configuration.
+fn agent(tls: ureq::tls::TlsConfig, options: &ClientOptions) -> ureq::Agent {
+    let agent_config = ureq::Agent::config_builder()
+        .tls_config(tls)
+        // Non-2xx answers carry a Status body that we decode ourselves.
+        .http_status_as_error(false)
+        .user_agent(user_agent(
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            &options.node_name,
+        ))
+        .accept("application/json")
+        // kube-apiserver does not redirect; following one could leak the bearer token.
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_connect(Some(options.connect_timeout))
+        // ureq gives each connection 128 KiB in and 128 KiB out, twice over TLS (the socket
+        // and the TLS layer): 512 KiB per connection, 1.5 MiB of an idle daemon's heap for
+        // its three watches and its pool. The API server's headers are a few hundred bytes
+        // and bodies stream through, so 16 KiB buffers cost nothing in speed (a header must fit
+        // in half, so that a longer one is an error that says so).
+        .input_buffer_size(HTTP_BUFFER)
+        .output_buffer_size(HTTP_BUFFER)
+        .max_response_header_size(HTTP_BUFFER / 2)
+        .build();
+    ureq::Agent::new_with_config(agent_config)
+}
+
+impl ApiClient {
     /// The server URL requests go to.
     pub fn server(&self) -> &str {
         &self.server
@@ -353,11 +373,13 @@ impl ApiClient {
         let result = match &request.body {
             Some(body) => {
                 let req = builder.body(body.clone()).map_err(encode)?;
-                self.agent.run(self.configure(req, watch))
+                let agent = self.current_agent();
+                agent.run(self.configure(&agent, req, watch))
             }
             None => {
                 let req = builder.body(()).map_err(encode)?;
-                self.agent.run(self.configure(req, watch))
+                let agent = self.current_agent();
+                agent.run(self.configure(&agent, req, watch))
             }
         };
         // The one place API requests are counted: every attempt, as client-go counts them
@@ -377,10 +399,11 @@ impl ApiClient {
 
     fn configure<S: ureq::AsSendBody>(
         &self,
+        agent: &ureq::Agent,
         req: ureq::http::Request<S>,
         watch: bool,
     ) -> ureq::http::Request<S> {
-        let config = self.agent.configure_request(req);
+        let config = agent.configure_request(req);
         if watch {
             // A watch lasts as long as the server keeps it open (timeoutSeconds); only silence
             // means trouble.

@@ -973,3 +973,104 @@ fn a_denied_bootstrap_request_ends_the_daemon_with_the_reason() {
     );
     assert!(f.get_node(&d.node).is_none());
 }
+
+/// The DER of the first certificate in a CSR's `status.certificate`.
+fn issued_der(csr: &Value) -> Vec<u8> {
+    use base64::Engine as _;
+    use rustls::pki_types::pem::PemObject as _;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(csr["status"]["certificate"].as_str().unwrap())
+        .unwrap();
+    rustls::pki_types::CertificateDer::from_pem_slice(&pem)
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+#[test]
+fn a_bootstrapped_node_rotates_its_client_certificate_before_it_expires() {
+    let f = fake();
+    let token = "abcdef.0123456789abcdef";
+    f.add_bootstrap_token(token);
+    let mut d = Daemon::with_bootstrap(&f, "api-rotate", token);
+    d.start();
+    let first = wait_for("the bootstrap request", Duration::from_secs(30), || {
+        f.list(Res::Csrs, None).into_iter().next()
+    });
+    // Valid from a minute ago for 40 s more: renewed at 70-90 % of 100 s, 10-30 s from now.
+    let first_name = first["metadata"]["name"].as_str().unwrap().to_string();
+    let first = f.approve_and_issue_csr(&first_name, Duration::from_secs(40));
+    let issued_at = std::time::Instant::now();
+    wait_for("the node to register", Duration::from_secs(30), || {
+        f.get_node(&d.node)
+    });
+    let node_user = format!("system:node:{}", d.node);
+    let second = wait_for("the rotation's request", Duration::from_secs(40), || {
+        f.list(Res::Csrs, None)
+            .into_iter()
+            .find(|c| c["metadata"]["name"] != first_name.as_str())
+    });
+    assert!(
+        issued_at.elapsed() >= Duration::from_secs(5),
+        "not before 70 % of the lifetime: {:?}",
+        issued_at.elapsed()
+    );
+    let second_name = second["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(
+        second_name.starts_with("csr-"),
+        "generateName csr-: {second_name}"
+    );
+    assert_eq!(
+        second["spec"]["username"],
+        node_user.as_str(),
+        "asked as the node itself"
+    );
+    let second = f.approve_and_issue_csr(&second_name, Duration::from_secs(3600));
+    d.wait_log("client certificate rotated", Duration::from_secs(20));
+    let current = d.cert_dir().join("kubelet-client-current.pem");
+    let pairs = std::fs::read_dir(d.cert_dir())
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            let n = n.to_string_lossy().into_owned();
+            n.starts_with("kubelet-client-20")
+        })
+        .count();
+    assert!(pairs >= 1, "pairs kept in --cert-dir");
+    let text = std::fs::read_to_string(&current).unwrap();
+    assert!(text.contains("PRIVATE KEY"), "{text}");
+    // New connections carry the new certificate, without a restart: wait until a request is
+    // made with it (the Lease is renewed every 10 s; pooled connections end on their own).
+    let (old, new) = (issued_der(&first), issued_der(&second));
+    f.clear_requests();
+    f.drop_watches();
+    wait_for(
+        "a request with the rotated certificate",
+        Duration::from_secs(40),
+        || {
+            f.requests()
+                .into_iter()
+                .find(|r| r.client_cert.as_deref() == Some(new.as_slice()) && r.status < 300)
+        },
+    );
+    // After the first certificate expired, the node still heartbeats.
+    let expiry = Duration::from_secs(42);
+    if let Some(left) = expiry.checked_sub(issued_at.elapsed()) {
+        std::thread::sleep(left);
+    }
+    f.clear_requests();
+    wait_for(
+        "a Lease renewal after the first certificate expired",
+        Duration::from_secs(30),
+        || {
+            f.requests()
+                .into_iter()
+                .find(|r| r.path.contains("/leases/") && r.method == "PUT" && r.status == 200)
+        },
+    );
+    assert!(f
+        .requests()
+        .iter()
+        .all(|r| r.client_cert.as_deref() != Some(old.as_slice()) || r.status < 300));
+    assert_eq!(f.list(Res::Csrs, None).len(), 2, "one rotation");
+}

@@ -86,6 +86,8 @@ pub struct LoggedRequest {
     pub user_agent: Option<String>,
     /// The status answered (200 for watches).
     pub status: u16,
+    /// The verified client certificate the connection was made with (leaf, DER).
+    pub client_cert: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -224,6 +226,7 @@ impl Handler for Api {
             content_type: req.header("content-type").map(str::to_string),
             user_agent: req.header("user-agent").map(str::to_string),
             status: reply.status(),
+            client_cert: req.peer.chain_der().first().cloned(),
         });
         let _ = match reply {
             Reply::Json {
