@@ -851,19 +851,26 @@ fn a_static_pod_appears_as_a_mirror_pod_with_its_status_and_goes_with_its_file()
     d.wait_no_sandboxes(Duration::from_secs(10));
 }
 
-#[test]
-fn a_node_with_a_bootstrap_token_gets_its_certificate_and_joins_once_it_is_issued() {
-    use std::os::unix::fs::PermissionsExt as _;
+/// A fake API server that accepts the bootstrap token, a daemon started with only that token,
+/// and the certificate signing request it made.
+fn bootstrapping(tag: &str) -> (FakeApiServer, Daemon, Value) {
     let f = fake();
     let token = "abcdef.0123456789abcdef";
     f.add_bootstrap_token(token);
-    let mut d = Daemon::with_bootstrap(&f, "api-bootstrap", token);
+    let mut d = Daemon::with_bootstrap(&f, tag, token);
     d.start();
     let csr = wait_for(
         "the node's certificate signing request",
         Duration::from_secs(30),
         || f.list(Res::Csrs, None).into_iter().next(),
     );
+    (f, d, csr)
+}
+
+#[test]
+fn a_node_with_a_bootstrap_token_gets_its_certificate_and_joins_once_it_is_issued() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (f, mut d, csr) = bootstrapping("api-bootstrap");
     let name = csr["metadata"]["name"].as_str().unwrap().to_string();
     assert!(name.starts_with("node-csr-"), "{name}");
     assert_eq!(csr["spec"]["username"], "system:bootstrap:abcdef");
@@ -951,14 +958,7 @@ fn a_node_with_a_bootstrap_token_gets_its_certificate_and_joins_once_it_is_issue
 
 #[test]
 fn a_denied_bootstrap_request_ends_the_daemon_with_the_reason() {
-    let f = fake();
-    let token = "abcdef.0123456789abcdef";
-    f.add_bootstrap_token(token);
-    let mut d = Daemon::with_bootstrap(&f, "api-bootstrap-denied", token);
-    d.start();
-    let csr = wait_for("the request", Duration::from_secs(30), || {
-        f.list(Res::Csrs, None).into_iter().next()
-    });
+    let (f, mut d, csr) = bootstrapping("api-bootstrap-denied");
     let mut denied = csr.clone();
     denied["status"]["conditions"] = json!([{"type": "Denied", "status": "True",
         "reason": "NotOurs", "message": "this node is not expected"}]);
@@ -989,14 +989,7 @@ fn issued_der(csr: &Value) -> Vec<u8> {
 
 #[test]
 fn a_bootstrapped_node_rotates_its_client_certificate_before_it_expires() {
-    let f = fake();
-    let token = "abcdef.0123456789abcdef";
-    f.add_bootstrap_token(token);
-    let mut d = Daemon::with_bootstrap(&f, "api-rotate", token);
-    d.start();
-    let first = wait_for("the bootstrap request", Duration::from_secs(30), || {
-        f.list(Res::Csrs, None).into_iter().next()
-    });
+    let (f, d, first) = bootstrapping("api-rotate");
     // Valid from a minute ago for 40 s more: renewed at 70-90 % of 100 s, 10-30 s from now.
     let first_name = first["metadata"]["name"].as_str().unwrap().to_string();
     let first = f.approve_and_issue_csr(&first_name, Duration::from_secs(40));
