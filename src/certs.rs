@@ -13,6 +13,13 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 
+/// What a signed request's certificate is for (its extended key usage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    Client,
+    Server,
+}
+
 /// Why generating a certificate failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
@@ -130,12 +137,14 @@ impl Ca {
         self.sign(params, common_name)
     }
 
-    /// Signs a PEM certificate request (an ECDSA P-256 key) as a client certificate for its
-    /// subject's CN and O, valid from now for `lifetime`; the certificate, PEM.
-    pub fn sign_client_request(
+    /// Signs a PEM certificate request (an ECDSA P-256 key) for its subject's CN and O and its
+    /// DNS and IP SANs, as a client or a serving certificate (`usage`), valid from now for
+    /// `lifetime`; the certificate, PEM.
+    pub fn sign_request(
         &self,
         csr_pem: &[u8],
         lifetime: std::time::Duration,
+        usage: Usage,
     ) -> Result<String, CertError> {
         use x509_parser::prelude::FromDer as _;
         let bad = |message: String| CertError::BadRequest { message };
@@ -150,12 +159,13 @@ impl Ca {
         };
         let cn = first(&mut info.subject.iter_common_name()).unwrap_or_default();
         let org = first(&mut info.subject.iter_organization());
-        let mut params = leaf_params(
-            &cn,
-            org.as_deref(),
-            &[],
-            ExtendedKeyUsagePurpose::ClientAuth,
-        )?;
+        let sans = request_sans(&req);
+        let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
+        let usage = match usage {
+            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+        };
+        let mut params = leaf_params(&cn, org.as_deref(), &sans, usage)?;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let now = std::time::SystemTime::now();
         params.not_before = (now - std::time::Duration::from_secs(60)).into();
@@ -177,6 +187,34 @@ impl Ca {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// The DNS names and IP addresses a certificate request asks for, as text.
+fn request_sans(
+    req: &x509_parser::certification_request::X509CertificationRequest<'_>,
+) -> Vec<String> {
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    let mut out = Vec::new();
+    for ext in req.requested_extensions().into_iter().flatten() {
+        let ParsedExtension::SubjectAlternativeName(san) = ext else {
+            continue;
+        };
+        for name in &san.general_names {
+            match name {
+                GeneralName::DNSName(d) => out.push((*d).to_string()),
+                GeneralName::IPAddress(b) => match <[u8; 4]>::try_from(*b) {
+                    Ok(v4) => out.push(std::net::Ipv4Addr::from(v4).to_string()),
+                    Err(_) => {
+                        if let Ok(v6) = <[u8; 16]>::try_from(*b) {
+                            out.push(std::net::Ipv6Addr::from(v6).to_string());
+                        }
+                    }
+                },
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// The public key of a certificate request (ECDSA P-256, the only kind vk-cri asks with).
@@ -214,9 +252,15 @@ mod tests {
     fn a_ca_signs_a_nodes_request_for_its_subject() {
         let ca = Ca::generate("ca").unwrap();
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let pem = crate::bootstrap::csr::request_pem(&key, "n1").unwrap();
+        let pem =
+            crate::bootstrap::csr::request_pem(&key, "n1", &crate::bootstrap::csr::Kind::Client)
+                .unwrap();
         let cert = ca
-            .sign_client_request(pem.as_bytes(), std::time::Duration::from_secs(3600))
+            .sign_request(
+                pem.as_bytes(),
+                std::time::Duration::from_secs(3600),
+                Usage::Client,
+            )
             .unwrap();
         let (_, block) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
         let (_, x) = x509_parser::parse_x509_certificate(&block.contents).unwrap();
@@ -226,7 +270,7 @@ mod tests {
         let life = x.validity().not_after.timestamp() - x.validity().not_before.timestamp();
         assert_eq!(life, 3600 + 60);
         assert!(matches!(
-            ca.sign_client_request(b"junk", std::time::Duration::from_secs(1)),
+            ca.sign_request(b"junk", std::time::Duration::from_secs(1), Usage::Client),
             Err(CertError::BadRequest { .. })
         ));
     }

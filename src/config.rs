@@ -53,7 +53,12 @@ pub struct Flags {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub rotate_certificates: Option<bool>,
 
-    /// Directory of the client certificate that TLS bootstrap obtains
+    /// Request the kubelet API's serving certificate from the API server (signer
+    /// kubernetes.io/kubelet-serving, SANs the node's addresses) and renew it at 70-90% of its lifetime
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub rotate_server_certificates: bool,
+
+    /// Directory of the certificates TLS bootstrap and rotation obtain
     #[arg(long, value_name = "DIR", default_value = DEFAULT_CERT_DIR)]
     pub cert_dir: PathBuf,
 
@@ -210,6 +215,8 @@ pub struct Config {
     pub cert_dir: PathBuf,
     /// `--rotate-certificates`, its default applied.
     pub rotate_certificates: bool,
+    /// `--rotate-server-certificates`; only with `kubeconfig`.
+    pub rotate_server_certificates: bool,
     /// `--healthz-bind-address:--healthz-port`; `None` when the port is 0.
     pub healthz: Option<std::net::SocketAddr>,
     pub node_name: String,
@@ -295,6 +302,8 @@ pub enum ConfigError {
     WebhookWithoutApiServer,
     #[error("--bootstrap-kubeconfig needs --kubeconfig: the path where the obtained kubeconfig is written")]
     BootstrapWithoutKubeconfig,
+    #[error("--rotate-server-certificates needs --kubeconfig: the API server issues the serving certificate")]
+    ServerRotationWithoutApiServer,
     #[error("--healthz-bind-address {0:?} is not an IP address")]
     HealthzAddress(String),
 }
@@ -380,6 +389,9 @@ impl Config {
         if bootstrap_kubeconfig.is_some() && kubeconfig.is_none() {
             return Err(ConfigError::BootstrapWithoutKubeconfig);
         }
+        if f.rotate_server_certificates && kubeconfig.is_none() {
+            return Err(ConfigError::ServerRotationWithoutApiServer);
+        }
         let address = f
             .address
             .trim()
@@ -434,6 +446,7 @@ impl Config {
             kubeconfig,
             bootstrap_kubeconfig,
             rotate_certificates,
+            rotate_server_certificates: f.rotate_server_certificates,
             cert_dir: f.cert_dir,
             healthz,
             node_name: f.nodename,
@@ -570,6 +583,22 @@ mod tests {
         assert_eq!(c.address, IpAddr::from([0, 0, 0, 0]));
         assert_eq!(c.authorization_mode, AuthorizationMode::AlwaysAllow);
         assert!(!c.anonymous_auth);
+    }
+
+    #[test]
+    fn certificate_rotation_defaults_follow_bootstrap_and_serving_needs_the_api_server() {
+        let c = parse(&["--kubeconfig", "k"]).unwrap();
+        assert!(!c.rotate_certificates && !c.rotate_server_certificates);
+        let c = parse(&["--kubeconfig", "k", "--bootstrap-kubeconfig", "b"]).unwrap();
+        assert!(c.rotate_certificates, "on with a bootstrap kubeconfig");
+        let c = parse(&["--kubeconfig", "k", "--rotate-server-certificates"]).unwrap();
+        assert!(c.rotate_server_certificates);
+        let c = parse(&["--kubeconfig", "k", "--rotate-server-certificates=false"]).unwrap();
+        assert!(!c.rotate_server_certificates);
+        assert_eq!(
+            parse(&["--rotate-server-certificates", "--pod-manifest-path", "d"]),
+            Err(ConfigError::ServerRotationWithoutApiServer.to_string())
+        );
     }
 
     #[test]

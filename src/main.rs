@@ -208,24 +208,41 @@ fn start_kubelet_api(
     pods: server::PodLister,
     ip: IpAddr,
     sync_loop: server::SyncLoopProbe,
+    issuer: Option<Arc<ApiClient>>,
 ) -> Result<vk_cri::httpd::Server, RunError> {
     let pair = config
         .tls_cert_file
         .as_deref()
         .zip(config.tls_private_key_file.as_deref());
+    let rotated = config
+        .rotate_server_certificates
+        .then_some(config.cert_dir.as_path());
     let (tls, source) = server::tls_setup(
         pair,
         config.client_ca_file.as_deref(),
         &config.node_name,
         ip,
+        rotated,
     )
     // A certificate, key or CA that cannot be read or used is the flags' fault.
-    .map_err(|e| RunError::Usage(e.to_string()))?;
-    if let server::CertSource::SelfSigned { sans } = &source {
-        log::info!(
+    .map_err(|e| RunError::Usage(with_sources(&e)))?;
+    match &source {
+        server::CertSource::SelfSigned { sans } => log::info!(
             "kubelet API: no --tls-cert-file given, serving a generated self-signed certificate for {}",
             sans.join(", ")
-        );
+        ),
+        server::CertSource::Rotated { from } => {
+            match from {
+                Some(p) => log::info!("kubelet API: serving {} until it is rotated", p.display()),
+                None => log::info!(
+                    "kubelet API: no serving certificate yet: handshakes fail until the one requested is issued"
+                ),
+            }
+            if let Some(api) = issuer {
+                start_serving_rotation(config, api, tls.cert.clone(), ip);
+            }
+        }
+        server::CertSource::Files => {}
     }
     let reviews = api.map(|api| Arc::new(auth::ApiReviews { api }) as Arc<dyn auth::Reviews>);
     let authorizer = match config.authorization_mode {
@@ -238,12 +255,7 @@ fn start_kubelet_api(
         .with_host_stats(Arc::new(host_stats))
         .with_sync_loop(sync_loop);
     let addr = std::net::SocketAddr::new(config.address, config.port);
-    let srv = server::start(addr, tls, handler).map_err(|e| {
-        let source = std::error::Error::source(&e)
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
-        RunError::Failed(format!("{e}{source}"))
-    })?;
+    let srv = server::start(addr, tls, handler).map_err(|e| RunError::Failed(with_sources(&e)))?;
     log::info!(
         "kubelet API on https://{} (authorization {:?}, anonymous {}, client CA {})",
         srv.local_addr(),
@@ -254,6 +266,17 @@ fn start_kubelet_api(
     Ok(srv)
 }
 
+/// An error and its sources, `: `-joined.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
 /// Client certificate rotation for the pair in `--cert-dir`, if there is one there (a pair
 /// from elsewhere is the user's to renew: logged).
 fn start_rotation(
@@ -262,7 +285,8 @@ fn start_rotation(
     api: Arc<ApiClient>,
     clock: Arc<dyn Clock>,
 ) {
-    let current = vk_cri::bootstrap::store::current_path(&config.cert_dir);
+    use vk_cri::bootstrap::store;
+    let current = store::current_path(&config.cert_dir, store::Pair::Client);
     if !current.exists() {
         log::warn!(
             "--rotate-certificates: no {} (only a pair obtained by TLS bootstrap is rotated)",
@@ -270,15 +294,49 @@ fn start_rotation(
         );
         return;
     }
-    let rotation = vk_cri::bootstrap::rotate::Rotation {
-        client: api,
-        config: client.clone(),
-        cert_dir: config.cert_dir.clone(),
-        node: config.node_name.clone(),
+    let rotation = vk_cri::bootstrap::rotate::Rotation::client(
+        api,
+        client.clone(),
+        config.cert_dir.clone(),
+        config.node_name.clone(),
         clock,
-    };
+    );
     if let Err(e) = vk_cri::bootstrap::rotate::spawn(rotation) {
         log::warn!("failed to start client certificate rotation: {e}");
+    }
+}
+
+/// Serving certificate rotation (`--rotate-server-certificates`): the node asks for a serving
+/// certificate for its addresses, now if it has none, and the kubelet API serves each new one.
+fn start_serving_rotation(
+    config: &Config,
+    api: Arc<ApiClient>,
+    serving: vk_cri::httpd::ServingCert,
+    ip: IpAddr,
+) {
+    use vk_cri::bootstrap::{csr, rotate, store};
+    let addresses = vk_cri::node::spec::addresses(&config.node_name, ip);
+    let Some(kind) = csr::Kind::serving(&addresses) else {
+        log::warn!(
+            "--rotate-server-certificates: the node has no address to ask a certificate for"
+        );
+        return;
+    };
+    let install: rotate::Install = Box::new(move |cert, key| {
+        let cert = std::str::from_utf8(cert).map_err(|e| e.to_string())?;
+        serving.replace(cert, key).map_err(|e| with_sources(&e))
+    });
+    let rotation = rotate::Rotation {
+        api,
+        pair: store::Pair::Server,
+        kind,
+        install,
+        cert_dir: config.cert_dir.clone(),
+        node: config.node_name.clone(),
+        clock: Arc::new(RealClock),
+    };
+    if let Err(e) = rotate::spawn(rotation) {
+        log::warn!("failed to start serving certificate rotation: {e}");
     }
 }
 
@@ -411,6 +469,8 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
     // with the syncer's present, so the two must read the same one.
     let clock: Arc<dyn Clock> = Arc::new(RealClock);
     let services = ServiceCache::new();
+    // The node's API client, which asks for the serving certificate.
+    let mut issuer: Option<Arc<ApiClient>> = None;
     let (reporter, api): (Arc<dyn PodReporter>, Option<Arc<dyn KubeApi>>) = match &config.kubeconfig
     {
         None => {
@@ -454,6 +514,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
             if config.rotate_certificates {
                 start_rotation(config, &client, api_client.clone(), clock.clone());
             }
+            issuer = Some(api_client.clone());
             let api: Arc<dyn KubeApi> = api_client;
             log::info!(
                 "node {} with IP {ip}, API server {}",
@@ -522,8 +583,15 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         let relister = relister.clone();
         Arc::new(move || relister.get().and_then(|c| c.last_relist()))
     };
-    let _kubelet_api =
-        start_kubelet_api(config, runtime.clone(), api.clone(), lister, ip, sync_loop)?;
+    let _kubelet_api = start_kubelet_api(
+        config,
+        runtime.clone(),
+        api.clone(),
+        lister,
+        ip,
+        sync_loop,
+        issuer,
+    )?;
     let _healthz = config.healthz.map(start_healthz_port);
 
     let prober = Prober::start(

@@ -1,42 +1,172 @@
-//! The node's client-certificate request, as data: its subject, usages, signer and name, the
-//! CertificateSigningRequest object, and the reading of what the API server says about it.
+//! The node's certificate requests, as data: their subject, SANs, usages, signer and name, the
+//! CertificateSigningRequest object, and the reading of what the API server says about one.
 //!
-//! Owns the kubelet's `requestNodeCertificate` choices: subject `O=system:nodes,
-//! CN=system:node:NAME` (organization first, as Go's `pkix.Name` orders it), usages `digital
-//! signature` and `client auth` (an EC key has no key encipherment), signer
-//! `kubernetes.io/kube-apiserver-client-kubelet`, and the name `node-csr-` + the base64url
-//! SHA-512/256 of the public key, subject and usages (`digestedName`: the same key asks under
-//! the same name, so a restart finds its earlier request), and `WaitForCertificate`'s reading of
-//! the conditions (Denied and Failed end the wait, Approved waits for `status.certificate`).
+//! Owns the kubelet's choices for its two kinds of certificate ([`Kind`]). Both have the
+//! subject `O=system:nodes, CN=system:node:NAME` (organization first, as Go's `pkix.Name`
+//! orders it) and an EC key, so no key encipherment. The client certificate
+//! (`requestNodeCertificate`): usages `digital signature` and `client auth`, signer
+//! `kubernetes.io/kube-apiserver-client-kubelet`, and at bootstrap the name `node-csr-` + the
+//! base64url SHA-512/256 of the public key, subject and usages (`digestedName`: the same key asks
+//! under the same name, so a restart finds its earlier request). The serving certificate
+//! (`NewKubeletServerCertificateManager`): usages `digital signature` and `server auth`, signer
+//! `kubernetes.io/kubelet-serving`, SANs from the node's addresses ([`Kind::serving`], the
+//! kubelet's `addressesToHostnamesAndIPs`). And `WaitForCertificate`'s reading of the
+//! conditions (Denied and Failed end the wait, Approved waits for `status.certificate`).
 //! Pure: no I/O; the key's signature is the only randomness (ECDSA).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use base64::Engine as _;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec,
 };
+use k8s_openapi::api::core::v1::NodeAddress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 
 /// The signer of kubelet client certificates.
 pub const SIGNER_KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// The signer of kubelet serving certificates.
+pub const SIGNER_KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
 /// The usages of a node client certificate with an EC key.
 pub const CLIENT_USAGES: [&str; 2] = ["digital signature", "client auth"];
+/// The usages of a node serving certificate with an EC key.
+pub const SERVING_USAGES: [&str; 2] = ["digital signature", "server auth"];
 /// The organization of every node's certificate.
 pub const NODES_GROUP: &str = "system:nodes";
+
+/// Which certificate the node asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The client certificate the node talks to the API server with.
+    Client,
+    /// The kubelet API's serving certificate, for these names and addresses (sorted).
+    Serving {
+        dns_names: Vec<String>,
+        ips: Vec<IpAddr>,
+    },
+}
+
+impl Kind {
+    /// The serving certificate for a node with these addresses: `Hostname` (a name, or an
+    /// address when it parses as one), `InternalDNS`/`ExternalDNS` as names,
+    /// `InternalIP`/`ExternalIP` when they parse; deduplicated and sorted as the kubelet sorts
+    /// them (IPs by their text). `None` when there is nothing to ask for.
+    pub fn serving(addresses: &[NodeAddress]) -> Option<Kind> {
+        let mut dns = BTreeSet::new();
+        let mut ips = BTreeSet::new();
+        for a in addresses.iter().filter(|a| !a.address.is_empty()) {
+            let ip = a.address.parse::<IpAddr>().ok();
+            match (a.type_.as_str(), ip) {
+                ("Hostname" | "InternalIP" | "ExternalIP", Some(ip)) => {
+                    ips.insert((ip.to_string(), ip));
+                }
+                ("Hostname" | "InternalDNS" | "ExternalDNS", _) => {
+                    dns.insert(a.address.clone());
+                }
+                _ => {}
+            }
+        }
+        if dns.is_empty() && ips.is_empty() {
+            return None;
+        }
+        Some(Kind::Serving {
+            dns_names: dns.into_iter().collect(),
+            ips: ips.into_iter().map(|(_, ip)| ip).collect(),
+        })
+    }
+
+    pub fn signer(&self) -> &'static str {
+        match self {
+            Kind::Client => SIGNER_KUBELET_CLIENT,
+            Kind::Serving { .. } => SIGNER_KUBELET_SERVING,
+        }
+    }
+
+    pub fn usages(&self) -> &'static [&'static str] {
+        match self {
+            Kind::Client => &CLIENT_USAGES,
+            Kind::Serving { .. } => &SERVING_USAGES,
+        }
+    }
+
+    /// "client" or "serving", for the log.
+    pub fn noun(&self) -> &'static str {
+        match self {
+            Kind::Client => "client",
+            Kind::Serving { .. } => "serving",
+        }
+    }
+}
 
 /// `system:node:NAME`, the CN (and user name) of node `node`.
 pub fn node_user(node: &str) -> String {
     format!("system:node:{node}")
 }
 
-/// A PEM certificate request for node `node`, signed with `key`.
-pub fn request_pem(key: &rcgen::KeyPair, node: &str) -> Result<String, rcgen::Error> {
+/// A PEM certificate request for node `node`'s `kind` of certificate, signed with `key`.
+pub fn request_pem(key: &rcgen::KeyPair, node: &str, kind: &Kind) -> Result<String, rcgen::Error> {
     let mut params = rcgen::CertificateParams::default();
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(rcgen::DnType::OrganizationName, NODES_GROUP);
     dn.push(rcgen::DnType::CommonName, node_user(node));
     params.distinguished_name = dn;
+    if let Kind::Serving { dns_names, ips } = kind {
+        for d in dns_names {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::DnsName(d.clone().try_into()?));
+        }
+        for ip in ips {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::IpAddress(*ip));
+        }
+    }
     params.serialize_request(key)?.pem()
+}
+
+/// Whether the certificate `der` is what `kind` asks for node `node`: the subject, and for a
+/// serving certificate exactly its names and addresses (the certificate manager's
+/// `certSatisfiesTemplate`: a node whose addresses changed asks again).
+pub fn satisfies(der: &[u8], node: &str, kind: &Kind) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return false;
+    };
+    let first = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue>| {
+        it.next().and_then(|a| a.as_str().ok()).map(str::to_string)
+    };
+    let subject = cert.subject();
+    if first(&mut subject.iter_common_name()) != Some(node_user(node))
+        || first(&mut subject.iter_organization()).as_deref() != Some(NODES_GROUP)
+    {
+        return false;
+    }
+    let Kind::Serving { dns_names, ips } = kind else {
+        return true;
+    };
+    let (mut have_dns, mut have_ips) = (BTreeSet::new(), BTreeSet::new());
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => {
+                    have_dns.insert((*d).to_string());
+                }
+                GeneralName::IPAddress(b) => {
+                    let ip = <[u8; 4]>::try_from(*b)
+                        .map(IpAddr::from)
+                        .or_else(|_| <[u8; 16]>::try_from(*b).map(IpAddr::from));
+                    if let Ok(ip) = ip {
+                        have_ips.insert(ip);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    have_dns == dns_names.iter().cloned().collect() && have_ips == ips.iter().copied().collect()
 }
 
 /// The kubelet's `digestedName`: `node-csr-` + base64url(SHA-512/256 of each of the public key
@@ -60,8 +190,8 @@ pub fn request_name(spki_der: &[u8], common_name: &str, orgs: &[&str], usages: &
     format!("node-csr-{}", b64.encode(ctx.finish()))
 }
 
-/// The CertificateSigningRequest that asks for node `node`'s client certificate.
-pub fn client_request(name: &str, request_pem: &str) -> CertificateSigningRequest {
+/// The CertificateSigningRequest that asks for `kind` with `request_pem`, named `name`.
+pub fn request_object(name: &str, request_pem: &str, kind: &Kind) -> CertificateSigningRequest {
     CertificateSigningRequest {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -69,8 +199,8 @@ pub fn client_request(name: &str, request_pem: &str) -> CertificateSigningReques
         },
         spec: CertificateSigningRequestSpec {
             request: ByteString(request_pem.as_bytes().to_vec()),
-            signer_name: SIGNER_KUBELET_CLIENT.to_string(),
-            usages: Some(CLIENT_USAGES.iter().map(|u| u.to_string()).collect()),
+            signer_name: kind.signer().to_string(),
+            usages: Some(kind.usages().iter().map(|u| u.to_string()).collect()),
             ..CertificateSigningRequestSpec::default()
         },
         status: None,
@@ -224,7 +354,7 @@ mod tests {
     #[test]
     fn the_request_names_the_node_and_its_name_follows_the_key() {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let pem = request_pem(&key, "vk-node").unwrap();
+        let pem = request_pem(&key, "vk-node", &Kind::Client).unwrap();
         use x509_parser::prelude::FromDer as _;
         let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
         assert_eq!(block.label, "CERTIFICATE REQUEST");
@@ -267,7 +397,7 @@ mod tests {
                 &CLIENT_USAGES
             )
         );
-        let obj = serde_json::to_value(client_request(&name, &pem)).unwrap();
+        let obj = serde_json::to_value(request_object(&name, &pem, &Kind::Client)).unwrap();
         assert_eq!(
             obj["spec"]["signerName"],
             "kubernetes.io/kube-apiserver-client-kubelet"
@@ -292,5 +422,102 @@ mod tests {
             &["digital signature", "client auth"],
         );
         assert_eq!(name, "node-csr-litVUSUtPM4znXCAy-mNiVlLUDyk-MwyFQaIhfgqZnQ");
+    }
+
+    fn addr(type_: &str, address: &str) -> NodeAddress {
+        NodeAddress {
+            type_: type_.into(),
+            address: address.into(),
+        }
+    }
+
+    #[test]
+    fn the_serving_request_names_the_nodes_addresses_as_the_kubelet_does() {
+        assert_eq!(Kind::serving(&[]), None);
+        assert_eq!(Kind::serving(&[addr("InternalIP", "not-an-ip")]), None);
+        let kind = Kind::serving(&[
+            addr("InternalIP", "10.0.0.7"),
+            addr("Hostname", "vk-node"),
+            addr("ExternalIP", "10.0.0.10"),
+            addr("InternalIP", "10.0.0.7"),
+            addr("Hostname", "192.168.1.1"),
+            addr("InternalDNS", "a.example"),
+            addr("ExternalDNS", ""),
+        ])
+        .unwrap();
+        assert_eq!(
+            kind,
+            Kind::Serving {
+                dns_names: vec!["a.example".into(), "vk-node".into()],
+                // Sorted as text, as the kubelet sorts them.
+                ips: vec![
+                    "10.0.0.10".parse().unwrap(),
+                    "10.0.0.7".parse().unwrap(),
+                    "192.168.1.1".parse().unwrap()
+                ],
+            }
+        );
+        assert_eq!(kind.signer(), "kubernetes.io/kubelet-serving");
+        assert_eq!(kind.usages(), ["digital signature", "server auth"]);
+
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let pem = request_pem(&key, "vk-node", &kind).unwrap();
+        use x509_parser::prelude::FromDer as _;
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let (_, req) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+                .unwrap();
+        let sans: Vec<String> = req
+            .requested_extensions()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| match e {
+                x509_parser::extensions::ParsedExtension::SubjectAlternativeName(s) => Some(
+                    s.general_names
+                        .iter()
+                        .map(|g| g.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(
+            sans,
+            [
+                "DNSName(a.example)",
+                "DNSName(vk-node)",
+                "IPAddress(0a:00:00:0a)",
+                "IPAddress(0a:00:00:07)",
+                "IPAddress(c0:a8:01:01)"
+            ]
+        );
+        let obj = serde_json::to_value(request_object("", &pem, &kind)).unwrap();
+        assert_eq!(obj["spec"]["signerName"], "kubernetes.io/kubelet-serving");
+        assert_eq!(
+            obj["spec"]["usages"],
+            serde_json::json!(["digital signature", "server auth"])
+        );
+
+        // What the signer issues for it satisfies it; a node whose addresses changed asks again.
+        let ca = crate::certs::Ca::generate("ca").unwrap();
+        let issued = ca
+            .sign_request(
+                pem.as_bytes(),
+                std::time::Duration::from_secs(60),
+                crate::certs::Usage::Server,
+            )
+            .unwrap();
+        let (_, cert) = x509_parser::pem::parse_x509_pem(issued.as_bytes()).unwrap();
+        assert!(satisfies(&cert.contents, "vk-node", &kind));
+        assert!(!satisfies(&cert.contents, "other", &kind), "another node");
+        let moved =
+            Kind::serving(&[addr("InternalIP", "10.0.0.8"), addr("Hostname", "vk-node")]).unwrap();
+        assert!(!satisfies(&cert.contents, "vk-node", &moved));
+        assert!(
+            satisfies(&cert.contents, "vk-node", &Kind::Client),
+            "the subject only"
+        );
+        assert!(!satisfies(b"junk", "vk-node", &kind));
     }
 }

@@ -70,8 +70,8 @@ pub enum BootstrapError {
     Refused(Refusal),
     #[error("invalid certificate data: {message}")]
     Issued { message: String },
-    #[error("timed out after {}s waiting for certificate signing request {name} to be issued", WAIT.as_secs())]
-    Timeout { name: String },
+    #[error("timed out after {}s waiting for certificate signing request {name} to be issued", waited.as_secs())]
+    Timeout { name: String, waited: Duration },
     #[error("stopped while waiting for certificate signing request {name}")]
     Stopped { name: String },
 }
@@ -117,9 +117,16 @@ pub fn load_client_cert(
         Some(key) => key,
         None => store::load_or_generate_key(&paths.cert_dir)?,
     };
-    let cert = request_certificate(&api, &key, node, Naming::Digest, clock, stopped)?;
+    let ask = Ask {
+        node,
+        kind: &csr::Kind::Client,
+        naming: Naming::Digest,
+        wait: WAIT,
+    };
+    let cert = request_certificate(&api, &key, &ask, clock, stopped)?;
     let current = store::update(
         &paths.cert_dir,
+        store::Pair::Client,
         &cert,
         key.serialize_pem().as_bytes(),
         clock.timestamp(),
@@ -144,28 +151,40 @@ pub enum Naming {
     Generated,
 }
 
-/// Asks for node `node`'s client certificate for `key` and waits for it (the kubelet's
+/// One request: what the node asks for, how it is named, how long it is waited for.
+#[derive(Clone, Debug)]
+pub struct Ask<'a> {
+    pub node: &'a str,
+    pub kind: &'a csr::Kind,
+    pub naming: Naming,
+    /// [`WAIT`] at bootstrap; the certificate manager's [`MANAGER_WAIT`] when rotating.
+    pub wait: Duration,
+}
+
+/// How long the certificate manager waits for a rotation's request.
+pub const MANAGER_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// Asks for the certificate `ask` names for `key` and waits for it (the kubelet's
 /// `requestNodeCertificate` + `WaitForCertificate`); the issued PEM.
 pub fn request_certificate(
     api: &dyn CsrApi,
     key: &rcgen::KeyPair,
-    node: &str,
-    naming: Naming,
+    ask: &Ask<'_>,
     clock: &dyn Clock,
     stopped: &dyn Fn() -> bool,
 ) -> Result<Vec<u8>, BootstrapError> {
     use rcgen::PublicKeyData as _;
-    let pem = csr::request_pem(key, node).map_err(|e| BootstrapError::Request {
+    let pem = csr::request_pem(key, ask.node, ask.kind).map_err(|e| BootstrapError::Request {
         message: e.to_string(),
     })?;
     let name = csr::request_name(
         &key.subject_public_key_info(),
-        &csr::node_user(node),
+        &csr::node_user(ask.node),
         &[csr::NODES_GROUP],
-        &csr::CLIENT_USAGES,
+        ask.kind.usages(),
     );
-    let mut object = csr::client_request(&name, &pem);
-    if naming == Naming::Generated {
+    let mut object = csr::request_object(&name, &pem, ask.kind);
+    if ask.naming == Naming::Generated {
         object.metadata.name = None;
         object.metadata.generate_name = Some("csr-".into());
     }
@@ -177,7 +196,7 @@ pub fn request_certificate(
             let found = first_by_name(api, &name).map_err(BootstrapError::Create)?;
             let found = found
                 .ok_or_else(|| BootstrapError::Refused(Refusal::Deleted { name: name.clone() }))?;
-            if found.spec.signer_name != csr::SIGNER_KUBELET_CLIENT {
+            if found.spec.signer_name != ask.kind.signer() {
                 return Err(BootstrapError::Incompatible {
                     name,
                     message: format!("signer {:?}", found.spec.signer_name),
@@ -188,15 +207,19 @@ pub fn request_certificate(
         }
         Err(e) => return Err(BootstrapError::Create(e)),
     };
-    let binding = match naming {
-        Naming::Digest => "system:bootstrappers to system:certificates.k8s.io:certificatesigningrequests:nodeclient",
-        Naming::Generated => "system:nodes to system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+    let approver = match (ask.kind, ask.naming) {
+        (csr::Kind::Serving { .. }, _) => {
+            "the controller manager never approves kubelet-serving requests: an approver or a person must".to_string()
+        }
+        (csr::Kind::Client, Naming::Digest) => "or let the csrapprover approve it: bind system:bootstrappers to system:certificates.k8s.io:certificatesigningrequests:nodeclient".to_string(),
+        (csr::Kind::Client, Naming::Generated) => "or let the csrapprover approve it: bind system:nodes to system:certificates.k8s.io:certificatesigningrequests:selfnodeclient".to_string(),
     };
     log::info!(
-        "waiting for certificate signing request {name} to be approved and issued \
-         (kubectl certificate approve {name}, or let the csrapprover approve it: bind {binding})"
+        "waiting for {} certificate signing request {name} to be approved and issued \
+         (kubectl certificate approve {name}; {approver})",
+        ask.kind.noun()
     );
-    wait_for_certificate(api, &name, &uid, clock, stopped)
+    wait_for_certificate(api, &name, &uid, ask.wait, clock, stopped)
 }
 
 fn uid(csr: &CertificateSigningRequest) -> String {
@@ -241,17 +264,21 @@ fn wait_for_certificate(
     api: &dyn CsrApi,
     name: &str,
     uid: &str,
+    wait: Duration,
     clock: &dyn Clock,
     stopped: &dyn Fn() -> bool,
 ) -> Result<Vec<u8>, BootstrapError> {
-    let deadline = clock.monotonic() + WAIT;
+    let deadline = clock.monotonic() + wait;
     let mut approved_seen = false;
     loop {
         if stopped() {
             return Err(BootstrapError::Stopped { name: name.into() });
         }
         if clock.monotonic() >= deadline {
-            return Err(BootstrapError::Timeout { name: name.into() });
+            return Err(BootstrapError::Timeout {
+                name: name.into(),
+                waited: wait,
+            });
         }
         let page =
             match api.list_csrs_page(&request::list_csr_by_name(name, &ListOptions::default())) {

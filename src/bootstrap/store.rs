@@ -22,14 +22,30 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use super::BootstrapError;
 use crate::kubeconfig::{self, Identity};
 
-/// The client pair's file name prefix.
-const PAIR: &str = "kubelet-client";
-/// The key kept while a request is pending.
+/// Which pair: the files of each are named after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pair {
+    /// `kubelet-client-*.pem`.
+    Client,
+    /// `kubelet-server-*.pem`, the serving pair (`--rotate-server-certificates`).
+    Server,
+}
+
+impl Pair {
+    fn prefix(self) -> &'static str {
+        match self {
+            Pair::Client => "kubelet-client",
+            Pair::Server => "kubelet-server",
+        }
+    }
+}
+
+/// The key kept while a bootstrap request is pending.
 pub const TMP_KEY: &str = "kubelet-client.key.tmp";
 
-/// `kubelet-client-current.pem` in `dir`.
-pub fn current_path(dir: &Path) -> PathBuf {
-    dir.join(format!("{PAIR}-current.pem"))
+/// `kubelet-client-current.pem` (or `kubelet-server-`) in `dir`.
+pub fn current_path(dir: &Path, pair: Pair) -> PathBuf {
+    dir.join(format!("{}-current.pem", pair.prefix()))
 }
 
 fn io<'a>(
@@ -89,7 +105,7 @@ pub fn load_or_generate_key(dir: &Path) -> Result<rcgen::KeyPair, BootstrapError
 /// The key of the current pair in `dir`, if there is one that parses (its certificate may have
 /// expired: the kubelet asks again with the same key).
 pub fn current_key(dir: &Path) -> Option<rcgen::KeyPair> {
-    let pem = std::fs::read(current_path(dir)).ok()?;
+    let pem = std::fs::read(current_path(dir, Pair::Client)).ok()?;
     let key = PrivateKeyDer::from_pem_slice(&pem).ok()?;
     rcgen::KeyPair::try_from(&key).ok()
 }
@@ -104,10 +120,11 @@ pub fn remove_tmp_key(dir: &Path) {
     }
 }
 
-/// Stores the issued `cert_pem` with `key_pem` as `kubelet-client-<now>.pem` and points
-/// `kubelet-client-current.pem` at it; the current path.
+/// Stores the issued `cert_pem` with `key_pem` as `kubelet-client-<now>.pem` (or
+/// `kubelet-server-`) and points `kubelet-client-current.pem` at it; the current path.
 pub fn update(
     dir: &Path,
+    which: Pair,
     cert_pem: &[u8],
     key_pem: &[u8],
     now: Timestamp,
@@ -122,11 +139,11 @@ pub fn update(
     content.push_str(std::str::from_utf8(key_pem).unwrap_or_default().trim_end());
     content.push('\n');
     let stamp = now.strftime("%Y-%m-%d-%H-%M-%S").to_string();
-    let pair = dir.join(format!("{PAIR}-{stamp}.pem"));
+    let pair = dir.join(format!("{}-{stamp}.pem", which.prefix()));
     write_private(&pair, content.as_bytes(), "write the certificate")?;
     let pair = std::fs::canonicalize(&pair).map_err(io(&pair, "resolve the certificate"))?;
-    let current = current_path(dir);
-    let updated = dir.join(format!("{PAIR}-updated.pem"));
+    let current = current_path(dir, which);
+    let updated = dir.join(format!("{}-updated.pem", which.prefix()));
     for link in [&current, &updated] {
         match std::fs::symlink_metadata(link) {
             Ok(m) if !m.file_type().is_symlink() => {
@@ -231,6 +248,18 @@ fn certificates(pem: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
     (!certs.is_empty()).then_some(certs)
 }
 
+/// The first certificate in `pem` (the leaf) with its validity.
+pub fn leaf(pem: &[u8]) -> Option<(Vec<u8>, Timestamp, Timestamp)> {
+    let der = certificates(pem)?.into_iter().next()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let v = cert.validity();
+    Some((
+        der.to_vec(),
+        Timestamp::from_second(v.not_before.timestamp()).ok()?,
+        Timestamp::from_second(v.not_after.timestamp()).ok()?,
+    ))
+}
+
 /// The earliest expiry of the certificates in `pem`.
 pub fn not_after(pem: &[u8]) -> Option<Timestamp> {
     certificates(pem)?
@@ -293,7 +322,14 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let cert = issue(&key, 365);
         let t1: Timestamp = "2026-12-07T05:06:07Z".parse().unwrap();
-        let current = update(&d, cert.as_bytes(), key.serialize_pem().as_bytes(), t1).unwrap();
+        let current = update(
+            &d,
+            Pair::Client,
+            cert.as_bytes(),
+            key.serialize_pem().as_bytes(),
+            t1,
+        )
+        .unwrap();
         assert_eq!(current, d.join("kubelet-client-current.pem"));
         let target = std::fs::read_link(&current).unwrap();
         assert_eq!(
@@ -311,17 +347,49 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         // A second pair: the link moves, the first file stays.
         let t2: Timestamp = "2026-12-08T00:00:00Z".parse().unwrap();
-        update(&d, cert.as_bytes(), key.serialize_pem().as_bytes(), t2).unwrap();
+        update(
+            &d,
+            Pair::Client,
+            cert.as_bytes(),
+            key.serialize_pem().as_bytes(),
+            t2,
+        )
+        .unwrap();
         assert_eq!(
             std::fs::read_link(&current).unwrap().file_name().unwrap(),
             "kubelet-client-2026-12-08-00-00-00.pem"
         );
         assert!(d.join("kubelet-client-2026-12-07-05-06-07.pem").exists());
         assert!(!d.join("kubelet-client-updated.pem").exists());
+        // The serving pair sits beside it under its own names.
+        let server = update(
+            &d,
+            Pair::Server,
+            cert.as_bytes(),
+            key.serialize_pem().as_bytes(),
+            t2,
+        )
+        .unwrap();
+        assert_eq!(server, d.join("kubelet-server-current.pem"));
+        assert_eq!(
+            std::fs::read_link(&server).unwrap().file_name().unwrap(),
+            "kubelet-server-2026-12-08-00-00-00.pem"
+        );
+        assert_eq!(
+            std::fs::read_link(&current).unwrap().file_name().unwrap(),
+            "kubelet-client-2026-12-08-00-00-00.pem"
+        );
         // A regular file where the link belongs is never replaced.
         std::fs::remove_file(&current).unwrap();
         std::fs::write(&current, "mine").unwrap();
-        let err = update(&d, cert.as_bytes(), key.serialize_pem().as_bytes(), t2).unwrap_err();
+        let err = update(
+            &d,
+            Pair::Client,
+            cert.as_bytes(),
+            key.serialize_pem().as_bytes(),
+            t2,
+        )
+        .unwrap_err();
         assert!(matches!(err, BootstrapError::NotALink { .. }), "{err}");
         assert_eq!(std::fs::read_to_string(&current).unwrap(), "mine");
         std::fs::remove_dir_all(&d).unwrap();
@@ -349,7 +417,14 @@ mod tests {
         };
         for (days, valid) in [(30, true), (-1, false)] {
             let cert = issue(&key, days);
-            let pem = update(&d, cert.as_bytes(), key.serialize_pem().as_bytes(), now).unwrap();
+            let pem = update(
+                &d,
+                Pair::Client,
+                cert.as_bytes(),
+                key.serialize_pem().as_bytes(),
+                now,
+            )
+            .unwrap();
             write_kubeconfig(&kc, &bootstrap, &pem).unwrap();
             let loaded = kubeconfig::load(&kc, None).unwrap();
             assert_eq!(loaded.server, "https://127.0.0.1:6443");

@@ -16,6 +16,15 @@ fn key() -> rcgen::KeyPair {
     rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
 }
 
+fn bootstrap_ask(node: &str) -> Ask<'_> {
+    Ask {
+        node,
+        kind: &csr::Kind::Client,
+        naming: Naming::Digest,
+        wait: WAIT,
+    }
+}
+
 fn clock() -> FakeClock {
     FakeClock::at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000))
 }
@@ -71,7 +80,7 @@ fn a_request_is_created_listed_and_watched_until_issued() {
         ]),
     );
     let k = key();
-    let cert = request_certificate(&api, &k, "vk-node", Naming::Digest, &clock(), &never).unwrap();
+    let cert = request_certificate(&api, &k, &bootstrap_ask("vk-node"), &clock(), &never).unwrap();
     assert_eq!(cert, b"CERT PEM");
 
     let create = &api.calls_of(RequestKind::CreateCsr)[0];
@@ -128,7 +137,7 @@ fn an_earlier_request_of_the_same_name_is_reused() {
         list(vec![object("u0", &["Approved"], Some("C"))]),
     );
     let cert =
-        request_certificate(&api, &key(), "vk-node", Naming::Digest, &clock(), &never).unwrap();
+        request_certificate(&api, &key(), &bootstrap_ask("vk-node"), &clock(), &never).unwrap();
     assert_eq!(cert, b"C");
     assert!(api.calls_of(RequestKind::WatchCsrs).is_empty());
 }
@@ -159,7 +168,7 @@ fn a_denied_failed_deleted_or_replaced_request_ends_the_wait() {
         api.push_json(RequestKind::ListCsrs, list(vec![object("u1", &[], None)]));
         api.push_stream(RequestKind::WatchCsrs, &events(&evs));
         let err =
-            request_certificate(&api, &key(), "n", Naming::Digest, &clock(), &never).unwrap_err();
+            request_certificate(&api, &key(), &bootstrap_ask("n"), &clock(), &never).unwrap_err();
         let msg = err.to_string();
         assert!(msg.ends_with(want), "{msg}");
         assert!(
@@ -171,7 +180,7 @@ fn a_denied_failed_deleted_or_replaced_request_ends_the_wait() {
     let api = FakeApi::new();
     api.push_json(RequestKind::CreateCsr, object("u1", &[], None));
     api.push_json(RequestKind::ListCsrs, list(vec![]));
-    let err = request_certificate(&api, &key(), "n", Naming::Digest, &clock(), &never).unwrap_err();
+    let err = request_certificate(&api, &key(), &bootstrap_ask("n"), &clock(), &never).unwrap_err();
     assert!(
         matches!(err, BootstrapError::Refused(Refusal::Deleted { .. })),
         "{err}"
@@ -198,7 +207,7 @@ fn a_watch_that_ends_or_expires_is_followed_by_a_new_list() {
         RequestKind::ListCsrs,
         list(vec![object("u1", &["Approved"], Some("C"))]),
     );
-    let cert = request_certificate(&api, &key(), "n", Naming::Digest, &clock(), &never).unwrap();
+    let cert = request_certificate(&api, &key(), &bootstrap_ask("n"), &clock(), &never).unwrap();
     assert_eq!(cert, b"C");
     assert_eq!(api.calls_of(RequestKind::ListCsrs).len(), 3);
     assert_eq!(api.calls_of(RequestKind::WatchCsrs).len(), 2);
@@ -210,12 +219,12 @@ fn other_create_failures_end_bootstrap_with_the_servers_answer() {
     api.push_error(
         RequestKind::CreateCsr,
         ApiError::Forbidden {
-            request: request::create_csr(&csr::client_request("n", "")).unwrap().describe(),
+            request: request::create_csr(&csr::request_object("n", "", &csr::Kind::Client)).unwrap().describe(),
             message: "certificatesigningrequests.certificates.k8s.io is forbidden: User \"system:anonymous\" cannot create resource".into(),
 
         },
     );
-    let err = request_certificate(&api, &key(), "n", Naming::Digest, &clock(), &never).unwrap_err();
+    let err = request_certificate(&api, &key(), &bootstrap_ask("n"), &clock(), &never).unwrap_err();
     assert!(
         matches!(err, BootstrapError::Create(ApiError::Forbidden { .. })),
         "{err}"
@@ -245,7 +254,7 @@ fn the_wait_gives_up_after_an_hour_and_on_a_stop() {
         })
     };
     let err =
-        request_certificate(&api, &key(), "n", Naming::Digest, c.as_ref(), &never).unwrap_err();
+        request_certificate(&api, &key(), &bootstrap_ask("n"), c.as_ref(), &never).unwrap_err();
     done.store(true, Ordering::SeqCst);
     mover.join().unwrap();
     assert!(matches!(err, BootstrapError::Timeout { .. }), "{err}");
@@ -269,6 +278,6 @@ fn the_wait_gives_up_after_an_hour_and_on_a_stop() {
         stop.swap(true, Ordering::SeqCst)
     };
     let err =
-        request_certificate(&api, &key(), "n", Naming::Digest, &clock(), &stopped).unwrap_err();
+        request_certificate(&api, &key(), &bootstrap_ask("n"), &clock(), &stopped).unwrap_err();
     assert!(matches!(err, BootstrapError::Stopped { .. }), "{err}");
 }

@@ -34,7 +34,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 pub use request::{parse_query, Request};
 pub use response::{reason_phrase, ChunkedWriter, Responder, Response};
-pub use tls::{ClientAuth, PeerIdentity, TlsSetup};
+pub use tls::{ClientAuth, PeerIdentity, ServingCert, TlsSetup};
 pub use transport::{Upgraded, UpgradedReader, UpgradedWriter};
 
 use transport::{DropHook, Transport};

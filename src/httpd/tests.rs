@@ -605,8 +605,7 @@ fn pki() -> Pki {
 
 fn tls_server(p: &Pki, auth: ClientAuth, handler: Arc<dyn Handler>) -> Server {
     let setup = TlsSetup {
-        cert_chain_pem: p.server.cert_pem.clone(),
-        key_pem: p.server.key_pem.clone(),
+        cert: ServingCert::from_pem(&p.server.cert_pem, &p.server.key_pem).unwrap(),
         client_auth: auth,
     };
     let mut s = Server::bind(localhost(), setup).unwrap();

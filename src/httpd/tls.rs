@@ -1,15 +1,17 @@
 //! TLS settings for the server: PEM material to a rustls 0.23 `ServerConfig` (ring provider,
-//! chosen explicitly), client-certificate verification against a CA, and the verified peer
-//! identity the handler sees.
+//! chosen explicitly), a serving certificate that can be replaced while the server runs (each
+//! handshake takes the current one: rotation), client-certificate verification against a CA,
+//! and the verified peer identity the handler sees.
 //!
 //! Owns: certificate/key parsing and verifier policy. Must not do socket I/O or HTTP; it never
 //! decides authorization, it only reports who the verified peer is.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 
 use super::HttpdError;
@@ -26,26 +28,97 @@ pub enum ClientAuth {
     Required { ca_pem: String },
 }
 
-/// Everything the server needs for TLS, as PEM text.
-#[derive(Clone)]
-pub struct TlsSetup {
-    /// The serving certificate chain, leaf first.
-    pub cert_chain_pem: String,
-    /// The private key: PKCS#1 (`RSA PRIVATE KEY`), PKCS#8 (`PRIVATE KEY`) or SEC1
-    /// (`EC PRIVATE KEY`).
-    pub key_pem: String,
-    pub client_auth: ClientAuth,
+/// The serving certificate and key, shared with the server: [`ServingCert::replace`] puts a new
+/// pair in place for the handshakes that follow (connections already open keep theirs). A
+/// pending one (no pair yet: `--rotate-server-certificates` before the first is issued) fails
+/// every handshake, as the kubelet's does.
+#[derive(Clone, Default)]
+pub struct ServingCert {
+    current: Arc<RwLock<Option<Arc<CertifiedKey>>>>,
 }
 
-impl std::fmt::Debug for TlsSetup {
+impl ServingCert {
+    /// No certificate yet.
+    pub fn pending() -> ServingCert {
+        ServingCert::default()
+    }
+
+    /// The pair from PEM: the chain (leaf first) and the key, PKCS#1 (`RSA PRIVATE KEY`),
+    /// PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`).
+    pub fn from_pem(cert_chain_pem: &str, key_pem: &str) -> Result<ServingCert, HttpdError> {
+        let cert = ServingCert::pending();
+        cert.replace(cert_chain_pem, key_pem)?;
+        Ok(cert)
+    }
+
+    /// Serves new handshakes with this pair; an unusable one changes nothing.
+    pub fn replace(&self, cert_chain_pem: &str, key_pem: &str) -> Result<(), HttpdError> {
+        let key = certified_key(cert_chain_pem, key_pem)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(key));
+        Ok(())
+    }
+
+    /// Whether there is a pair to serve.
+    pub fn is_ready(&self) -> bool {
+        self.get().is_some()
+    }
+
+    fn get(&self) -> Option<Arc<CertifiedKey>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for ServingCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the key.
-        f.debug_struct("TlsSetup")
-            .field("cert_chain_pem", &self.cert_chain_pem)
-            .field("key_pem", &"<redacted>")
-            .field("client_auth", &self.client_auth)
-            .finish()
+        let state = if self.is_ready() { "ready" } else { "pending" };
+        f.debug_tuple("ServingCert").field(&state).finish()
     }
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.get()
+    }
+}
+
+fn certified_key(cert_chain_pem: &str, key_pem: &str) -> Result<CertifiedKey, HttpdError> {
+    let provider = rustls::crypto::ring::default_provider();
+    let chain = parse_certs(cert_chain_pem, "serving certificate chain")?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| HttpdError::Certificate {
+            what: "serving key".to_string(),
+            reason: e.to_string(),
+        })?;
+    let signing =
+        provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| HttpdError::Certificate {
+                what: "serving key".to_string(),
+                reason: e.to_string(),
+            })?;
+    let pair = CertifiedKey::new(chain, signing);
+    match pair.keys_match() {
+        // A key that cannot tell its public half is taken as it is.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(pair)
+        }
+        Err(source) => Err(HttpdError::Tls {
+            what: "serving certificate and key".to_string(),
+            source,
+        }),
+    }
+}
+
+/// Everything the server needs for TLS.
+#[derive(Clone, Debug)]
+pub struct TlsSetup {
+    pub cert: ServingCert,
+    pub client_auth: ClientAuth,
 }
 
 fn parse_certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, HttpdError> {
@@ -79,13 +152,6 @@ fn roots_from(ca_pem: &str) -> Result<Arc<RootCertStore>, HttpdError> {
 /// that offer `h2, http/1.1` (kube-apiserver for logs) then speak HTTP/1.1.
 pub(crate) fn server_config(setup: &TlsSetup) -> Result<Arc<ServerConfig>, HttpdError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = parse_certs(&setup.cert_chain_pem, "serving certificate chain")?;
-    let key = PrivateKeyDer::from_pem_slice(setup.key_pem.as_bytes()).map_err(|e| {
-        HttpdError::Certificate {
-            what: "serving key".to_string(),
-            reason: e.to_string(),
-        }
-    })?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| HttpdError::Tls {
@@ -109,12 +175,7 @@ pub(crate) fn server_config(setup: &TlsSetup) -> Result<Arc<ServerConfig>, Httpd
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| HttpdError::Tls {
-            what: "serving certificate and key".to_string(),
-            source: e,
-        })?;
+    let mut config = builder.with_cert_resolver(Arc::new(setup.cert.clone()));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -203,44 +264,59 @@ mod tests {
     }
 
     #[test]
-    fn server_config_accepts_generated_material_and_rejects_junk() {
+    fn serving_material_is_checked_and_replaced_in_place() {
         let ca = Ca::generate("test-ca").unwrap();
         let server = ca
             .issue_server("localhost", &["127.0.0.1", "localhost"])
             .unwrap();
+        let cert = ServingCert::from_pem(&server.cert_pem, &server.key_pem).unwrap();
         let ok = TlsSetup {
-            cert_chain_pem: server.cert_pem.clone(),
-            key_pem: server.key_pem.clone(),
+            cert: cert.clone(),
             client_auth: ClientAuth::Required {
                 ca_pem: ca.cert_pem(),
             },
         };
         assert!(server_config(&ok).is_ok());
-        let bad_key = TlsSetup {
-            key_pem: "not a key".to_string(),
-            ..ok.clone()
-        };
         assert!(matches!(
-            server_config(&bad_key),
+            ServingCert::from_pem(&server.cert_pem, "not a key"),
             Err(HttpdError::Certificate { .. })
         ));
-        let no_chain = TlsSetup {
-            cert_chain_pem: String::new(),
-            ..ok
-        };
         assert!(matches!(
-            server_config(&no_chain),
+            ServingCert::from_pem("", &server.key_pem),
             Err(HttpdError::Certificate { .. })
         ));
+        let other = ca.issue_server("other", &["other"]).unwrap();
+        assert!(
+            matches!(
+                ServingCert::from_pem(&server.cert_pem, &other.key_pem),
+                Err(HttpdError::Tls { .. })
+            ),
+            "a key that is not the certificate's"
+        );
+        // A failed replace keeps the pair; a good one is seen through every clone.
+        let before = cert.get().unwrap();
+        assert!(cert.replace(&other.cert_pem, "junk").is_err());
+        assert!(Arc::ptr_eq(&before, &cert.get().unwrap()));
+        ok.cert.replace(&other.cert_pem, &other.key_pem).unwrap();
+        assert_eq!(cert.get().unwrap().cert, before_chain(&other.cert_pem));
+        assert!(!ServingCert::pending().is_ready());
+        assert!(cert.is_ready());
+    }
+
+    fn before_chain(pem: &str) -> Vec<CertificateDer<'static>> {
+        parse_certs(pem, "t").unwrap()
     }
 
     #[test]
     fn debug_never_prints_the_key() {
+        let ca = Ca::generate("test-ca").unwrap();
+        let server = ca.issue_server("localhost", &["localhost"]).unwrap();
         let setup = TlsSetup {
-            cert_chain_pem: "c".to_string(),
-            key_pem: "SECRET".to_string(),
+            cert: ServingCert::from_pem(&server.cert_pem, &server.key_pem).unwrap(),
             client_auth: ClientAuth::None,
         };
-        assert!(!format!("{setup:?}").contains("SECRET"));
+        let shown = format!("{setup:?}");
+        assert!(!shown.contains("PRIVATE"), "{shown}");
+        assert!(shown.contains("ready"), "{shown}");
     }
 }

@@ -306,6 +306,21 @@ pub fn provider_taint() -> Taint {
     }
 }
 
+/// The node's addresses: its InternalIP and its name as Hostname (what the serving certificate
+/// is asked for, too).
+pub fn addresses(name: &str, node_ip: std::net::IpAddr) -> Vec<NodeAddress> {
+    vec![
+        NodeAddress {
+            type_: "InternalIP".to_string(),
+            address: node_ip.to_string(),
+        },
+        NodeAddress {
+            type_: "Hostname".to_string(),
+            address: name.to_string(),
+        },
+    ]
+}
+
 /// The Node to POST at registration.
 pub fn node_object(
     params: &NodeParams,
@@ -341,16 +356,7 @@ pub fn node_status(
     let (capacity, allocatable) = capacity_and_allocatable(params, facts);
     status.capacity = Some(capacity);
     status.allocatable = Some(allocatable);
-    status.addresses = Some(vec![
-        NodeAddress {
-            type_: "InternalIP".to_string(),
-            address: params.node_ip.to_string(),
-        },
-        NodeAddress {
-            type_: "Hostname".to_string(),
-            address: params.name.clone(),
-        },
-    ]);
+    status.addresses = Some(addresses(&params.name, params.node_ip));
     status.daemon_endpoints = Some(NodeDaemonEndpoints {
         kubelet_endpoint: Some(DaemonEndpoint {
             port: i32::from(params.kubelet_port),

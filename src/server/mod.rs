@@ -22,7 +22,7 @@ pub mod stats;
 pub mod stream;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::cri::{api, Code, CriError, Runtime};
 use crate::httpd::{
-    ChunkedWriter, ClientAuth, Handler, HttpdError, Request, Responder, Response, Server, TlsSetup,
+    ChunkedWriter, ClientAuth, Handler, HttpdError, Request, Responder, Response, Server,
+    ServingCert, TlsSetup,
 };
 use crate::node::stats::{CpuRate, HostSample, HostStats};
 
@@ -49,6 +50,12 @@ pub enum ServerError {
     },
     #[error("failed to generate the self-signed serving certificate")]
     Generate(#[from] crate::certs::CertError),
+    #[error("unusable serving certificate and key {path}")]
+    Pair {
+        path: String,
+        #[source]
+        source: HttpdError,
+    },
     #[error("failed to serve the kubelet API on {addr}")]
     Serve {
         addr: SocketAddr,
@@ -61,7 +68,14 @@ pub enum ServerError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertSource {
     Files,
-    SelfSigned { sans: Vec<String> },
+    SelfSigned {
+        sans: Vec<String>,
+    },
+    /// `--rotate-server-certificates`: the pair in `--cert-dir` (`kubelet-server-current.pem`),
+    /// else the given files, else none until the first is issued.
+    Rotated {
+        from: Option<PathBuf>,
+    },
 }
 
 fn read(what: &'static str, path: &Path) -> Result<String, ServerError> {
@@ -72,13 +86,27 @@ fn read(what: &'static str, path: &Path) -> Result<String, ServerError> {
     })
 }
 
-/// The TLS setup: the given certificate and key, else a self-signed pair for the node's name
-/// and addresses; client certificates are asked for (and verified) when a client CA is given.
+fn pair_from_files(cert: &Path, key: &Path) -> Result<ServingCert, ServerError> {
+    ServingCert::from_pem(
+        &read("serving certificate", cert)?,
+        &read("serving key", key)?,
+    )
+    .map_err(|source| ServerError::Pair {
+        path: cert.display().to_string(),
+        source,
+    })
+}
+
+/// The TLS setup: with `rotated` (the cert dir, `--rotate-server-certificates`) the rotated pair
+/// kept there, else the given pair, else none yet; without it the given certificate and key,
+/// else a self-signed pair for the node's name and addresses. Client certificates are asked for
+/// (and verified) when a client CA is given.
 pub fn tls_setup(
     cert_and_key: Option<(&Path, &Path)>,
     client_ca: Option<&Path>,
     node_name: &str,
     node_ip: IpAddr,
+    rotated: Option<&Path>,
 ) -> Result<(TlsSetup, CertSource), ServerError> {
     let client_auth = match client_ca {
         Some(p) => ClientAuth::Optional {
@@ -86,11 +114,25 @@ pub fn tls_setup(
         },
         None => ClientAuth::None,
     };
+    if let Some(dir) = rotated {
+        let current =
+            crate::bootstrap::store::current_path(dir, crate::bootstrap::store::Pair::Server);
+        let kept = std::fs::read_to_string(&current).ok().and_then(|pem| {
+            ServingCert::from_pem(&pem, &pem)
+                .map_err(|e| log::warn!("{}: {e}: asking for a new one", current.display()))
+                .ok()
+        });
+        let (cert, from) = match (kept, cert_and_key) {
+            (Some(cert), _) => (cert, Some(current)),
+            (None, Some((cert, key))) => (pair_from_files(cert, key)?, Some(cert.to_path_buf())),
+            (None, None) => (ServingCert::pending(), None),
+        };
+        return Ok((TlsSetup { cert, client_auth }, CertSource::Rotated { from }));
+    }
     if let Some((cert, key)) = cert_and_key {
         return Ok((
             TlsSetup {
-                cert_chain_pem: read("serving certificate", cert)?,
-                key_pem: read("serving key", key)?,
+                cert: pair_from_files(cert, key)?,
                 client_auth,
             },
             CertSource::Files,
@@ -104,12 +146,14 @@ pub fn tls_setup(
     }
     let refs: Vec<&str> = sans.iter().map(String::as_str).collect();
     let pair = crate::certs::self_signed_server(node_name, &refs)?;
+    let cert = ServingCert::from_pem(&pair.cert_pem, &pair.key_pem).map_err(|source| {
+        ServerError::Pair {
+            path: "(generated)".into(),
+            source,
+        }
+    })?;
     Ok((
-        TlsSetup {
-            cert_chain_pem: pair.cert_pem,
-            key_pem: pair.key_pem,
-            client_auth,
-        },
+        TlsSetup { cert, client_auth },
         CertSource::SelfSigned { sans },
     ))
 }

@@ -1067,3 +1067,137 @@ fn a_bootstrapped_node_rotates_its_client_certificate_before_it_expires() {
         .all(|r| r.client_cert.as_deref() != Some(old.as_slice()) || r.status < 300));
     assert_eq!(f.list(Res::Csrs, None).len(), 2, "one rotation");
 }
+
+/// The leaf certificate the kubelet API on `port` serves (trusting `ca`), or why the handshake
+/// failed.
+fn served_leaf(port: u16, ca: &str) -> Result<Vec<u8>, String> {
+    use std::io::Write as _;
+    let mut tls = crate::kubelet_client::connect(port, ca, None);
+    // Writing drives the handshake; its failure (no certificate, or one the CA did not sign
+    // for 127.0.0.1) surfaces here.
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .and_then(|()| tls.flush())
+        .map_err(|e| e.to_string())?;
+    let leaf = tls
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or("no peer certificate")?;
+    Ok(leaf.as_ref().to_vec())
+}
+
+#[test]
+fn a_node_asks_for_its_serving_certificate_and_serves_each_one_issued() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-serving");
+    let cert_dir = d.dir.0.join("pki");
+    d = d
+        .arg("--rotate-server-certificates")
+        .arg("--cert-dir")
+        .arg(cert_dir.to_str().unwrap());
+    d.start();
+    let serving = |c: &Value| c["spec"]["signerName"] == "kubernetes.io/kubelet-serving";
+    let first = wait_for(
+        "the serving certificate's request",
+        Duration::from_secs(30),
+        || f.list(Res::Csrs, None).into_iter().find(serving),
+    );
+    let name = first["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("csr-"), "generateName csr-: {name}");
+    assert_eq!(first["spec"]["username"], format!("system:node:{}", d.node));
+    assert_eq!(
+        first["spec"]["usages"],
+        json!(["digital signature", "server auth"])
+    );
+    // The request names the node's addresses: its name and its InternalIP.
+    let request = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(first["spec"]["request"].as_str().unwrap())
+            .unwrap()
+    };
+    let (_, block) = x509_parser::pem::parse_x509_pem(&request).unwrap();
+    let (_, req) = <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(&block.contents).unwrap();
+    let sans: Vec<String> = req
+        .requested_extensions()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| match e {
+            x509_parser::extensions::ParsedExtension::SubjectAlternativeName(s) => Some(
+                s.general_names
+                    .iter()
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(
+        sans,
+        [
+            format!("DNSName({})", d.node),
+            "IPAddress(7f:00:00:01)".into()
+        ]
+    );
+    d.wait_log(
+        &format!("kubectl certificate approve {name}"),
+        Duration::from_secs(10),
+    );
+    // No certificate yet: every handshake fails, as the kubelet's.
+    let ca = f.ca_pem();
+    wait_for("the kubelet API to listen", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", d.port)).ok()
+    });
+    let err = served_leaf(d.port, &ca).unwrap_err();
+    assert!(!err.is_empty());
+
+    // Issued for 30 s more (from a minute ago): renewed 3-21 s from now.
+    let first = f.approve_and_issue_csr(&name, Duration::from_secs(30));
+    let first_der = issued_der(&first);
+    wait_for(
+        "the first serving certificate",
+        Duration::from_secs(20),
+        || (served_leaf(d.port, &ca).ok()? == first_der).then_some(()),
+    );
+    let current = cert_dir.join("kubelet-server-current.pem");
+    assert!(std::fs::read_link(&current)
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("kubelet-server-20"));
+
+    let second = wait_for("the rotation's request", Duration::from_secs(40), || {
+        f.list(Res::Csrs, None)
+            .into_iter()
+            .find(|c| serving(c) && c["metadata"]["name"] != name.as_str())
+    });
+    let second_name = second["metadata"]["name"].as_str().unwrap().to_string();
+    let second_der = issued_der(&f.approve_and_issue_csr(&second_name, Duration::from_secs(3600)));
+    d.wait_log("serving certificate rotated", Duration::from_secs(20));
+    wait_for(
+        "the rotated serving certificate",
+        Duration::from_secs(20),
+        || (served_leaf(d.port, &ca).ok()? == second_der).then_some(()),
+    );
+
+    // Restarted, it serves the stored pair at once and asks for nothing.
+    d.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+    let before = d.log().len();
+    d.start();
+    d.wait_log_since(
+        before,
+        "kubelet-server-current.pem until it is rotated",
+        Duration::from_secs(20),
+    );
+    let served = wait_for(
+        "the stored serving certificate",
+        Duration::from_secs(20),
+        || served_leaf(d.port, &ca).ok(),
+    );
+    assert_eq!(served, second_der);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(f.list(Res::Csrs, None).len(), 2, "no new request");
+}

@@ -1494,3 +1494,113 @@ fn certificate_signing_requests_follow_14() {
         denied.body
     );
 }
+
+#[test]
+fn serving_certificate_requests_follow_14h_to_14l() {
+    let fake = FakeApiServer::start();
+    // The node's own serving request (14h's object, created as the node).
+    let recorded = fixture_json("14h-node-list-serving-csr-by-name-200")["items"][0].clone();
+    let mut object = json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"generateName": "csr-"},
+        "spec": {
+            "request": recorded["spec"]["request"],
+            "signerName": recorded["spec"]["signerName"],
+            "usages": recorded["spec"]["usages"],
+        },
+    });
+    let created = send(
+        &fake,
+        Who::Node,
+        "POST",
+        "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+        Some("application/json"),
+        Some(&object.to_string()),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let name = created.json()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(name.starts_with("csr-"), "{name}");
+    // Named as the recording was, the list by name answers what the real one did.
+    object["metadata"] = json!({"name": "csr-hgck9", "generateName": "csr-"});
+    let again = send(
+        &fake,
+        Who::Node,
+        "POST",
+        "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+        Some("application/json"),
+        Some(&object.to_string()),
+    );
+    assert_eq!(again.status, 201, "{}", again.body);
+    let listed = replay(&fake, "14h-node-list-serving-csr-by-name-200");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(
+        normalize(listed.json()["items"][0].clone()),
+        normalize(recorded.clone()),
+        "username system:node:vk-node, groups, status {{}}"
+    );
+    // kubectl certificate approve (14j), then the signer issues a serving certificate.
+    let ours = again.json();
+    let subs = [
+        (uid_of(&recorded), uid_of(&ours)),
+        (format!("\"{}\"", "237"), format!("\"{}\"", rv_of(&ours))),
+    ];
+    let subs: Vec<(&str, &str)> = subs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let approved = replay_with(&fake, "14j-admin-approve-serving-csr-200", &subs);
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    let issued = fake.approve_and_issue_csr("csr-hgck9", Duration::from_secs(3600));
+    let watched: Vec<Value> = fixture_file(
+        "14i-node-watch-serving-csr-approved-issued",
+        "response-body.json",
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    let want = &watched[1]["object"]["status"];
+    assert_eq!(
+        issued["status"]["conditions"][0]["reason"],
+        want["conditions"][0]["reason"]
+    );
+    assert_eq!(
+        issued["status"]["conditions"][0]["message"],
+        want["conditions"][0]["message"]
+    );
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(issued["status"]["certificate"].as_str().unwrap())
+        .unwrap();
+    let (_, block) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&block.contents).unwrap();
+    let sans = cert.subject_alternative_name().unwrap().unwrap();
+    let sans: Vec<String> = sans
+        .value
+        .general_names
+        .iter()
+        .map(|g| g.to_string())
+        .collect();
+    assert_eq!(sans, ["DNSName(vk-node)", "IPAddress(7f:00:00:01)"]);
+    let eku = cert.extended_key_usage().unwrap().unwrap().value;
+    assert!(eku.server_auth && !eku.client_auth);
+
+    // A request the signer will not issue is created (14k) and, once approved, Failed (14l).
+    let bad = replay(&fake, "14k-node-create-serving-csr-no-sans-201");
+    assert_eq!(bad.status, 201, "{}", bad.body);
+    assert_eq!(
+        normalize(bad.json()),
+        normalize(fixture_json("14k-node-create-serving-csr-no-sans-201"))
+    );
+    let failed = fake.approve_and_issue_csr("serving-client-usage", Duration::from_secs(60));
+    let want = fixture_json("14l-admin-get-serving-csr-signer-failed-200");
+    let conditions = |v: &Value| -> Vec<(Value, Value, Value)> {
+        v["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["type"].clone(), c["reason"].clone(), c["message"].clone()))
+            .collect()
+    };
+    assert_eq!(conditions(&failed), conditions(&want));
+    assert!(failed["status"].get("certificate").is_none());
+}

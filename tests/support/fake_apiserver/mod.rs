@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use vk_cri::certs::{Ca, CertKeyPem};
 use vk_cri::httpd::{
-    ClientAuth, Handler, Request, Responder, Response, Server, ServerConfig, TlsSetup,
+    ClientAuth, Handler, Request, Responder, Response, Server, ServerConfig, ServingCert, TlsSetup,
 };
 
 pub use authz::Identity;
@@ -310,8 +310,7 @@ impl FakeApiServer {
             .issue_client("admin", Some("system:masters"))
             .expect("issue admin certificate");
         let setup = TlsSetup {
-            cert_chain_pem: serving.cert_pem,
-            key_pem: serving.key_pem,
+            cert: ServingCert::from_pem(&serving.cert_pem, &serving.key_pem).expect("serving pair"),
             client_auth: ClientAuth::Optional {
                 ca_pem: ca.cert_pem(),
             },
@@ -659,8 +658,10 @@ impl FakeApiServer {
     }
 
     /// What kube-controller-manager's csrapprover and csrsigning controllers do for a node
-    /// client CSR: the Approved condition, then `status.certificate` signed by the fake's CA
-    /// for `lifetime`. Two changes, as watchers see them; the final object.
+    /// client CSR (and `kubectl certificate approve` then the signer for a serving one): the
+    /// Approved condition, then `status.certificate` signed by the fake's CA for `lifetime`, or
+    /// the signer's `Failed` condition when the request is not what its signer issues. Two
+    /// changes, as watchers see them; the final object.
     pub fn approve_and_issue_csr(&self, name: &str, lifetime: Duration) -> Value {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -668,17 +669,63 @@ impl FakeApiServer {
             .get(Res::Csrs, "", name)
             .unwrap_or_else(|| panic!("fake apiserver: no csr {name}"));
         let now = store::timestamp(0);
+        // The controller manager approves client requests; serving ones wait for a person.
+        let signer = csr["spec"]["signerName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let serving = signer == "kubernetes.io/kubelet-serving";
+        let (reason, message, usage) = if serving {
+            (
+                "KubectlApprove",
+                "This CSR was approved by kubectl certificate approve.",
+                vk_cri::certs::Usage::Server,
+            )
+        } else {
+            (
+                "AutoApproved",
+                "Auto approving kubelet client certificate after SubjectAccessReview.",
+                vk_cri::certs::Usage::Client,
+            )
+        };
         csr["status"]["conditions"] = json!([{
-            "type": "Approved", "status": "True", "reason": "AutoApproved",
-            "message": "Auto approving kubelet client certificate after SubjectAccessReview.",
+            "type": "Approved", "status": "True", "reason": reason,
+            "message": message,
             "lastUpdateTime": now, "lastTransitionTime": now,
         }]);
         let request = b64
             .decode(csr["spec"]["request"].as_str().unwrap_or_default())
             .expect("csr request is base64");
+        let usages: Vec<String> = csr["spec"]["usages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str().map(str::to_string))
+            .collect();
+        if let Err(failure) = signer_check(&signer, &request, &usages) {
+            // The approval, then the signer's verdict: Failed, nothing issued (14l).
+            self.with_store(|inner| {
+                inner
+                    .store
+                    .write(Res::Csrs, csr.clone(), store::EventType::Modified)
+            });
+            csr["status"]["conditions"]
+                .as_array_mut()
+                .expect("conditions")
+                .push(json!({
+                    "type": "Failed", "status": "True", "reason": "SignerValidationFailure",
+                    "message": failure,
+                    "lastUpdateTime": now, "lastTransitionTime": now,
+                }));
+            return self.with_store(|inner| {
+                inner
+                    .store
+                    .write(Res::Csrs, csr, store::EventType::Modified)
+            });
+        }
         let cert = self
             .ca
-            .sign_client_request(&request, lifetime)
+            .sign_request(&request, lifetime, usage)
             .expect("sign the csr");
         self.with_store(|inner| {
             inner
@@ -716,4 +763,92 @@ impl FakeApiServer {
     pub fn shutdown(&mut self) {
         self.server.shutdown();
     }
+}
+
+/// kube-controller-manager's check of a request before its signer issues it
+/// (`ValidateKubeletServingCSR` / `ValidateKubeletClientCSR`, in their order and words).
+fn signer_check(signer: &str, request_pem: &[u8], usages: &[String]) -> Result<(), String> {
+    use std::collections::BTreeSet;
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::prelude::FromDer as _;
+    let (_, block) = x509_parser::pem::parse_x509_pem(request_pem).map_err(|e| e.to_string())?;
+    let (_, req) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+            .map_err(|e| e.to_string())?;
+    let subject = &req.certification_request_info.subject;
+    let orgs: Vec<&str> = subject
+        .iter_organization()
+        .filter_map(|a| a.as_str().ok())
+        .collect();
+    let cn = subject
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .unwrap_or_default();
+    let (mut dns, mut ips, mut emails, mut uris) = (0, 0, 0, 0);
+    for ext in req.requested_extensions().into_iter().flatten() {
+        if let ParsedExtension::SubjectAlternativeName(san) = ext {
+            for n in &san.general_names {
+                match n {
+                    GeneralName::DNSName(_) => dns += 1,
+                    GeneralName::IPAddress(_) => ips += 1,
+                    GeneralName::RFC822Name(_) => emails += 1,
+                    GeneralName::URI(_) => uris += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let usages: BTreeSet<&str> = usages.iter().map(String::as_str).collect();
+    let matches = |wanted: &[&str]| {
+        let with_rsa: BTreeSet<&str> = wanted.iter().copied().collect();
+        let mut no_rsa = with_rsa.clone();
+        no_rsa.remove("key encipherment");
+        usages == with_rsa || usages == no_rsa
+    };
+    if orgs != ["system:nodes"] {
+        return Err("subject organization is not system:nodes".into());
+    }
+    match signer {
+        "kubernetes.io/kubelet-serving" => {
+            let wanted = ["digital signature", "key encipherment", "server auth"];
+            if dns == 0 && ips == 0 {
+                return Err("DNS or IP subjectAltName is required".into());
+            }
+            if emails > 0 {
+                return Err("Email subjectAltNames are not allowed".into());
+            }
+            if uris > 0 {
+                return Err("URI subjectAltNames are not allowed".into());
+            }
+            if !matches(&wanted) {
+                return Err(format!("usages did not match [{}]", wanted.join(" ")));
+            }
+            if !cn.starts_with("system:node:") {
+                return Err("subject common name does not begin with system:node:".into());
+            }
+        }
+        _ => {
+            let wanted = ["client auth", "digital signature", "key encipherment"];
+            if dns > 0 {
+                return Err("DNS subjectAltNames are not allowed".into());
+            }
+            if emails > 0 {
+                return Err("Email subjectAltNames are not allowed".into());
+            }
+            if ips > 0 {
+                return Err("IP subjectAltNames are not allowed".into());
+            }
+            if uris > 0 {
+                return Err("URI subjectAltNames are not allowed".into());
+            }
+            if !cn.starts_with("system:node:") {
+                return Err("subject common name does not begin with system:node:".into());
+            }
+            if !matches(&wanted) {
+                return Err(format!("usages did not match [{}]", wanted.join(" ")));
+            }
+        }
+    }
+    Ok(())
 }
