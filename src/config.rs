@@ -40,6 +40,11 @@ pub struct Flags {
     #[arg(long, value_name = "NAME", default_value = "cri")]
     pub provider: String,
 
+    /// A kubelet.config.k8s.io/v1beta1 KubeletConfiguration file (YAML or JSON); flags given
+    /// on the command line or in the environment override it
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// Kubeconfig to reach the API server as this node
     #[arg(long, value_name = "PATH", env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
@@ -136,6 +141,18 @@ pub struct Flags {
     #[arg(long, value_name = "MODE")]
     pub authorization_mode: Option<String>,
 
+    /// How long a bearer token's TokenReview answer is kept
+    #[arg(long, value_name = "DURATION", default_value = "2m")]
+    pub authentication_token_webhook_cache_ttl: String,
+
+    /// How long an allowed SubjectAccessReview answer is kept
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub authorization_webhook_cache_authorized_ttl: String,
+
+    /// How long a denied SubjectAccessReview answer is kept
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub authorization_webhook_cache_unauthorized_ttl: String,
+
     /// Serve unauthenticated kubelet API requests as system:anonymous (else 401)
     #[arg(long, value_name = "BOOL", default_value = "false", action = clap::ArgAction::Set)]
     pub anonymous_auth: bool,
@@ -168,6 +185,10 @@ pub struct Flags {
     /// Longest time between two node status reports when nothing changes
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     pub node_status_report_frequency: String,
+
+    /// Duration of the node's Lease; it is renewed every quarter of it
+    #[arg(long, value_name = "SECONDS", default_value_t = 40, value_parser = clap::value_parser!(i32).range(1..))]
+    pub node_lease_duration_seconds: i32,
 
     /// Directory of static pod manifests (YAML or JSON) to run
     #[arg(long, value_name = "DIR")]
@@ -206,9 +227,34 @@ pub struct Flags {
     pub log_level: String,
 }
 
+/// The flags parsed from `argv` with the `--config` file's values under them: each file value
+/// is used only where the flag was given neither on the command line nor in the environment
+/// (the kubelet's precedence: flags over the file).
+pub fn apply_file(
+    argv: &[std::ffi::OsString],
+    file: &crate::kubelet_config::FileFlags,
+) -> Result<Flags, clap::Error> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let given = Flags::command().try_get_matches_from(argv)?;
+    let mut merged: Vec<std::ffi::OsString> = argv.iter().take(1).cloned().collect();
+    for (id, value) in &file.values {
+        match given.value_source(id) {
+            Some(
+                clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable,
+            ) => {}
+            _ => merged.push(format!("--{}={value}", id.replace('_', "-")).into()),
+        }
+    }
+    merged.extend(argv.iter().skip(1).cloned());
+    let matches = Flags::command().try_get_matches_from(merged)?;
+    Flags::from_arg_matches(&matches)
+}
+
 /// The validated configuration the daemon runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// `--config`, the file read under the flags.
+    pub config_file: Option<PathBuf>,
     pub kubeconfig: Option<PathBuf>,
     /// `--bootstrap-kubeconfig`; only with `kubeconfig`.
     pub bootstrap_kubeconfig: Option<PathBuf>,
@@ -236,6 +282,8 @@ pub struct Config {
     pub client_ca_file: Option<PathBuf>,
     pub authorization_mode: AuthorizationMode,
     pub anonymous_auth: bool,
+    /// The webhook caches' lifetimes (token reviews; allowed and denied access reviews).
+    pub auth_cache: crate::server::auth::CacheTtl,
     pub pod_manifest_path: Option<PathBuf>,
     pub node_labels: Vec<(String, String)>,
     pub disable_taint: bool,
@@ -244,6 +292,7 @@ pub struct Config {
     pub kube_reserved: crate::node::spec::Reserved,
     pub system_reserved: crate::node::spec::Reserved,
     pub node_status_report_frequency: Duration,
+    pub node_lease_duration_seconds: i32,
     pub runtime_request_timeout: Duration,
     pub image_pull_timeout: Duration,
     pub container_logs: crate::logrotate::Policy,
@@ -443,6 +492,22 @@ impl Config {
                 &f.runtime_request_timeout,
             )?,
             image_pull_timeout: duration("image-pull-timeout", &f.image_pull_timeout)?,
+            auth_cache: crate::server::auth::CacheTtl {
+                token: duration(
+                    "authentication-token-webhook-cache-ttl",
+                    &f.authentication_token_webhook_cache_ttl,
+                )?,
+                allowed: duration(
+                    "authorization-webhook-cache-authorized-ttl",
+                    &f.authorization_webhook_cache_authorized_ttl,
+                )?,
+                denied: duration(
+                    "authorization-webhook-cache-unauthorized-ttl",
+                    &f.authorization_webhook_cache_unauthorized_ttl,
+                )?,
+            },
+            node_lease_duration_seconds: f.node_lease_duration_seconds,
+            config_file: f.config,
             kubeconfig,
             bootstrap_kubeconfig,
             rotate_certificates,
@@ -553,6 +618,122 @@ mod tests {
         argv.extend_from_slice(args);
         let flags = Flags::try_parse_from(argv).map_err(|e| e.to_string())?;
         Config::from_flags(flags).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_config_file_sits_under_the_flags() {
+        let file = crate::kubelet_config::parse(
+            "k.yaml",
+            "apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+maxPods: 50
+clusterDNS: [10.96.0.10]
+runtimeRequestTimeout: 30s
+authentication:
+  anonymous:
+    enabled: true
+  webhook:
+    cacheTTL: 10s
+serverTLSBootstrap: true
+nodeLeaseDurationSeconds: 60
+",
+        )
+        .unwrap();
+        let argv = |args: &[&str]| -> Vec<std::ffi::OsString> {
+            ["virtual-kubelet", "--kubeconfig", "k", "--config", "k.yaml"]
+                .iter()
+                .chain(args)
+                .map(Into::into)
+                .collect()
+        };
+        let config =
+            |args: &[&str]| Config::from_flags(apply_file(&argv(args), &file).unwrap()).unwrap();
+        let c = config(&[]);
+        assert_eq!(c.max_pods, 50);
+        assert_eq!(c.cluster_dns, [IpAddr::from([10, 96, 0, 10])]);
+        assert_eq!(c.runtime_request_timeout, Duration::from_secs(30));
+        assert!(c.anonymous_auth && c.rotate_server_certificates);
+        assert_eq!(c.auth_cache.token, Duration::from_secs(10));
+        assert_eq!(c.auth_cache.allowed, Duration::from_secs(300), "a default");
+        assert_eq!(c.node_lease_duration_seconds, 60);
+        assert_eq!(c.config_file, Some(PathBuf::from("k.yaml")));
+        // A flag given wins, wherever it stands; the rest still comes from the file.
+        let c = config(&[
+            "--max-pods=7",
+            "--cluster-dns",
+            "10.0.0.1,10.0.0.2",
+            "--anonymous-auth",
+            "false",
+            "--rotate-server-certificates=false",
+        ]);
+        assert_eq!(c.max_pods, 7);
+        assert_eq!(
+            c.cluster_dns,
+            [IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2])],
+            "replaced, not appended"
+        );
+        assert!(!c.anonymous_auth && !c.rotate_server_certificates);
+        assert_eq!(c.runtime_request_timeout, Duration::from_secs(30));
+        // A file value the flags refuse names its flag.
+        let bad = crate::kubelet_config::parse(
+            "k.yaml",
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncontainerLogMaxFiles: 1\n",
+        )
+        .unwrap();
+        let err = Config::from_flags(apply_file(&argv(&[]), &bad).unwrap()).unwrap_err();
+        assert_eq!(err, ConfigError::ContainerLogMaxFiles(1));
+    }
+
+    #[test]
+    fn the_effective_configuration_reads_as_the_kubelets_configz() {
+        let c = parse(&[
+            "--kubeconfig",
+            "k",
+            "--max-pods",
+            "50",
+            "--kube-reserved",
+            "cpu=100m,memory=256Mi",
+            "--cluster-dns",
+            "10.96.0.10",
+            "--tls-cert-file",
+            "c.pem",
+            "--tls-private-key-file",
+            "k.pem",
+        ])
+        .unwrap();
+        let z = crate::kubelet_config::effective(&c);
+        let kc = &z["kubeletconfig"];
+        assert_eq!(kc["maxPods"], 50);
+        assert_eq!(kc["port"], 10250);
+        assert_eq!(kc["runtimeRequestTimeout"], "2m0s");
+        assert_eq!(kc["nodeStatusReportFrequency"], "5m0s");
+        assert_eq!(kc["containerLogMaxSize"], "10Mi");
+        assert_eq!(kc["containerLogMaxFiles"], 5);
+        assert_eq!(kc["containerLogMonitorInterval"], "10s");
+        assert_eq!(
+            kc["kubeReserved"],
+            serde_json::json!({"cpu": "100m", "memory": "256Mi"})
+        );
+        assert!(kc.get("systemReserved").is_none(), "omitted when empty");
+        assert_eq!(kc["clusterDNS"], serde_json::json!(["10.96.0.10"]));
+        assert_eq!(kc["tlsCertFile"], "c.pem");
+        assert_eq!(kc["authorization"]["mode"], "Webhook");
+        assert_eq!(kc["authorization"]["webhook"]["cacheAuthorizedTTL"], "5m0s");
+        assert_eq!(
+            kc["authorization"]["webhook"]["cacheUnauthorizedTTL"],
+            "30s"
+        );
+        assert_eq!(kc["authentication"]["webhook"]["cacheTTL"], "2m0s");
+        assert_eq!(kc["authentication"]["anonymous"]["enabled"], false);
+        assert_eq!(kc["healthzPort"], 10248);
+        assert_eq!(kc["healthzBindAddress"], "127.0.0.1");
+        assert_eq!(kc["nodeLeaseDurationSeconds"], 40);
+        assert_eq!(
+            kc["containerRuntimeEndpoint"],
+            "unix:///run/containerd/containerd.sock"
+        );
+        assert!(kc.get("staticPodPath").is_none());
+        assert!(kc.get("apiVersion").is_none() && kc.get("kind").is_none());
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod executor;
 pub mod httpd;
 pub mod kube;
 pub mod kubeconfig;
+pub mod kubelet_config;
 pub mod logrotate;
 pub mod metrics;
 pub mod node;

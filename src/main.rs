@@ -48,9 +48,29 @@ use vk_cri::server::{self, auth};
 use vk_cri::source::{PodEvent, SourcesReady};
 use vk_cri::static_pods;
 
+/// The flags, with the `--config` file under them; the configuration and the file's warnings,
+/// or the message to exit 2 with (clap's own errors, `--help` and `--version` exit in clap).
+fn load_config(argv: &[std::ffi::OsString]) -> Result<(Config, Vec<String>), String> {
+    let flags = Flags::try_parse_from(argv).unwrap_or_else(|e| e.exit());
+    let mut warnings = Vec::new();
+    let flags = match &flags.config {
+        None => flags,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--config {}: {e}", path.display()))?;
+            let file = vk_cri::kubelet_config::parse(&path.display().to_string(), &text)
+                .map_err(|e| e.to_string())?;
+            warnings = file.warnings.clone();
+            vk_cri::config::apply_file(argv, &file).unwrap_or_else(|e| e.exit())
+        }
+    };
+    let config = Config::from_flags(flags).map_err(|e| e.to_string())?;
+    Ok((config, warnings))
+}
+
 fn main() -> ExitCode {
-    let flags = Flags::parse();
-    let config = match Config::from_flags(flags) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (config, warnings) = match load_config(&argv) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("virtual-kubelet: {e}");
@@ -58,6 +78,12 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_level);
+    if let Some(path) = &config.config_file {
+        log::info!("configuration from {} under the flags", path.display());
+    }
+    for w in &warnings {
+        log::warn!("{w}");
+    }
     // Before any thread starts, so that every thread inherits the blocked mask.
     let stop = match stop_signals() {
         Ok(rx) => rx,
@@ -249,11 +275,13 @@ fn start_kubelet_api(
         vk_cri::config::AuthorizationMode::Webhook => auth::Authorizer::Webhook,
         vk_cri::config::AuthorizationMode::AlwaysAllow => auth::Authorizer::AlwaysAllow,
     };
-    let auth = auth::Auth::new(config.anonymous_auth, authorizer, reviews);
+    let auth =
+        auth::Auth::new(config.anonymous_auth, authorizer, reviews).with_ttl(config.auth_cache);
     let host_stats = vk_cri::node::stats::ProcStats::new(&config.pods_dir, &config.cgroup_root);
     let handler = server::KubeletApi::new(auth, runtime, pods, &config.node_name)
         .with_host_stats(Arc::new(host_stats))
-        .with_sync_loop(sync_loop);
+        .with_sync_loop(sync_loop)
+        .with_configz(vk_cri::kubelet_config::effective(config));
     let addr = std::net::SocketAddr::new(config.address, config.port);
     let srv = server::start(addr, tls, handler).map_err(|e| RunError::Failed(with_sources(&e)))?;
     log::info!(
@@ -537,6 +565,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
             params.provider_taint = !config.disable_taint;
             params.kubelet_port = config.port;
             params.max_pods = config.max_pods;
+            params.lease_duration_seconds = config.node_lease_duration_seconds;
             params.kube_reserved = config.kube_reserved;
             params.system_reserved = config.system_reserved;
             params.eviction = eviction;

@@ -195,7 +195,7 @@ impl NodeAgent {
                             &name,
                             &uid,
                             &name,
-                            spec::LEASE_DURATION_SECONDS,
+                            self.params.lease_duration_seconds,
                             now,
                         );
                         match self.api.create_lease(&lease) {
@@ -210,7 +210,10 @@ impl NodeAgent {
                     Err(e) => return Err(e.into()),
                 },
             };
-            match self.api.update_lease(&name, &spec::renew(&current, now)) {
+            match self.api.update_lease(
+                &name,
+                &spec::renew(&current, self.params.lease_duration_seconds, now),
+            ) {
                 Ok(l) => {
                     self.lease = Some(l);
                     return Ok(());
@@ -244,7 +247,7 @@ pub fn spawn(mut agent: NodeAgent) -> std::io::Result<std::thread::JoinHandle<()
                 let pause = if failing.is_some() && agent.node_uid.is_none() {
                     Duration::from_secs(2)
                 } else {
-                    spec::LEASE_RENEW_INTERVAL
+                    spec::renew_interval(agent.params.lease_duration_seconds)
                 };
                 std::thread::sleep(pause);
             }

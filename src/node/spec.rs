@@ -65,7 +65,7 @@ pub const PROVIDER_TAINT_VALUE: &str = "cri";
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 /// The kubelet's default `nodeLeaseDurationSeconds`.
 pub const LEASE_DURATION_SECONDS: i32 = 40;
-/// How often the Lease is renewed: a quarter of its duration, as the kubelet does.
+/// How often the default Lease is renewed: a quarter of its duration, as the kubelet does.
 pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
 /// How often node status is computed (`--node-status-update-frequency`).
 pub const NODE_STATUS_UPDATE_FREQUENCY: Duration = Duration::from_secs(10);
@@ -265,6 +265,9 @@ pub struct NodeParams {
     pub eviction: EvictionThresholds,
     /// `<runtime name>://<version>` from CRI `Version`, e.g. `containerd://1.6.20`.
     pub container_runtime_version: String,
+    /// The Lease's `leaseDurationSeconds` (`nodeLeaseDurationSeconds`, 40); the agent renews
+    /// it every quarter of that ([`renew_interval`]).
+    pub lease_duration_seconds: i32,
 }
 
 impl NodeParams {
@@ -287,8 +290,15 @@ impl NodeParams {
             system_reserved: Reserved::default(),
             eviction: EvictionThresholds::default(),
             container_runtime_version: container_runtime_version.to_string(),
+            lease_duration_seconds: LEASE_DURATION_SECONDS,
         }
     }
+}
+
+/// How often a Lease of `lease_duration_seconds` is renewed: a quarter of it, as the kubelet's
+/// `renewInterval` (10 s for the default 40 s).
+pub fn renew_interval(lease_duration_seconds: i32) -> Duration {
+    Duration::from_millis(u64::try_from(lease_duration_seconds).unwrap_or(1).max(1) * 250)
 }
 
 /// True for 127.0.0.0/8 and ::1: the API server can reach such a node only from the same host.
@@ -889,11 +899,15 @@ pub fn lease_object(
     with_node_owner(&lease, node_name, node_uid)
 }
 
-/// The Lease with `renewTime = now`, everything else (resourceVersion included, for the PUT's
-/// optimistic concurrency) as it was read.
-pub fn renew(lease: &Lease, now: Timestamp) -> Lease {
+/// The Lease with `renewTime = now` and `leaseDurationSeconds` this node's (the kubelet's
+/// `newLease` sets both on every renewal, so a changed `nodeLeaseDurationSeconds` takes effect
+/// on the next one), everything else (resourceVersion included, for the PUT's optimistic
+/// concurrency) as it was read.
+pub fn renew(lease: &Lease, duration_secs: i32, now: Timestamp) -> Lease {
     let mut out = lease.clone();
-    out.spec.get_or_insert_with(LeaseSpec::default).renew_time = Some(micro_time(now));
+    let spec = out.spec.get_or_insert_with(LeaseSpec::default);
+    spec.renew_time = Some(micro_time(now));
+    spec.lease_duration_seconds = Some(duration_secs);
     out
 }
 
@@ -1535,13 +1549,21 @@ mod tests {
         let read: Lease =
             serde_json::from_str(&fixture("05a-lease-create-201", "response-body.json")).unwrap();
         let put: Lease = serde_json::from_str(&request_body("05b-lease-put-renew-200")).unwrap();
-        let renewed = renew(&read, ts("2026-11-22T12:52:20.599105123Z"));
+        let renewed = renew(
+            &read,
+            LEASE_DURATION_SECONDS,
+            ts("2026-11-22T12:52:20.599105123Z"),
+        );
         let renewed: Lease =
             serde_json::from_value(serde_json::to_value(&renewed).unwrap()).unwrap();
         assert_eq!(renewed, put);
         assert_eq!(renewed.metadata.resource_version.as_deref(), Some("2659"));
         let body = serde_json::to_value(&renewed).unwrap();
         assert_eq!(body["spec"]["renewTime"], "2026-11-22T12:52:20.599105Z");
+        let longer = renew(&read, 60, ts("2026-11-22T12:52:20Z"));
+        assert_eq!(longer.spec.unwrap().lease_duration_seconds, Some(60));
+        assert_eq!(renew_interval(60), Duration::from_secs(15));
+        assert_eq!(renew_interval(LEASE_DURATION_SECONDS), LEASE_RENEW_INTERVAL);
     }
 
     #[test]

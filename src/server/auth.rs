@@ -150,7 +150,7 @@ pub enum Authorizer {
 }
 
 /// Cache lifetimes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheTtl {
     pub token: Duration,
     pub allowed: Duration,

@@ -183,6 +183,8 @@ pub struct KubeletApi {
     rates: Mutex<Rates>,
     /// When the sync loop last went round, for `/healthz`'s `syncloop` check.
     sync_loop: Option<SyncLoopProbe>,
+    /// The effective configuration `/configz` serves, as JSON.
+    configz: Option<Vec<u8>>,
 }
 
 /// When the sync loop last went round (`None`: not yet).
@@ -239,7 +241,14 @@ impl KubeletApi {
             host: None,
             rates: Mutex::default(),
             sync_loop: None,
+            configz: None,
         }
+    }
+
+    /// `/configz` answers this effective configuration (JSON).
+    pub fn with_configz(mut self, config: serde_json::Value) -> KubeletApi {
+        self.configz = Some(config.to_string().into_bytes());
+        self
     }
 
     /// The `syncloop` check reads when the sync loop (the relist) last went round.
@@ -500,6 +509,17 @@ impl KubeletApi {
                 }
                 Err(f) => answer(resp, f),
             },
+            Route::Configz => {
+                let resp_ = match &self.configz {
+                    Some(body) => Response::new(200).body("application/json", body.clone()),
+                    None => Response::new(404).body(
+                        "text/plain; charset=utf-8",
+                        b"404 page not found\n".to_vec(),
+                    ),
+                };
+                let _ = resp.send(resp_);
+                Ok(())
+            }
             Route::Pods => match self.pod_list() {
                 Ok(body) => {
                     let _ = resp.send(Response::new(200).body("application/json", body));

@@ -82,6 +82,8 @@ pub enum Route {
     /// `/metrics/resource`: node, pod and container cpu and memory, Prometheus text, as
     /// metrics-server scrapes it.
     MetricsResource,
+    /// `/configz`: the effective configuration (any method, as the kubelet's handler).
+    Configz,
 }
 
 /// Why a request cannot be routed: the status to answer and the message for the body.
@@ -362,6 +364,7 @@ pub fn parse(
                 .collect(),
         }),
         ["pods"] => read_only().map(|_| Route::Pods),
+        ["configz"] => Ok(Route::Configz),
         ["runningpods"] => read_only().map(|_| Route::RunningPods),
         ["stats", "summary"] => read_only().map(|_| Route::StatsSummary),
         ["metrics"] => read_only().map(|_| Route::Metrics),
@@ -498,6 +501,9 @@ mod tests {
     #[test]
     fn pods_and_running_pods() {
         assert_eq!(parse("GET", "/pods", &[]), Ok(Route::Pods));
+        assert_eq!(parse("GET", "/configz", &[]), Ok(Route::Configz));
+        assert_eq!(parse("POST", "/configz", &[]), Ok(Route::Configz));
+        assert_eq!(subresource("/configz"), "proxy");
         assert_eq!(parse("GET", "/pods/", &[]), Ok(Route::Pods));
         assert_eq!(parse("GET", "/runningpods/", &[]), Ok(Route::RunningPods));
     }
@@ -752,7 +758,7 @@ mod tests {
     fn unknown_paths_are_404() {
         assert_eq!(status("GET", "/", &[]), 404);
         assert_eq!(status("GET", "/stats", &[]), 404);
-        assert_eq!(status("GET", "/configz", &[]), 404);
+        assert_eq!(status("GET", "/configz/more", &[]), 404);
     }
 
     #[test]

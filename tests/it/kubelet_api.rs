@@ -1196,3 +1196,70 @@ fn pods_lists_the_given_pods_with_their_status_and_runningpods_what_the_runtime_
         .then_some(())
     });
 }
+
+#[test]
+fn a_kubelet_configuration_file_sits_under_the_flags_and_configz_serves_the_result() {
+    let client_ca = Ca::generate("client-ca").unwrap();
+    let apiserver = client_ca
+        .issue_client("kube-apiserver-kubelet-client", Some("system:masters"))
+        .unwrap();
+    let d = Daemon::new("kapi-configz");
+    let file = d.dir.0.join("kubelet-config.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+port: 1
+clusterDomain: example.internal
+containerLogMaxFiles: 3
+runtimeRequestTimeout: 90s
+evictionHard:
+  memory.available: 100Mi
+",
+    )
+    .unwrap();
+    let d = d.arg("--config").arg(file.to_str().unwrap());
+    let mut k = Kubelet::new(d, &client_ca.cert_pem(), apiserver);
+    k.d.start();
+    k.d.wait_log("kubelet API on https://127.0.0.1:", Duration::from_secs(30));
+    assert!(k.d.log().contains(&format!(
+        "--config {}: unknown field \"evictionHard\" (not one vk-cri has): ignored",
+        file.display()
+    )));
+    let r = k.get("/configz");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let z: Value = serde_json::from_slice(&r.body).unwrap();
+    let kc = &z["kubeletconfig"];
+    assert_eq!(kc["clusterDomain"], "example.internal", "from the file");
+    assert_eq!(kc["containerLogMaxFiles"], 3);
+    assert_eq!(kc["runtimeRequestTimeout"], "1m30s");
+    assert_eq!(kc["port"], k.d.port, "the --port flag wins over the file's");
+    assert_eq!(
+        kc["staticPodPath"],
+        k.d.manifests().to_str().unwrap(),
+        "a flag"
+    );
+    assert_eq!(kc["authorization"]["mode"], "AlwaysAllow");
+}
+
+#[test]
+fn a_kubelet_configuration_field_of_the_wrong_type_is_an_exit_naming_it() {
+    let d = Daemon::new("kapi-config-bad");
+    let file = d.dir.0.join("kubelet-config.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  anonymous:\n    enabled: \"yes\"\n",
+    )
+    .unwrap();
+    let mut d = d.arg("--config").arg(file.to_str().unwrap());
+    let (code, log) = d.run_to_exit(Duration::from_secs(20));
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains(&format!(
+            "--config {}: authentication.anonymous.enabled: expected a boolean, got a string \"yes\"",
+            file.display()
+        )),
+        "{log}"
+    );
+}
