@@ -355,3 +355,140 @@ fn the_layering_check_refuses_a_core_file_that_calls_the_executor() {
         "{text}"
     );
 }
+
+/// A file under contrib/, as text.
+fn contrib_file(rel: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("contrib")
+        .join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+}
+
+fn yaml_docs(rel: &str) -> Vec<Value> {
+    contrib_file(rel)
+        .split("\n---\n")
+        .map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap_or_else(|e| panic!("{rel}: {e}")))
+        .collect()
+}
+
+#[test]
+fn the_bootstrap_templates_join_a_node_and_the_unit_and_config_file_parse() {
+    // The token Secret, as step 1 creates it.
+    let (id, secret) = ("vkcri1", "0123456789abcdef");
+    let expiration = (k8s_openapi::jiff::Timestamp::now()
+        + k8s_openapi::jiff::SignedDuration::from_secs(3600))
+    .to_string();
+    let token_yaml = contrib_file("cluster/bootstrap-token.yaml.template")
+        .replace("TOKEN_ID", id)
+        .replace("TOKEN_SECRET", secret)
+        .replace("EXPIRATION", &expiration);
+    let token: Value = serde_saphyr::from_str(&token_yaml).unwrap();
+    let f = FakeApiServer::start();
+    f.create(Res::Secrets, "kube-system", token.clone());
+    // The bindings name the group the token carries and the node group.
+    let extra = token["stringData"]["auth-extra-groups"].as_str().unwrap();
+    let bindings: Vec<(String, String)> = yaml_docs("cluster/bootstrap-rbac.yaml")
+        .iter()
+        .map(|b| {
+            assert_eq!(b["kind"], "ClusterRoleBinding");
+            (
+                b["roleRef"]["name"].as_str().unwrap().to_string(),
+                b["subjects"][0]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        bindings,
+        [
+            ("system:node-bootstrapper".to_string(), extra.to_string()),
+            (
+                "system:certificates.k8s.io:certificatesigningrequests:nodeclient".to_string(),
+                extra.to_string()
+            ),
+            (
+                "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient".to_string(),
+                "system:nodes".to_string()
+            ),
+        ]
+    );
+
+    // The bootstrap kubeconfig from its template; the node joins with it.
+    use base64::Engine as _;
+    let kubeconfig = contrib_file("cluster/bootstrap-kubeconfig.template.yaml")
+        .replace("https://SERVER:6443", &f.url())
+        .replace(
+            "BASE64_OF_CLUSTER_CA_CRT",
+            &base64::engine::general_purpose::STANDARD.encode(f.ca_pem()),
+        )
+        .replace("TOKEN_ID.TOKEN_SECRET", &format!("{id}.{secret}"));
+    let mut d = Daemon::with_bootstrap(&f, "contrib-bootstrap", "unused.token");
+    std::fs::write(d.dir.0.join("bootstrap-kubelet.conf"), kubeconfig).unwrap();
+    d.start();
+    let csr = wait_for(
+        "the node's certificate signing request",
+        Duration::from_secs(30),
+        || f.list(Res::Csrs, None).into_iter().next(),
+    );
+    assert_eq!(csr["spec"]["username"], format!("system:bootstrap:{id}"));
+    assert_eq!(
+        csr["spec"]["groups"],
+        json!(["system:bootstrappers", extra, "system:authenticated"]),
+        "the Secret's auth-extra-groups, as the bootstrap authenticator adds them"
+    );
+    f.approve_and_issue_csr(
+        csr["metadata"]["name"].as_str().unwrap(),
+        Duration::from_secs(3600),
+    );
+    wait_for("the node to register", Duration::from_secs(30), || {
+        f.get_node(&d.node)
+    });
+
+    // The example configuration reads with no warning and validates.
+    let config_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/cluster/kubelet-config.yaml");
+    let file = vk_cri::kubelet_config::parse(
+        "kubelet-config.yaml",
+        &contrib_file("cluster/kubelet-config.yaml"),
+    )
+    .unwrap();
+    assert!(file.warnings.is_empty(), "{:?}", file.warnings);
+    // The unit's command line, with that file, parses and validates.
+    let unit = contrib_file("systemd/vk-cri.service");
+    let exec = unit
+        .split("ExecStart=")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    for line in exec.lines() {
+        let line = line.trim().trim_end_matches('\\');
+        if line.starts_with('#') || line.is_empty() {
+            break;
+        }
+        argv.extend(
+            line.split_whitespace()
+                .map(|w| w.replace("%H", "node-1").into()),
+        );
+    }
+    assert_eq!(argv[0], "/usr/local/bin/virtual-kubelet");
+    let i = argv.iter().position(|a| a == "--config").unwrap();
+    argv[i + 1] = config_path.clone().into_os_string();
+    let flags = vk_cri::config::apply_file(&argv, &file).unwrap();
+    let config = vk_cri::config::Config::from_flags(flags).unwrap();
+    assert_eq!(config.node_name, "node-1");
+    assert!(config.bootstrap_kubeconfig.is_some() && config.rotate_certificates);
+    assert_eq!(
+        config.client_ca_file.as_deref(),
+        Some(Path::new("/etc/vk-cri/ca.crt"))
+    );
+    assert_eq!(
+        config.cri_socket,
+        Path::new("/run/containerd/containerd.sock")
+    );
+    assert_eq!(
+        config.cluster_dns,
+        [std::net::IpAddr::from([10, 96, 0, 10])]
+    );
+}

@@ -170,13 +170,61 @@ struct Api {
     shared: Arc<Shared>,
 }
 
-fn identify(req: &Request, tokens: &HashMap<String, Identity>) -> Identity {
+/// kube-apiserver's bootstrap token authenticator (`--enable-bootstrap-token-auth`): token
+/// `ID.SECRET` is user `system:bootstrap:ID` when Secret `kube-system/bootstrap-token-ID` of
+/// type `bootstrap.kubernetes.io/token` holds that secret, allows authentication and has not
+/// expired; groups `system:bootstrappers`, then its `auth-extra-groups`, then
+/// `system:authenticated`.
+fn bootstrap_identity(store: &store::Store, token: &str) -> Option<Identity> {
+    use base64::Engine as _;
+    let (id, secret) = token.split_once('.')?;
+    let object = store.get(
+        Res::Secrets,
+        "kube-system",
+        &format!("bootstrap-token-{id}"),
+    )?;
+    if object["type"] != "bootstrap.kubernetes.io/token" {
+        return None;
+    }
+    let data = |key: &str| -> Option<String> {
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(object["data"][key].as_str()?)
+            .ok()?;
+        String::from_utf8(b).ok()
+    };
+    if data("token-secret")? != secret || data("usage-bootstrap-authentication")? != "true" {
+        return None;
+    }
+    if let Some(exp) = data("expiration") {
+        let exp: k8s_openapi::jiff::Timestamp = exp.parse().ok()?;
+        if exp <= k8s_openapi::jiff::Timestamp::now() {
+            return None;
+        }
+    }
+    let mut groups = vec!["system:bootstrappers".to_string()];
+    for g in data("auth-extra-groups").unwrap_or_default().split(',') {
+        let g = g.trim();
+        if !g.is_empty() {
+            groups.push(g.to_string());
+        }
+    }
+    groups.push("system:authenticated".to_string());
+    Some(Identity {
+        user: format!("system:bootstrap:{id}"),
+        groups,
+    })
+}
+
+fn identify(req: &Request, tokens: &HashMap<String, Identity>, store: &store::Store) -> Identity {
     if let Some(token) = req
         .header("authorization")
         .and_then(|a| a.strip_prefix("Bearer "))
     {
         if let Some(id) = tokens.get(token.trim()) {
             return id.clone();
+        }
+        if let Some(id) = bootstrap_identity(store, token.trim()) {
+            return id;
         }
     }
     match req.peer.subject() {
@@ -193,7 +241,7 @@ impl Handler for Api {
     fn handle(&self, req: Request, resp: Responder<'_>) {
         let (who, delay, injected) = {
             let mut inner = self.shared.lock();
-            let who = identify(&req, &inner.tokens);
+            let who = identify(&req, &inner.tokens, &inner.store);
             let f = &mut inner.faults;
             let injected = if f.fail_next > 0 {
                 f.fail_next -= 1;
