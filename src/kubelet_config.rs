@@ -6,7 +6,7 @@
 //! naming its path; a field vk-cri does not have is a warning, as the kubelet's lenient decoding
 //! logs the strict decoder's `unknown field`), and the reverse, the running [`Config`] written
 //! back under the kubelet's names ([`effective`], Go durations such as `2m0s`). The file's
-//! values become flag values: `config::apply_file` puts them under the command line and the
+//! values become flag values: [`apply_file`] puts them under the command line and the
 //! environment, so a flag given wins over the file, as the kubelet's flags do. Pure: the caller
 //! reads the file.
 
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::config::Config;
+use crate::config::{Config, Flags};
 
 /// The only version and kind read.
 pub const API_VERSION: &str = "kubelet.config.k8s.io/v1beta1";
@@ -383,6 +383,26 @@ fn walk(
     Ok(())
 }
 
+/// The flags parsed from `argv` with the `--config` file's values under them: each file value
+/// is used only where the flag was given neither on the command line nor in the environment
+/// (the kubelet's precedence: flags over the file).
+pub fn apply_file(argv: &[std::ffi::OsString], file: &FileFlags) -> Result<Flags, clap::Error> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let given = Flags::command().try_get_matches_from(argv)?;
+    let mut merged: Vec<std::ffi::OsString> = argv.iter().take(1).cloned().collect();
+    for (id, value) in &file.values {
+        match given.value_source(id) {
+            Some(
+                clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable,
+            ) => {}
+            _ => merged.push(format!("--{}={value}", id.replace('_', "-")).into()),
+        }
+    }
+    merged.extend(argv.iter().skip(1).cloned());
+    let matches = Flags::command().try_get_matches_from(merged)?;
+    Flags::from_arg_matches(&matches)
+}
+
 /// A duration as Go's `time.Duration.String()` writes it: `2m0s`, `1h0m0s`, `500ms`, `0s`.
 pub fn go_duration(d: Duration) -> String {
     let nanos = d.as_nanos();
@@ -502,7 +522,16 @@ fn prune_nulls(v: &mut Value) {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+    use std::path::PathBuf;
+
     use super::*;
+
+    /// The configuration of these flags alone.
+    fn flags_config(args: &[&str]) -> Config {
+        let argv = std::iter::once("virtual-kubelet").chain(args.iter().copied());
+        Config::from_flags(clap::Parser::try_parse_from(argv).unwrap()).unwrap()
+    }
 
     /// The flag values, sorted (the file's order does not matter: each sets its own flag).
     fn values(f: &FileFlags) -> Vec<(&str, &str)> {
@@ -643,6 +672,123 @@ tlsCertFile: null
             .unwrap_err()
             .to_string()
             .ends_with("expected an object, got a list"));
+    }
+
+    #[test]
+    fn a_config_file_sits_under_the_flags() {
+        let file = parse(
+            "k.yaml",
+            "apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+maxPods: 50
+clusterDNS: [10.96.0.10]
+runtimeRequestTimeout: 30s
+authentication:
+  anonymous:
+    enabled: true
+  webhook:
+    cacheTTL: 10s
+serverTLSBootstrap: true
+nodeLeaseDurationSeconds: 60
+",
+        )
+        .unwrap();
+        let argv = |args: &[&str]| -> Vec<std::ffi::OsString> {
+            ["virtual-kubelet", "--kubeconfig", "k", "--config", "k.yaml"]
+                .iter()
+                .chain(args)
+                .map(Into::into)
+                .collect()
+        };
+        let config = |args: &[&str]| {
+            crate::config::Config::from_flags(apply_file(&argv(args), &file).unwrap()).unwrap()
+        };
+        let c = config(&[]);
+        assert_eq!(c.max_pods, 50);
+        assert_eq!(c.cluster_dns, [IpAddr::from([10, 96, 0, 10])]);
+        assert_eq!(c.runtime_request_timeout, Duration::from_secs(30));
+        assert!(c.anonymous_auth && c.rotate_server_certificates);
+        assert_eq!(c.auth_cache.token, Duration::from_secs(10));
+        assert_eq!(c.auth_cache.allowed, Duration::from_secs(300), "a default");
+        assert_eq!(c.node_lease_duration_seconds, 60);
+        assert_eq!(c.config_file, Some(PathBuf::from("k.yaml")));
+        // A flag given wins, wherever it stands; the rest still comes from the file.
+        let c = config(&[
+            "--max-pods=7",
+            "--cluster-dns",
+            "10.0.0.1,10.0.0.2",
+            "--anonymous-auth",
+            "false",
+            "--rotate-server-certificates=false",
+        ]);
+        assert_eq!(c.max_pods, 7);
+        assert_eq!(
+            c.cluster_dns,
+            [IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2])],
+            "replaced, not appended"
+        );
+        assert!(!c.anonymous_auth && !c.rotate_server_certificates);
+        assert_eq!(c.runtime_request_timeout, Duration::from_secs(30));
+        // A file value the flags refuse names its flag.
+        let bad = parse(
+            "k.yaml",
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncontainerLogMaxFiles: 1\n",
+        )
+        .unwrap();
+        let err =
+            crate::config::Config::from_flags(apply_file(&argv(&[]), &bad).unwrap()).unwrap_err();
+        assert_eq!(err, crate::config::ConfigError::ContainerLogMaxFiles(1));
+    }
+
+    #[test]
+    fn the_effective_configuration_reads_as_the_kubelets_configz() {
+        let c = flags_config(&[
+            "--kubeconfig",
+            "k",
+            "--max-pods",
+            "50",
+            "--kube-reserved",
+            "cpu=100m,memory=256Mi",
+            "--cluster-dns",
+            "10.96.0.10",
+            "--tls-cert-file",
+            "c.pem",
+            "--tls-private-key-file",
+            "k.pem",
+        ]);
+        let z = effective(&c);
+        let kc = &z["kubeletconfig"];
+        assert_eq!(kc["maxPods"], 50);
+        assert_eq!(kc["port"], 10250);
+        assert_eq!(kc["runtimeRequestTimeout"], "2m0s");
+        assert_eq!(kc["nodeStatusReportFrequency"], "5m0s");
+        assert_eq!(kc["containerLogMaxSize"], "10Mi");
+        assert_eq!(kc["containerLogMaxFiles"], 5);
+        assert_eq!(kc["containerLogMonitorInterval"], "10s");
+        assert_eq!(
+            kc["kubeReserved"],
+            serde_json::json!({"cpu": "100m", "memory": "256Mi"})
+        );
+        assert!(kc.get("systemReserved").is_none(), "omitted when empty");
+        assert_eq!(kc["clusterDNS"], serde_json::json!(["10.96.0.10"]));
+        assert_eq!(kc["tlsCertFile"], "c.pem");
+        assert_eq!(kc["authorization"]["mode"], "Webhook");
+        assert_eq!(kc["authorization"]["webhook"]["cacheAuthorizedTTL"], "5m0s");
+        assert_eq!(
+            kc["authorization"]["webhook"]["cacheUnauthorizedTTL"],
+            "30s"
+        );
+        assert_eq!(kc["authentication"]["webhook"]["cacheTTL"], "2m0s");
+        assert_eq!(kc["authentication"]["anonymous"]["enabled"], false);
+        assert_eq!(kc["healthzPort"], 10248);
+        assert_eq!(kc["healthzBindAddress"], "127.0.0.1");
+        assert_eq!(kc["nodeLeaseDurationSeconds"], 40);
+        assert_eq!(
+            kc["containerRuntimeEndpoint"],
+            "unix:///run/containerd/containerd.sock"
+        );
+        assert!(kc.get("staticPodPath").is_none());
+        assert!(kc.get("apiVersion").is_none() && kc.get("kind").is_none());
     }
 
     #[test]

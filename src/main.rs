@@ -61,7 +61,7 @@ fn load_config(argv: &[std::ffi::OsString]) -> Result<(Config, Vec<String>), Str
             let file = vk_cri::kubelet_config::parse(&path.display().to_string(), &text)
                 .map_err(|e| e.to_string())?;
             warnings = file.warnings.clone();
-            vk_cri::config::apply_file(argv, &file).unwrap_or_else(|e| e.exit())
+            vk_cri::kubelet_config::apply_file(argv, &file).unwrap_or_else(|e| e.exit())
         }
     };
     let config = Config::from_flags(flags).map_err(|e| e.to_string())?;

@@ -475,7 +475,7 @@ fn the_bootstrap_templates_join_a_node_and_the_unit_and_config_file_parse() {
     assert_eq!(argv[0], "/usr/local/bin/virtual-kubelet");
     let i = argv.iter().position(|a| a == "--config").unwrap();
     argv[i + 1] = config_path.clone().into_os_string();
-    let flags = vk_cri::config::apply_file(&argv, &file).unwrap();
+    let flags = vk_cri::kubelet_config::apply_file(&argv, &file).unwrap();
     let config = vk_cri::config::Config::from_flags(flags).unwrap();
     assert_eq!(config.node_name, "node-1");
     assert!(config.bootstrap_kubeconfig.is_some() && config.rotate_certificates);
