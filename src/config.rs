@@ -190,6 +190,25 @@ pub struct Flags {
     #[arg(long, value_name = "SECONDS", default_value_t = 40, value_parser = clap::value_parser!(i32).range(1..))]
     pub node_lease_duration_seconds: i32,
 
+    /// On a node shutdown, how long pods are given to stop (0 turns graceful node shutdown off;
+    /// a plain stop of the daemon always leaves pods running)
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub shutdown_grace_period: String,
+
+    /// The part of --shutdown-grace-period kept for critical pods (priority 2000000000 and up),
+    /// stopped after the others
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub shutdown_grace_period_critical_pods: String,
+
+    /// The command whose output tells a node shutdown from a plain stop at SIGTERM: the node shuts
+    /// down when it prints "stopping" (systemd's state while it shuts the machine down)
+    #[arg(
+        long,
+        value_name = "COMMAND",
+        default_value = "systemctl is-system-running"
+    )]
+    pub system_state_command: String,
+
     /// Directory of static pod manifests (YAML or JSON) to run
     #[arg(long, value_name = "DIR")]
     pub pod_manifest_path: Option<PathBuf>,
@@ -270,6 +289,11 @@ pub struct Config {
     pub system_reserved: crate::node::spec::Reserved,
     pub node_status_report_frequency: Duration,
     pub node_lease_duration_seconds: i32,
+    /// Graceful node shutdown (`shutdownGracePeriod`, its critical part); 0: off.
+    pub shutdown_grace_period: Duration,
+    pub shutdown_grace_period_critical_pods: Duration,
+    /// `--system-state-command`, split into words.
+    pub system_state_command: Vec<String>,
     pub runtime_request_timeout: Duration,
     pub image_pull_timeout: Duration,
     pub container_logs: crate::logrotate::Policy,
@@ -330,6 +354,10 @@ pub enum ConfigError {
     BootstrapWithoutKubeconfig,
     #[error("--rotate-server-certificates needs --kubeconfig: the API server issues the serving certificate")]
     ServerRotationWithoutApiServer,
+    #[error("--shutdown-grace-period-critical-pods {critical:?} must not be longer than --shutdown-grace-period {period:?}")]
+    ShutdownGracePeriods { period: String, critical: String },
+    #[error("--system-state-command is empty")]
+    SystemStateCommand,
     #[error("--healthz-bind-address {0:?} is not an IP address")]
     HealthzAddress(String),
 }
@@ -459,6 +487,25 @@ impl Config {
                 interval,
             }
         };
+        let shutdown_grace_period = duration("shutdown-grace-period", &f.shutdown_grace_period)?;
+        let shutdown_grace_period_critical_pods = duration(
+            "shutdown-grace-period-critical-pods",
+            &f.shutdown_grace_period_critical_pods,
+        )?;
+        if shutdown_grace_period_critical_pods > shutdown_grace_period {
+            return Err(ConfigError::ShutdownGracePeriods {
+                period: f.shutdown_grace_period.clone(),
+                critical: f.shutdown_grace_period_critical_pods.clone(),
+            });
+        }
+        let system_state_command: Vec<String> = f
+            .system_state_command
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if system_state_command.is_empty() {
+            return Err(ConfigError::SystemStateCommand);
+        }
         let log_level = f
             .log_level
             .parse::<log::LevelFilter>()
@@ -484,6 +531,9 @@ impl Config {
                 )?,
             },
             node_lease_duration_seconds: f.node_lease_duration_seconds,
+            shutdown_grace_period,
+            shutdown_grace_period_critical_pods,
+            system_state_command,
             config_file: f.config,
             kubeconfig,
             bootstrap_kubeconfig,

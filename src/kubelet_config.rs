@@ -188,6 +188,16 @@ const FIELDS: &[Field] = &[
         ty: Type::Duration,
     },
     Field {
+        path: "shutdownGracePeriod",
+        flag: "shutdown_grace_period",
+        ty: Type::Duration,
+    },
+    Field {
+        path: "shutdownGracePeriodCriticalPods",
+        flag: "shutdown_grace_period_critical_pods",
+        ty: Type::Duration,
+    },
+    Field {
         path: "nodeLeaseDurationSeconds",
         flag: "node_lease_duration_seconds",
         ty: Type::Int(1, i32::MAX as i64),
@@ -504,6 +514,8 @@ pub fn effective(c: &Config) -> Value {
         "containerLogMonitorInterval": go_duration(c.container_logs.interval),
         "nodeStatusReportFrequency": go_duration(c.node_status_report_frequency),
         "nodeLeaseDurationSeconds": c.node_lease_duration_seconds,
+        "shutdownGracePeriod": go_duration(c.shutdown_grace_period),
+        "shutdownGracePeriodCriticalPods": go_duration(c.shutdown_grace_period_critical_pods),
     });
     prune_nulls(&mut kc);
     json!({ "kubeletconfig": kc })

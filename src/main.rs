@@ -499,6 +499,9 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
     let services = ServiceCache::new();
     // The node's API client, which asks for the serving certificate.
     let mut issuer: Option<Arc<ApiClient>> = None;
+    // Set when the node shuts down; the node agent turns Ready False with it.
+    let mut shutdown_flag: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+    let mut shutdown = Shutdown::Standalone(shutdown_flag.clone());
     let (reporter, api): (Arc<dyn PodReporter>, Option<Arc<dyn KubeApi>>) = match &config.kubeconfig
     {
         None => {
@@ -576,6 +579,8 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
                 params,
                 config.node_status_report_frequency,
             );
+            shutdown_flag = agent.shutdown_flag();
+            shutdown = Shutdown::Node(agent.shutdown_notice());
             node_agent::spawn(agent).map_err(|e| format!("failed to start the node agent: {e}"))?;
             let (api2, node, tx2, ready2) = (
                 api.clone(),
@@ -668,7 +673,12 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
     if let Some(api) = api {
         syncer = syncer.with_api(api).with_services(services);
     }
-    let syncer = Arc::new(syncer.with_prober(prober.clone()).with_clock(clock.clone()));
+    let syncer = Arc::new(
+        syncer
+            .with_prober(prober.clone())
+            .with_clock(clock.clone())
+            .with_shutdown_flag(shutdown_flag),
+    );
     let runtime_cache = syncer.runtime_cache();
     let _ = relister.set(runtime_cache.clone());
     let workers = PodWorkers::new(syncer, clock.clone());
@@ -707,6 +717,8 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         clock.clone(),
     )
     .map_err(|e| format!("failed to start the relister: {e}"))?;
+    // Set while the node's pods are stopped for its shutdown: the end of it.
+    let mut stopping: Option<crossbeam_channel::Receiver<()>> = None;
     loop {
         crossbeam_channel::select! {
             recv(rx) -> event => {
@@ -723,9 +735,133 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
             }
             recv(stop) -> sig => {
                 let sig = sig.map(|s| s.to_string()).unwrap_or_default();
+                if stopping.is_some() {
+                    log::info!("{sig}: stopping at once (the node's pods are still being stopped)");
+                } else if !config.shutdown_grace_period.is_zero()
+                    && node_shuts_down(&config.system_state_command)
+                {
+                    // Pods are stopped on a thread of their own: meanwhile this loop keeps
+                    // taking pods, which the syncer refuses (NodeShutdown).
+                    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+                    let pods = index.list(|_| None);
+                    let (workers2, shutdown2, config2, sig2) =
+                        (workers.clone(), shutdown.clone(), config.clone(), sig.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name("node-shutdown".into())
+                        .spawn(move || {
+                            stop_pods_for_node_shutdown(&sig2, &config2, &pods, &workers2, &shutdown2);
+                            let _ = done_tx.send(());
+                        });
+                    match spawned {
+                        Ok(_) => {
+                            stopping = Some(done_rx);
+                            continue;
+                        }
+                        Err(e) => log::warn!("failed to start the node shutdown: {e}"),
+                    }
+                }
                 shut_down(&sig, reporter.as_ref(), runtime.as_ref(), &config.node_name);
                 return Ok(());
             }
+            recv(stopping.clone().unwrap_or_else(crossbeam_channel::never)) -> _ => {
+                shut_down("node shutdown", reporter.as_ref(), runtime.as_ref(), &config.node_name);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Whether the machine is shutting down, as `--system-state-command` tells (systemd prints
+/// `stopping` then); a command that cannot run says no (a plain stop).
+fn node_shuts_down(command: &[String]) -> bool {
+    let Some((program, args)) = command.split_first() else {
+        return false;
+    };
+    match std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+    {
+        // systemctl exits non-zero for every state but running: the words decide.
+        Ok(out) => String::from_utf8_lossy(&out.stdout).trim() == "stopping",
+        Err(e) => {
+            log::warn!(
+                "--system-state-command {}: {e}: taking the stop signal as a plain stop",
+                command.join(" ")
+            );
+            false
+        }
+    }
+}
+
+/// The node shuts down: Ready goes False, new pods are refused, and the pods are stopped in
+/// the kubelet's order — regular pods, then critical ones, each group within its part of
+/// `--shutdown-grace-period` — and left Failed with reason `Terminated`.
+fn stop_pods_for_node_shutdown(
+    sig: &str,
+    config: &Config,
+    pods: &[k8s_openapi::api::core::v1::Pod],
+    workers: &PodWorkers,
+    shutdown: &Shutdown,
+) {
+    use vk_cri::pod::shutdown;
+    log::info!(
+        "{sig}: the node shuts down: stopping its pods within {}s ({}s for critical pods)",
+        config.shutdown_grace_period.as_secs(),
+        config.shutdown_grace_period_critical_pods.as_secs()
+    );
+    shutdown.begin();
+    let candidates: Vec<shutdown::Candidate> = pods
+        .iter()
+        .filter(|p| !workers.is_finished(vk_cri::pod::uid(p)))
+        .map(shutdown::Candidate::of)
+        .collect();
+    let groups = shutdown::plan(
+        shutdown::groups(
+            config.shutdown_grace_period,
+            config.shutdown_grace_period_critical_pods,
+        ),
+        &candidates,
+    );
+    for group in groups {
+        for (uid, grace) in &group.pods {
+            workers.shut_down(uid, *grace);
+        }
+        // A kill at the end of its grace takes a moment to be confirmed: the group is waited
+        // for that much longer, so the daemon does not exit under a StopContainer call.
+        let deadline = std::time::Instant::now() + group.period + KILL_CONFIRMATION;
+        while !group.pods.iter().all(|(uid, _)| workers.is_stopped(uid)) {
+            if std::time::Instant::now() >= deadline {
+                log::info!(
+                    "node shutdown: pods of priority {} and up did not all stop within {}s",
+                    group.priority,
+                    group.period.as_secs()
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// How long after its period a shutdown group is still waited for (the runtime confirming
+/// the SIGKILL that ends a grace).
+const KILL_CONFIRMATION: Duration = Duration::from_secs(2);
+
+/// How the node's shutdown is announced: to the node agent (Ready False) and the pod syncer
+/// (new pods refused), or to the syncer alone in standalone mode.
+#[derive(Clone)]
+enum Shutdown {
+    Node(vk_cri::node::agent::ShutdownNotice),
+    Standalone(Arc<std::sync::atomic::AtomicBool>),
+}
+
+impl Shutdown {
+    fn begin(&self) {
+        match self {
+            Shutdown::Node(n) => n.begin(),
+            Shutdown::Standalone(flag) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
         }
     }
 }

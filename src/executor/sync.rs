@@ -72,6 +72,10 @@ struct PodState {
     pod_failed: bool,
     /// Evicted (an emptyDir over its sizeLimit): the pod's status reason and message.
     evicted: Option<String>,
+    /// Stopped for the node's shutdown: Failed, `Terminated`, DisruptionTarget.
+    node_shutdown: bool,
+    /// Arrived while the node shuts down: Failed, `NodeShutdown`, never started.
+    refused_for_shutdown: bool,
     /// The first sync of this pod, and whether its start duration was recorded.
     first_seen: Option<Instant>,
     start_recorded: bool,
@@ -102,6 +106,8 @@ pub struct RuntimeSyncer {
     keep_terminated_volumes: bool,
     /// Where the syncer reads the time: plans, back-offs, statuses, durations.
     clock: Arc<dyn Clock>,
+    /// The node shuts down: pods not started yet are refused (`NodeShutdown`).
+    shutting_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A container start that did not happen, as the kubelet reports it.
@@ -245,7 +251,14 @@ impl RuntimeSyncer {
             services: None,
             keep_terminated_volumes: false,
             clock: Arc::new(RealClock),
+            shutting_down: Arc::default(),
         }
+    }
+
+    /// Refuses new pods while `flag` says the node shuts down.
+    pub fn with_shutdown_flag(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> RuntimeSyncer {
+        self.shutting_down = flag;
+        self
     }
 
     /// Reads time from `clock` (a fake one in tests).
@@ -575,6 +588,14 @@ impl RuntimeSyncer {
         if let Some(msg) = &st.evicted {
             status.reason = Some("Evicted".into());
             status.message = Some(msg.clone());
+        }
+        if st.node_shutdown {
+            status = crate::pod::shutdown::stopped_status(status, self.clock.timestamp());
+        } else if st.refused_for_shutdown {
+            status = crate::pod::shutdown::refused_status(
+                old.as_deref().or(pod.status.as_ref()),
+                self.clock.timestamp(),
+            );
         }
         self.reporter.status(pod, &status);
         status
@@ -950,6 +971,12 @@ impl RuntimeSyncer {
             Ok(o) => o,
             Err(done) => return done,
         };
+        if first_sync
+            && observed.latest_sandbox().is_none()
+            && self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return self.refuse_for_shutdown(pod, &observed, &mut st);
+        }
         let mut pass = self.step_plan(pod, observed, &mut st);
         if let Err(done) = self.step_kill(&mut pass) {
             return done;
@@ -1371,6 +1398,28 @@ impl RuntimeSyncer {
 }
 
 impl RuntimeSyncer {
+    /// A pod that arrives while the node shuts down is never started: Failed with the
+    /// kubelet's admission refusal (`NodeShutdown`).
+    fn refuse_for_shutdown(
+        &self,
+        pod: &Arc<Pod>,
+        observed: &ObservedPod,
+        st: &mut PodState,
+    ) -> SyncResult {
+        use crate::pod::shutdown::{NOT_ADMITTED_MESSAGE, NOT_ADMITTED_REASON};
+        log::info!("pod {}: not started: {NOT_ADMITTED_MESSAGE}", tag(pod));
+        self.reporter.event(
+            pod,
+            EventType::Warning,
+            NOT_ADMITTED_REASON,
+            NOT_ADMITTED_MESSAGE,
+        );
+        st.pod_failed = true;
+        st.refused_for_shutdown = true;
+        self.report_status(pod, observed, st, false);
+        SyncResult::Terminal
+    }
+
     /// Evicts the pod as the kubelet's eviction manager does: a Warning `Evicted` event, every
     /// container stopped, and the pod Failed with reason `Evicted` and the message.
     fn evict(
@@ -1498,11 +1547,22 @@ impl PodSyncer for RuntimeSyncer {
             RETRY
         })?;
         let state = self.state(uid(pod));
+        let grace = match why {
+            Termination::NodeShutdown { grace } => {
+                lock(&state).node_shutdown = true;
+                log::info!(
+                    "pod {pod_key}: stopping for the node's shutdown (grace {}s)",
+                    grace.as_secs()
+                );
+                (*grace).max(MIN_GRACE)
+            }
+            _ => grace_period(pod),
+        };
         let killed = std::thread::scope(|s| {
             let (done, stopped) = crossbeam_channel::bounded::<()>(1);
             let observed = &observed;
             let kill = s.spawn(move || {
-                let r = self.kill_pod(pod, observed, grace_period(pod));
+                let r = self.kill_pod(pod, observed, grace);
                 let _ = done.send(());
                 r
             });
@@ -1536,7 +1596,7 @@ impl PodSyncer for RuntimeSyncer {
 
     fn sync_terminated_pod(&self, pod: &Arc<Pod>, why: &Termination) -> Result<(), Duration> {
         let pod_key = tag(pod);
-        if *why == Termination::Finished {
+        if why.keeps_pod() {
             // The kubelet's SyncTerminatedPod for a pod that finished but still exists: its
             // volumes are unmounted and removed (unless --keep-terminated-pod-volumes); its
             // sandbox, containers and logs stay until the pod is deleted, for `kubectl logs`.
@@ -1580,7 +1640,7 @@ impl PodSyncer for RuntimeSyncer {
             }
         }
         // Deleted, or gone from its source (a removed manifest's mirror pod goes too).
-        if *why != Termination::Finished {
+        if !why.keeps_pod() {
             if let Err(e) = self.reporter.deleted(pod) {
                 log::warn!("pod {pod_key}: {e}");
                 return Err(RETRY);

@@ -55,6 +55,18 @@ pub enum Termination {
     Removed,
     /// It finished (Succeeded/Failed).
     Finished,
+    /// The node shuts down: stopped within this grace, then kept as a finished pod is.
+    NodeShutdown { grace: Duration },
+}
+
+impl Termination {
+    /// The pod stays (containers and logs kept, volumes gone) once stopped.
+    pub fn keeps_pod(&self) -> bool {
+        matches!(
+            self,
+            Termination::Finished | Termination::NodeShutdown { .. }
+        )
+    }
 }
 
 /// The work done for a pod in each phase. Implementations log their own failures (once, with
@@ -79,6 +91,8 @@ struct SlotState {
     removed: bool,
     /// Something changed in the runtime: sync again now.
     poked: bool,
+    /// News: stop the pod for the node's shutdown, within this grace.
+    shut_down: Option<Duration>,
     /// The spec the worker syncs.
     pod: Option<Arc<Pod>>,
     /// The worker knows the pod is gone from its source.
@@ -98,7 +112,11 @@ struct SlotState {
 
 impl SlotState {
     fn due(&self, now: Instant) -> bool {
-        self.news.is_some() || self.poked || self.removed || self.deadline.is_none_or(|d| d <= now)
+        self.news.is_some()
+            || self.poked
+            || self.removed
+            || self.shut_down.is_some()
+            || self.deadline.is_none_or(|d| d <= now)
     }
 }
 
@@ -304,6 +322,27 @@ impl PodWorkers {
         }
     }
 
+    /// Stops the pod of `uid` for the node's shutdown within `grace` (the kubelet's
+    /// `killPodFunc` with a grace override): it is then kept as a finished pod is. A pod already
+    /// terminating goes on as it was.
+    pub fn shut_down(&self, uid: &str, grace: Duration) {
+        let slot = self.registry().workers.get(uid).cloned();
+        if let Some(slot) = slot {
+            let mut st = slot.lock();
+            st.shut_down = Some(grace);
+            self.wake(uid, &slot, &mut st);
+        }
+    }
+
+    /// Whether the pod of `uid` is stopped (terminating done), or has no worker.
+    pub fn is_stopped(&self, uid: &str) -> bool {
+        let slot = self.registry().workers.get(uid).cloned();
+        slot.is_none_or(|slot| {
+            let st = slot.lock();
+            st.stopped && st.shut_down.is_none()
+        })
+    }
+
     /// UIDs that have a worker now.
     pub fn active(&self) -> Vec<String> {
         self.registry().workers.keys().cloned().collect()
@@ -372,7 +411,7 @@ impl PodWorkers {
     /// pod's deadline with the timer.
     fn run(&self, uid: &str, slot: &Slot) {
         loop {
-            let (pod, removed, termination, stopped, finished_done) = {
+            let (pod, removed, termination, stopped, finished_done, shut_down) = {
                 let mut st = slot.lock();
                 if !st.due(self.now()) {
                     st.running = false;
@@ -393,6 +432,7 @@ impl PodWorkers {
                     st.termination.clone(),
                     st.stopped,
                     st.finished_done,
+                    st.shut_down.take(),
                 )
             };
             let Some(pod) = pod else {
@@ -400,6 +440,11 @@ impl PodWorkers {
                 break;
             };
             let mut termination = termination;
+            if let Some(grace) = shut_down {
+                if termination.is_none() {
+                    termination = Some(Termination::NodeShutdown { grace });
+                }
+            }
             let mut stopped = stopped;
             let mut finished_done = finished_done;
             let step = self.step(
@@ -509,7 +554,7 @@ impl PodWorkers {
             None
         };
         if let Some(g) = gone {
-            if termination.is_none() || *termination == Some(Termination::Finished) {
+            if termination.as_ref().is_none_or(Termination::keeps_pod) {
                 *termination = Some(g);
                 *stopped = false;
             }
@@ -542,7 +587,7 @@ impl PodWorkers {
             }
             *stopped = true;
         }
-        if why == Termination::Finished {
+        if why.keeps_pod() {
             // Terminated (its volumes go), with its containers kept for their logs until its
             // source lets go.
             if !*finished_done {
@@ -843,6 +888,53 @@ mod tests {
                 Call::Forget("u1".into()),
             ],
             "stopped and terminated when finished, cleaned up once its source removed it"
+        );
+    }
+
+    #[test]
+    fn a_pod_shut_down_for_the_node_is_stopped_once_and_kept_until_deleted() {
+        let rec = Arc::new(Recorder::default());
+        open(&rec);
+        let workers = PodWorkers::new(rec.clone(), real_clock());
+        workers.dispatch(PodEvent::Upsert(pod("u1", "1", false)));
+        rec.wait_for("sync", |c| c.contains(&Call::Sync("1".into())));
+        wait_settled(&workers, &["u1"]);
+        assert!(!workers.is_stopped("u1"), "running");
+        *rec.hold_terminating.lock().unwrap() = true;
+        let grace = Duration::from_secs(3);
+        workers.shut_down("u1", grace);
+        rec.wait_for("terminating", |c| {
+            c.contains(&Call::Terminating(
+                "1".into(),
+                Termination::NodeShutdown { grace },
+            ))
+        });
+        assert!(!workers.is_stopped("u1"), "while its containers stop");
+        *rec.hold_terminating.lock().unwrap() = false;
+        rec.hold_cv.notify_all();
+        rec.wait_for("terminated", |c| c.contains(&Call::Terminated("1".into())));
+        wait_settled(&workers, &["u1"]);
+        assert!(workers.is_stopped("u1"));
+        assert!(
+            workers.is_stopped("never-seen"),
+            "no worker: nothing to wait for"
+        );
+        // A second shutdown, or a new spec, changes nothing; deletion cleans it up.
+        workers.shut_down("u1", grace);
+        workers.dispatch(PodEvent::Upsert(pod("u1", "1b", false)));
+        wait_settled(&workers, &["u1"]);
+        workers.dispatch(PodEvent::Upsert(pod("u1", "1c", true)));
+        rec.wait_for("forget", |c| c.contains(&Call::Forget("u1".into())));
+        assert_eq!(
+            rec.calls(),
+            [
+                Call::Sync("1".into()),
+                Call::Terminating("1".into(), Termination::NodeShutdown { grace }),
+                Call::Terminated("1".into()),
+                Call::Terminating("1c".into(), Termination::Deleted),
+                Call::Terminated("1c".into()),
+                Call::Forget("u1".into()),
+            ]
         );
     }
 

@@ -7,6 +7,7 @@
 //! sleeping; [`spawn`] runs them on a thread. Failures are logged here, once per change of
 //! state (an API server that is down is reported when it goes down and when it comes back).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,42 @@ pub struct NodeAgent {
     last_status: Option<NodeStatus>,
     last_report: Option<Timestamp>,
     lease: Option<Lease>,
+    /// The node shuts down: Ready is False (`node is shutting down`).
+    shutting_down: Arc<AtomicBool>,
+    /// Woken to sync at once (the shutdown began).
+    wake: crossbeam_channel::Receiver<()>,
+    wake_tx: crossbeam_channel::Sender<()>,
+}
+
+/// Tells the node agent the node shuts down: its Ready condition turns False, written at once.
+#[derive(Clone)]
+pub struct ShutdownNotice {
+    flag: Arc<AtomicBool>,
+    wake: crossbeam_channel::Sender<()>,
+}
+
+impl ShutdownNotice {
+    pub fn begin(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = self.wake.try_send(());
+    }
+}
+
+/// The node's Ready message while it shuts down (the shutdown manager's `ShutdownStatus`).
+pub const SHUTTING_DOWN: &str = "node is shutting down";
+
+/// The runtime's readiness, with the node's shutdown added as the kubelet joins its errors
+/// (`runtime…,node is shutting down`).
+fn with_shutdown(readiness: RuntimeReadiness, shutting_down: bool) -> RuntimeReadiness {
+    if !shutting_down {
+        return readiness;
+    }
+    let message = if readiness.ready {
+        SHUTTING_DOWN.to_string()
+    } else {
+        format!("{},{}", readiness.message, SHUTTING_DOWN)
+    };
+    RuntimeReadiness::not_ready(message)
 }
 
 /// What the runtime says about its readiness, worded as the kubelet does.
@@ -83,6 +120,8 @@ impl NodeAgent {
         params: NodeParams,
         report_frequency: Duration,
     ) -> NodeAgent {
+        let flag = Arc::new(AtomicBool::new(false));
+        let (wake_tx, wake) = crossbeam_channel::bounded(1);
         NodeAgent {
             api,
             runtime,
@@ -93,7 +132,31 @@ impl NodeAgent {
             last_status: None,
             last_report: None,
             lease: None,
+            shutting_down: flag,
+            wake,
+            wake_tx,
         }
+    }
+
+    /// The notice that turns this node's Ready False for its shutdown; `flag` is shared with
+    /// whoever else must know (the pod syncer refuses new pods).
+    pub fn shutdown_notice(&self) -> ShutdownNotice {
+        ShutdownNotice {
+            flag: self.shutting_down.clone(),
+            wake: self.wake_tx.clone(),
+        }
+    }
+
+    /// The flag [`ShutdownNotice::begin`] sets.
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        self.shutting_down.clone()
+    }
+
+    fn readiness(&self) -> RuntimeReadiness {
+        with_shutdown(
+            runtime_readiness(self.runtime.as_ref()),
+            self.shutting_down.load(Ordering::SeqCst),
+        )
     }
 
     /// The Node's uid once registered.
@@ -109,7 +172,7 @@ impl NodeAgent {
     /// is returned as it is: retrying cannot fix it.
     pub fn register(&mut self) -> Result<(), AgentError> {
         let facts = self.facts()?;
-        let readiness = runtime_readiness(self.runtime.as_ref());
+        let readiness = self.readiness();
         let now = Timestamp::now();
         let node = spec::node_object(&self.params, &facts, &readiness, now);
         let registered = match self.api.create_node(&node) {
@@ -138,7 +201,7 @@ impl NodeAgent {
             return self.register();
         }
         let facts = self.facts()?;
-        let readiness = runtime_readiness(self.runtime.as_ref());
+        let readiness = self.readiness();
         let now = Timestamp::now();
         let old = self.last_status.clone().unwrap_or_default();
         let new = spec::node_status(Some(&old), &self.params, &facts, &readiness, now);
@@ -249,7 +312,29 @@ pub fn spawn(mut agent: NodeAgent) -> std::io::Result<std::thread::JoinHandle<()
                 } else {
                     spec::renew_interval(agent.params.lease_duration_seconds)
                 };
-                std::thread::sleep(pause);
+                let _ = agent.wake.recv_timeout(pause);
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shutdown_joins_the_ready_message_as_the_kubelet_joins_its_errors() {
+        let ready = RuntimeReadiness::ready();
+        assert_eq!(with_shutdown(ready.clone(), false), ready);
+        assert_eq!(
+            with_shutdown(ready, true),
+            RuntimeReadiness::not_ready("node is shutting down")
+        );
+        assert_eq!(
+            with_shutdown(
+                RuntimeReadiness::not_ready("container runtime is down: x"),
+                true
+            ),
+            RuntimeReadiness::not_ready("container runtime is down: x,node is shutting down")
+        );
+    }
 }

@@ -22,6 +22,7 @@ pub mod observed;
 pub mod plan;
 pub mod pull_secrets;
 pub mod resources;
+pub mod shutdown;
 pub mod status;
 pub mod translate;
 

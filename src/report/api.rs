@@ -199,16 +199,18 @@ fn status_loop(api: &dyn KubeApi, node_name: &str, shared: &Shared, clock: &dyn 
 /// The kubelet's status patch (`statusutil.PatchPodStatus`): a two-way strategic merge patch
 /// from what the API server has to the new status, with the uid as a precondition. Conditions
 /// the kubelet does not own are left out on both sides, so a condition another client wrote
-/// (a readiness gate's, DisruptionTarget) is never touched, even when our copy of it is stale.
-/// `None`: nothing differs.
+/// (a readiness gate's, DisruptionTarget) is never touched, even when our copy of it is stale;
+/// a DisruptionTarget the kubelet set itself (reason `TerminationByKubelet`: the node's
+/// shutdown) is its own and is written. `None`: nothing differs.
 fn status_patch(uid: &str, base: Option<&PodStatus>, new: &PodStatus) -> Option<serde_json::Value> {
     let own = |s: &PodStatus| {
         let mut v = serde_json::to_value(s).unwrap_or_default();
         if let Some(cs) = v.get_mut("conditions").and_then(|c| c.as_array_mut()) {
             cs.retain(|c| {
-                c.get("type")
-                    .and_then(|t| t.as_str())
-                    .is_some_and(|t| KUBELET_CONDITIONS.contains(&t))
+                let kind = c.get("type").and_then(|t| t.as_str()).unwrap_or_default();
+                KUBELET_CONDITIONS.contains(&kind)
+                    || (kind == "DisruptionTarget"
+                        && c.get("reason").and_then(|r| r.as_str()) == Some("TerminationByKubelet"))
             });
         }
         v

@@ -1201,3 +1201,116 @@ fn a_node_asks_for_its_serving_certificate_and_serves_each_one_issued() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(f.list(Res::Csrs, None).len(), 2, "no new request");
 }
+
+#[test]
+fn a_node_shutdown_stops_regular_then_critical_pods_and_fails_them_as_the_kubelet_does() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-node-shutdown")
+        .arg("--shutdown-grace-period=8s")
+        .arg("--shutdown-grace-period-critical-pods=4s")
+        .arg("--system-state-command=echo stopping");
+    d.start();
+    // PID 1 without a TERM handler: each container is killed at the end of its grace.
+    let mut regular = pod("regular", f.node_name(), "sleep 3600", 30);
+    regular["spec"]["containers"][0]["name"] = json!("regular");
+    let mut critical = pod("critical", f.node_name(), "sleep 3600", 30);
+    critical["spec"]["containers"][0]["name"] = json!("critical");
+    critical["spec"]["priorityClassName"] = json!("system-node-critical");
+    critical["spec"]["priority"] = json!(2_000_001_000);
+    f.create_pod(regular);
+    f.create_pod(critical);
+    wait_pod(&f, "regular", "regular Running", running_and_ready);
+    wait_pod(&f, "critical", "critical Running", running_and_ready);
+    let signalled = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // Ready goes False at once with the kubelet's message.
+    let node = wait_for("the node NotReady", Duration::from_secs(5), || {
+        f.get_node(f.node_name()).filter(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "False")
+        })
+    });
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["reason"], "KubeletNotReady");
+    assert_eq!(ready["message"], "node is shutting down");
+    // A pod that arrives now is refused, never started.
+    f.create_pod(pod("late", f.node_name(), "sleep 3600", 30));
+    let late = wait_pod(&f, "late", "late refused", |p| {
+        field(p, "/status/phase") == "Failed"
+    });
+    assert_eq!(late["status"]["reason"], "NodeShutdown");
+    assert_eq!(
+        late["status"]["message"],
+        "Pod was rejected: Pod was rejected as the node is shutting down."
+    );
+    assert!(late["status"].get("containerStatuses").is_none(), "{late}");
+    let code = d.wait_exit_code(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{}", d.log());
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(12), "within the grace: {took:?}");
+    assert!(d.containers("late").is_empty());
+    // Regular pods first (4 s of the 8), then the critical ones (4 s).
+    let finished = |name: &str| {
+        let c = d.containers(name).into_iter().next().unwrap();
+        assert_eq!(
+            c.state.enum_value_or_default(),
+            vk_cri::cri::api::ContainerState::CONTAINER_EXITED,
+            "{name}"
+        );
+        c.finished_at
+    };
+    let (r, c) = (finished("regular"), finished("critical"));
+    assert!(
+        c - r >= 3_000_000_000,
+        "the critical pod stops after the regular one: {}ms apart",
+        (c - r) / 1_000_000
+    );
+    for name in ["regular", "critical"] {
+        let p = f.get_pod("default", name).unwrap();
+        assert_eq!(field(&p, "/status/phase"), "Failed", "{name}");
+        assert_eq!(field(&p, "/status/reason"), "Terminated", "{name}");
+        assert_eq!(
+            field(&p, "/status/message"),
+            "Pod was terminated in response to imminent node shutdown.",
+            "{name}"
+        );
+        let disruption = condition(&p, "DisruptionTarget").unwrap_or_else(|| panic!("{name}: {p}"));
+        assert_eq!(disruption["status"], "True");
+        assert_eq!(disruption["reason"], "TerminationByKubelet");
+    }
+    assert!(d
+        .log()
+        .contains("the node shuts down: stopping its pods within 8s (4s for critical pods)"));
+}
+
+#[test]
+fn a_plain_stop_with_shutdown_handling_on_leaves_the_pods_running() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-plain-stop")
+        .arg("--shutdown-grace-period=8s")
+        .arg("--system-state-command=echo running");
+    d.start();
+    f.create_pod(pod("stays", f.node_name(), COOPERATIVE, 2));
+    wait_pod(&f, "stays", "stays Running and Ready", running_and_ready);
+    let code = d.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{}", d.log());
+    assert!(
+        d.log().contains("stopping: 1 pods keep running"),
+        "{}",
+        d.log()
+    );
+    d.wait_running("c", Duration::from_secs(1));
+    assert!(running_and_ready(&f.get_pod("default", "stays").unwrap()));
+}
