@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::marker::PhantomData;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
@@ -179,6 +179,8 @@ pub struct ApiClient {
     /// Replaced whole when the client certificate rotates ([`ApiClient::set_tls`]): requests
     /// already under way finish on the old one.
     agent: std::sync::RwLock<ureq::Agent>,
+    /// Counts the agents: a watch opened under an older one ends at its next event.
+    generation: Arc<std::sync::atomic::AtomicU64>,
     server: String,
     auth: Auth,
     options: ClientOptions,
@@ -206,17 +208,22 @@ impl ApiClient {
         };
         ApiClient {
             agent: std::sync::RwLock::new(agent(tls, &options)),
+            generation: Arc::default(),
             server: server.trim_end_matches('/').to_string(),
             auth,
             options,
         }
     }
 
-    /// New connections use `tls` from now on (a rotated client certificate); connections
-    /// open now, watches among them, keep the pair they were made with until they end.
+    /// New connections use `tls` from now on (a rotated client certificate). Requests under
+    /// way finish on the old pair; an open watch ends cleanly at its next event or bookmark
+    /// (its caller resumes it from its resourceVersion on a new connection), where the
+    /// kubelet closes every connection at once.
     pub fn set_tls(&self, tls: ureq::tls::TlsConfig) {
         let next = agent(tls, &self.options);
         *self.agent.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn current_agent(&self) -> ureq::Agent {
@@ -307,6 +314,7 @@ impl ApiClient {
         &self,
         request: &Request,
     ) -> Result<WatchStream<K>, ApiError> {
+        let born = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let response = self.exchange(request, true)?;
         if !response.status().is_success() {
             let error = match read_answer(request, response) {
@@ -327,6 +335,7 @@ impl ApiClient {
             reader: BufReader::new(response.into_body().into_reader()),
             request: request.describe(),
             done: false,
+            generation: Some((self.generation.clone(), born)),
             _object: PhantomData,
         })
     }
@@ -502,6 +511,9 @@ pub struct WatchStream<K> {
     reader: BufReader<ureq::BodyReader<'static>>,
     request: RequestRef,
     done: bool,
+    /// The client's agent generation and the one this watch was opened under: once they
+    /// differ (the certificate rotated), the stream ends before reading further.
+    generation: Option<(Arc<std::sync::atomic::AtomicU64>, u64)>,
     _object: PhantomData<fn() -> K>,
 }
 
@@ -509,6 +521,11 @@ impl<K: DeserializeOwned> Iterator for WatchStream<K> {
     type Item = Result<WatchEvent<K>, ApiError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some((now, born)) = &self.generation {
+            if now.load(std::sync::atomic::Ordering::SeqCst) != *born {
+                self.done = true;
+            }
+        }
         while !self.done {
             let mut line = Vec::new();
             let read = (&mut self.reader)
@@ -1267,6 +1284,34 @@ mod tests {
             server.seen()[0].request_line(),
             "GET /api/v1/pods?fieldSelector=spec.nodeName%3Dvk-node&watch=true&resourceVersion=2691&allowWatchBookmarks=true&timeoutSeconds=20 HTTP/1.1"
         );
+    }
+
+    #[test]
+    fn a_watch_opened_before_the_certificate_rotated_ends_at_its_next_event() {
+        let raw = fixture("02-pods-watch", "response-body.raw");
+        let size_end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&raw[..size_end]).unwrap(), 16).unwrap();
+        let first_len = size_end + 2 + size + 2;
+        let (tx, rx) = mpsc::channel();
+        let mut first = chunked_head();
+        first.extend_from_slice(&raw[..first_len]);
+        let server = Server::start(vec![Act::Parts {
+            parts: vec![first, raw[first_len..].to_vec()],
+            go: rx,
+        }]);
+        let api = client(&server, Identity::Anonymous);
+        let req = request::watch_pods_on_node("vk-node", &request::WatchOptions::default());
+        let mut stream = api.watch_pods(&req).unwrap();
+        assert!(matches!(stream.next(), Some(Ok(WatchEvent::Added(_)))));
+        // The pair rotates: what was read is kept, the stream ends cleanly for the caller to
+        // resume on a new connection with the new pair.
+        api.set_tls(ureq::tls::TlsConfig::default());
+        tx.send(()).unwrap();
+        assert!(stream.next().is_none());
+        assert!(stream.next().is_none());
+        // A watch opened after the rotation reads on.
+        assert_eq!(api.generation.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     fn watch_raw(raw: Vec<u8>, idle: Duration) -> Vec<Result<WatchEvent<Pod>, ApiError>> {
