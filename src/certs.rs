@@ -189,6 +189,18 @@ impl Ca {
     }
 }
 
+/// The DNS names and IP addresses a PEM certificate request asks for, as text (`vk-node`,
+/// `127.0.0.1`), in its order.
+pub fn requested_sans(csr_pem: &[u8]) -> Result<Vec<String>, CertError> {
+    use x509_parser::prelude::FromDer as _;
+    let bad = |message: String| CertError::BadRequest { message };
+    let (_, block) = x509_parser::pem::parse_x509_pem(csr_pem).map_err(|e| bad(e.to_string()))?;
+    let (_, req) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+            .map_err(|e| bad(e.to_string()))?;
+    Ok(request_sans(&req))
+}
+
 /// The DNS names and IP addresses a certificate request asks for, as text.
 fn request_sans(
     req: &x509_parser::certification_request::X509CertificationRequest<'_>,

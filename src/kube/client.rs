@@ -1240,8 +1240,8 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn watch_reads_events_as_they_arrive() {
+    /// A server answering fixture 02's watch: its first event, then the rest once `tx` sends.
+    fn watch_in_two_parts() -> (Server, mpsc::Sender<()>) {
         let raw = fixture("02-pods-watch", "response-body.raw");
         // Split after the first chunk ("945\r\n{…}\n\r\n").
         let size_end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
@@ -1255,6 +1255,12 @@ mod tests {
             parts: vec![first, raw[first_len..].to_vec()],
             go: rx,
         }]);
+        (server, tx)
+    }
+
+    #[test]
+    fn watch_reads_events_as_they_arrive() {
+        let (server, tx) = watch_in_two_parts();
         let api = client(&server, Identity::Anonymous);
         let req = request::watch_pods_on_node(
             "vk-node",
@@ -1288,18 +1294,7 @@ mod tests {
 
     #[test]
     fn a_watch_opened_before_the_certificate_rotated_ends_at_its_next_event() {
-        let raw = fixture("02-pods-watch", "response-body.raw");
-        let size_end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&raw[..size_end]).unwrap(), 16).unwrap();
-        let first_len = size_end + 2 + size + 2;
-        let (tx, rx) = mpsc::channel();
-        let mut first = chunked_head();
-        first.extend_from_slice(&raw[..first_len]);
-        let server = Server::start(vec![Act::Parts {
-            parts: vec![first, raw[first_len..].to_vec()],
-            go: rx,
-        }]);
+        let (server, tx) = watch_in_two_parts();
         let api = client(&server, Identity::Anonymous);
         let req = request::watch_pods_on_node("vk-node", &request::WatchOptions::default());
         let mut stream = api.watch_pods(&req).unwrap();

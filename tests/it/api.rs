@@ -1143,29 +1143,9 @@ fn a_node_asks_for_its_serving_certificate_and_serves_each_one_issued() {
             .decode(first["spec"]["request"].as_str().unwrap())
             .unwrap()
     };
-    let (_, block) = x509_parser::pem::parse_x509_pem(&request).unwrap();
-    let (_, req) = <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(&block.contents).unwrap();
-    let sans: Vec<String> = req
-        .requested_extensions()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| match e {
-            x509_parser::extensions::ParsedExtension::SubjectAlternativeName(s) => Some(
-                s.general_names
-                    .iter()
-                    .map(|g| g.to_string())
-                    .collect::<Vec<_>>(),
-            ),
-            _ => None,
-        })
-        .flatten()
-        .collect();
     assert_eq!(
-        sans,
-        [
-            format!("DNSName({})", d.node),
-            "IPAddress(7f:00:00:01)".into()
-        ]
+        vk_cri::certs::requested_sans(&request).unwrap(),
+        [d.node.as_str(), "127.0.0.1"]
     );
     d.wait_log(
         &format!("kubectl certificate approve {name}"),

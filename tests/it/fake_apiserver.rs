@@ -1510,14 +1510,17 @@ fn serving_certificate_requests_follow_14h_to_14l() {
             "usages": recorded["spec"]["usages"],
         },
     });
-    let created = send(
-        &fake,
-        Who::Node,
-        "POST",
-        "/apis/certificates.k8s.io/v1/certificatesigningrequests",
-        Some("application/json"),
-        Some(&object.to_string()),
-    );
+    let create_as_node = |object: &Value| {
+        send(
+            &fake,
+            Who::Node,
+            "POST",
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+            Some("application/json"),
+            Some(&object.to_string()),
+        )
+    };
+    let created = create_as_node(&object);
     assert_eq!(created.status, 201, "{}", created.body);
     let name = created.json()["metadata"]["name"]
         .as_str()
@@ -1526,14 +1529,7 @@ fn serving_certificate_requests_follow_14h_to_14l() {
     assert!(name.starts_with("csr-"), "{name}");
     // Named as the recording was, the list by name answers what the real one did.
     object["metadata"] = json!({"name": "csr-hgck9", "generateName": "csr-"});
-    let again = send(
-        &fake,
-        Who::Node,
-        "POST",
-        "/apis/certificates.k8s.io/v1/certificatesigningrequests",
-        Some("application/json"),
-        Some(&object.to_string()),
-    );
+    let again = create_as_node(&object);
     assert_eq!(again.status, 201, "{}", again.body);
     let listed = replay(&fake, "14h-node-list-serving-csr-by-name-200");
     assert_eq!(listed.status, 200, "{}", listed.body);
