@@ -36,6 +36,8 @@ pub mod clock;
 pub mod config;
 pub mod cri;
 pub mod executor;
+#[cfg(test)]
+mod fuzz;
 pub mod httpd;
 pub mod kube;
 pub mod kubeconfig;

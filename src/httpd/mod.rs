@@ -16,7 +16,7 @@
 //! ```
 
 mod conn;
-mod request;
+pub(crate) mod request;
 mod response;
 mod tls;
 mod transport;
