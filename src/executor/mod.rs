@@ -15,6 +15,7 @@ pub mod cache;
 pub mod cgroups;
 pub mod index;
 pub mod pleg;
+pub mod repeats;
 pub mod sync;
 pub mod volumes;
 pub mod worker;

@@ -92,6 +92,8 @@ pub struct RuntimeSyncer {
     host_ips: Vec<String>,
     runtime_name: String,
     states: Mutex<HashMap<String, Arc<Mutex<PodState>>>>,
+    /// The failures last logged per pod: a retried failure is logged once.
+    repeats: Mutex<HashMap<String, super::repeats::Repeats>>,
     /// The last observation of each pod, while the relister confirms it.
     cache: Arc<RuntimeCache>,
     /// The API server, for imagePullSecrets (None in standalone mode).
@@ -244,6 +246,7 @@ impl RuntimeSyncer {
             host_ips,
             runtime_name: runtime_name.to_string(),
             states: Mutex::new(HashMap::new()),
+            repeats: Mutex::default(),
             cache: Arc::new(RuntimeCache::new()),
             api: None,
             volumes: None,
@@ -1023,9 +1026,12 @@ impl RuntimeSyncer {
         first_sync: bool,
     ) -> Result<ObservedPod, SyncResult> {
         let observed = match self.observe_cached(uid(pod)) {
-            Ok(o) => o,
+            Ok(o) => {
+                self.recovered(pod, "reading its runtime state");
+                o
+            }
             Err(e) => {
-                log::warn!("pod {}: {e}", tag(pod));
+                self.warn_once(pod, "reading its runtime state", &e.to_string());
                 return Err(SyncResult::Requeue(RETRY));
             }
         };
@@ -1100,9 +1106,10 @@ impl RuntimeSyncer {
         let pod = pass.pod;
         if pass.actions.kill_pod {
             if let Err(e) = self.kill_pod(pod, &pass.observed, grace_period(pod)) {
-                log::warn!("pod {}: {e}", pass.key);
+                self.warn_once(pod, "stopping it", &e.to_string());
                 return Err(SyncResult::Requeue(RETRY));
             }
+            self.recovered(pod, "stopping it");
         }
         for k in &pass.actions.kill {
             let message = match &k.reason {
@@ -1135,7 +1142,7 @@ impl RuntimeSyncer {
                 _ => Ok(()),
             });
             if let Err(e) = stopped.filter_not_found() {
-                log::warn!("pod {}: {e}", pass.key);
+                self.warn_once(pod, "stopping a container", &e.to_string());
                 pass.retry = Some(RETRY);
             }
         }
@@ -1178,9 +1185,16 @@ impl RuntimeSyncer {
         if let Some(attempt) = pass.actions.create_sandbox {
             pass.acted = true;
             return match self.create_sandbox(pod, attempt) {
-                Ok(s) => Some(s),
+                Ok(s) => {
+                    self.recovered(pod, "creating its sandbox");
+                    Some(s)
+                }
                 Err(msg) => {
-                    log::warn!("pod {}: failed to create its sandbox: {msg}", pass.key);
+                    self.warn_once(
+                        pod,
+                        "creating its sandbox",
+                        &format!("failed to create its sandbox: {msg}"),
+                    );
                     self.reporter.event(
                         pod,
                         EventType::Warning,
@@ -1398,6 +1412,30 @@ impl RuntimeSyncer {
 }
 
 impl RuntimeSyncer {
+    /// Logs a failure of `topic` for `pod` unless it is the one logged last time (a retry).
+    fn warn_once(&self, pod: &Pod, topic: &'static str, message: &str) {
+        let news = lock(&self.repeats)
+            .entry(uid(pod).to_string())
+            .or_default()
+            .news(topic, message);
+        if news {
+            log::warn!("pod {}: {message}", tag(pod));
+        }
+    }
+
+    /// `topic` worked for `pod`: if it had been failing, say so once.
+    fn recovered(&self, pod: &Pod, topic: &'static str) {
+        let again = lock(&self.repeats)
+            .get_mut(uid(pod))
+            .and_then(|r| r.clear(topic));
+        if let Some(again) = again {
+            log::info!(
+                "pod {}: {topic} works again ({again} more failures were not logged)",
+                tag(pod)
+            );
+        }
+    }
+
     /// A pod that arrives while the node shuts down is never started: Failed with the
     /// kubelet's admission refusal (`NodeShutdown`).
     fn refuse_for_shutdown(
@@ -1458,10 +1496,11 @@ impl RuntimeSyncer {
             return true;
         };
         let Err(e) = v.setup(pod) else {
+            self.recovered(pod, "setting up its volumes");
             return true;
         };
         let msg = e.to_string();
-        log::info!("pod {}: {msg}", tag(pod));
+        self.warn_once(pod, "setting up its volumes", &msg);
         self.reporter
             .event(pod, EventType::Warning, "FailedMount", &msg);
         let reason = if e.is_permanent() {
@@ -1543,7 +1582,7 @@ impl PodSyncer for RuntimeSyncer {
             p.stop_liveness_and_startup(uid(pod));
         }
         let observed = self.observe(uid(pod)).map_err(|e| {
-            log::warn!("pod {pod_key}: {e}");
+            self.warn_once(pod, "reading its runtime state", &e.to_string());
             RETRY
         })?;
         let state = self.state(uid(pod));
@@ -1585,7 +1624,7 @@ impl PodSyncer for RuntimeSyncer {
             p.forget(uid(pod));
         }
         if let Err(e) = killed {
-            log::warn!("pod {pod_key}: failed to stop: {e}");
+            self.warn_once(pod, "stopping it", &format!("failed to stop: {e}"));
             return Err(RETRY);
         }
         let st = lock(&state);
@@ -1662,6 +1701,7 @@ impl PodSyncer for RuntimeSyncer {
 
     fn forget(&self, uid: &str) {
         lock(&self.states).remove(uid);
+        lock(&self.repeats).remove(uid);
         self.cache.forget(uid);
         if let Some(p) = &self.prober {
             p.forget(uid);

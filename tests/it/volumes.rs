@@ -1060,3 +1060,44 @@ fn static_pods_never_wait_for_services_and_standalone_pods_have_no_service_varia
     assert!(!env.contains("_SERVICE_HOST"), "{env}");
     assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
 }
+
+#[test]
+fn a_volume_failure_retried_every_two_seconds_is_logged_once_and_its_recovery_once() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-logonce");
+    d.start();
+    let node = f.node_name().to_string();
+    f.create_pod(pod(
+        "later",
+        &node,
+        json!({"name": "later", "volumeMounts": [{"name": "cm", "mountPath": "/cm"}]}),
+        json!([{"name": "cm", "configMap": {"name": "arrives-later"}}]),
+    ));
+    let failed_mounts = || -> u64 {
+        events_of(&f, "later")
+            .iter()
+            .filter(|e| e["reason"] == "FailedMount")
+            .map(|e| e["count"].as_u64().unwrap_or(1))
+            .sum()
+    };
+    wait_for("the mount to be retried", Duration::from_secs(30), || {
+        (failed_mounts() >= 3).then_some(())
+    });
+    let logged = |needle: &str| d.log().lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(
+        logged("configmap \"arrives-later\" not found"),
+        1,
+        "{} retries, logged once:\n{}",
+        failed_mounts(),
+        d.log()
+    );
+    f.put_configmap("default", "arrives-later", &[("k", "v")]);
+    d.wait_running("later", Duration::from_secs(30));
+    assert_eq!(sh(&d, "later", "cat /cm/k"), "v");
+    assert_eq!(
+        logged("setting up its volumes works again"),
+        1,
+        "{}",
+        d.log()
+    );
+}
