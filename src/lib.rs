@@ -6,7 +6,8 @@
 //! edges is tested without a runtime. `main.rs` only wires the pieces together.
 //!
 //! Module map:
-//! - [`bootstrap`]: TLS bootstrap: the node's client certificate from a bootstrap token (CSR).
+//! - [`bootstrap`]: TLS bootstrap (the node's client certificate from a bootstrap token) and
+//!   the rotation of the client and serving certificates (CSRs).
 //! - [`certs`]: certificates generated at run time (the kubelet API's self-signed pair; test CAs).
 //! - [`config`]: command-line flags and environment → a validated [`config::Config`].
 //! - [`cri`]: the [`cri::Runtime`] trait (the CRI operations the daemon needs), its grpcio client
@@ -14,6 +15,7 @@
 //! - [`httpd`]: the small blocking HTTPS/1.1 server (rustls, httparse) with full-duplex upgrades.
 //! - [`kube`]: the API server client: requests as data, typed errors, the watch state machine.
 //! - [`kubeconfig`]: where the API server is and who we are to it.
+//! - [`kubelet_config`]: the `--config` KubeletConfiguration under the flags, and `/configz`.
 //! - [`logrotate`]: container log rotation (size, files kept, gzip, CRI `ReopenContainerLog`).
 //! - [`metrics`]: vk-cri's own counters and histograms and their Prometheus text.
 //! - [`node`]: the Node, Lease and Event objects as pure builders, the host facts they report
