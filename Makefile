@@ -24,7 +24,7 @@ BENCH_OUT := $(CARGO_TARGET_DIR)/bench/last.json
 
 TEXT_PROF := $(CARGO_TARGET_DIR)/text-layout/virtual-kubelet
 
-.PHONY: help build-deps build test unit env-up env-down lint static check-static run bench text-layout
+.PHONY: help build-deps build test unit env-up env-down lint static check-static run bench chaos text-layout
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -82,6 +82,11 @@ bench: static env-up ## measure the static daemon against the CRI floor on the t
 	$(ZIGBUILD) --example bench
 	. "$(VKCRI_DEV_BASE)/env.sh" && "$(BENCH_BIN)" --daemon "$(STATIC_BIN)" --out "$(BENCH_OUT)"
 	@echo "bench report: $(BENCH_OUT)"
+
+chaos: build-deps env-up ## SIGKILL the daemon during pod churn and count what goes wrong (JSON + table; CHAOS_ARGS="--kills 5")
+	cargo build --locked --bin virtual-kubelet --example chaos
+	. "$(VKCRI_DEV_BASE)/env.sh" && "$(CARGO_TARGET_DIR)/debug/examples/chaos" \
+	  --daemon "$(CARGO_TARGET_DIR)/debug/virtual-kubelet" --out "$(CARGO_TARGET_DIR)/chaos/last.json" $(CHAOS_ARGS)
 
 text-layout: static env-up ## regenerate contrib/static/hot-text.txt from a profile of the static daemon (root, ~10 min)
 	$(ZIGBUILD) --example bench

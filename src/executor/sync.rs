@@ -1201,7 +1201,7 @@ impl RuntimeSyncer {
                         "FailedCreatePodSandBox",
                         &format!("Failed to create pod sandbox: {msg}"),
                     );
-                    pass.retry = Some(Duration::from_secs(10));
+                    pass.retry = Some(sandbox_retry(&msg));
                     None
                 }
             };
@@ -1542,6 +1542,18 @@ impl RuntimeSyncer {
     }
 }
 
+/// When a failed RunPodSandbox is tried again: after the kubelet's 10 s back-off, or after 2 s
+/// when containerd still holds the sandbox's name for an attempt that was cut short (the
+/// daemon killed during the call): that one ends within moments, and waiting 10 s only leaves
+/// the pod Pending longer (`make chaos` counted it).
+fn sandbox_retry(message: &str) -> Duration {
+    if message.contains("failed to reserve sandbox name") {
+        RETRY
+    } else {
+        Duration::from_secs(10)
+    }
+}
+
 /// `Result<(), CriError>` where NotFound (already gone) counts as success.
 trait FilterNotFound {
     fn filter_not_found(self) -> Result<(), CriError>;
@@ -1783,6 +1795,15 @@ mod tests {
         assert_eq!(syncer.sync(&pod), SyncResult::Requeue(RETRY));
         assert!(rec.take_events().is_empty(), "nothing was done");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_sandbox_name_still_reserved_is_tried_again_sooner() {
+        assert_eq!(
+            sandbox_retry("failed to run sandbox for pod default/p: Unknown: failed to reserve sandbox name \"p_default_u_0\": name \"p_default_u_0\" is reserved for \"1aa8\""),
+            Duration::from_secs(2)
+        );
+        assert_eq!(sandbox_retry("no CNI network"), Duration::from_secs(10));
     }
 
     #[test]
