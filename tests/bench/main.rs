@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use clap::Parser;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
@@ -483,15 +482,7 @@ struct Daemon {
 
 impl Daemon {
     fn new(bin: &Path, fake: &FakeApiServer, dir: &Path) -> Result<Daemon, String> {
-        let cert = fake.node_cert();
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: node\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: node@fake\n  context:\n    cluster: fake\n    user: node\ncurrent-context: node@fake\n",
-            fake.url(),
-            b64(&fake.ca_pem()),
-            b64(&cert.cert_pem),
-            b64(&cert.key_pem)
-        );
+        let kubeconfig = fake.node_kubeconfig();
         std::fs::create_dir_all(dir).map_err(|e| format!("daemon dir: {e}"))?;
         let path = dir.join("kubeconfig");
         std::fs::write(&path, kubeconfig).map_err(|e| format!("write kubeconfig: {e}"))?;

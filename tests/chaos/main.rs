@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use clap::Parser;
 use serde_json::{json, Value};
 
@@ -105,15 +104,7 @@ struct Daemon {
 
 impl Daemon {
     fn new(bin: &Path, fake: &FakeApiServer, dir: &Path) -> Result<Daemon, String> {
-        let cert = fake.node_cert();
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: node\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: n\n  context:\n    cluster: fake\n    user: node\ncurrent-context: n\n",
-            fake.url(),
-            b64(&fake.ca_pem()),
-            b64(&cert.cert_pem),
-            b64(&cert.key_pem)
-        );
+        let kubeconfig = fake.node_kubeconfig();
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join("kubeconfig");
         std::fs::write(&path, kubeconfig).map_err(|e| format!("kubeconfig: {e}"))?;

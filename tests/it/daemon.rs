@@ -85,15 +85,7 @@ impl Daemon {
     pub fn with_api(fake: &FakeApiServer, tag: &str) -> Daemon {
         let mut d = Daemon::new(tag);
         d.node = fake.node_name().to_string();
-        let cert = fake.node_cert();
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: node\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: node@fake\n  context:\n    cluster: fake\n    user: node\ncurrent-context: node@fake\n",
-            fake.url(),
-            b64(&fake.ca_pem()),
-            b64(&cert.cert_pem),
-            b64(&cert.key_pem)
-        );
+        let kubeconfig = fake.node_kubeconfig();
         let path = d.dir.0.join("kubeconfig");
         std::fs::write(&path, kubeconfig).expect("write kubeconfig");
         d.kubeconfig = Some(path);

@@ -417,6 +417,20 @@ impl FakeApiServer {
         self.node.clone()
     }
 
+    /// A kubeconfig (YAML) for this server as its node: the CA and the node's pair inline.
+    pub fn node_kubeconfig(&self) -> String {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let cert = self.node_cert();
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: node\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: node@fake\n  context:\n    cluster: fake\n    user: node\ncurrent-context: node@fake\n",
+            self.url(),
+            b64(&self.ca_pem()),
+            b64(&cert.cert_pem),
+            b64(&cert.key_pem)
+        )
+    }
+
     /// CN=admin, O=system:masters.
     pub fn admin_cert(&self) -> CertKeyPem {
         self.admin.clone()
