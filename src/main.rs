@@ -226,15 +226,17 @@ fn node_ip(config: &Config) -> IpAddr {
 }
 
 /// The kubelet API on `--address:--port`: TLS from the given pair or a generated one (logged),
-/// authentication and authorization from the flags.
+/// or the rotated serving pair; authentication and authorization from the flags. `api` is the
+/// node's API client (none standalone): it reviews tokens and access, and asks for the serving
+/// certificate.
 fn start_kubelet_api(
     config: &Config,
     runtime: Arc<GrpcRuntime>,
-    api: Option<Arc<dyn KubeApi>>,
+    api: Option<Arc<ApiClient>>,
     pods: server::PodLister,
     ip: IpAddr,
     sync_loop: server::SyncLoopProbe,
-    issuer: Option<Arc<ApiClient>>,
+    clock: Arc<dyn Clock>,
 ) -> Result<vk_cri::httpd::Server, RunError> {
     let pair = config
         .tls_cert_file
@@ -264,13 +266,17 @@ fn start_kubelet_api(
                     "kubelet API: no serving certificate yet: handshakes fail until the one requested is issued"
                 ),
             }
-            if let Some(api) = issuer {
-                start_serving_rotation(config, api, tls.cert.clone(), ip);
+            if let Some(api) = &api {
+                start_serving_rotation(config, api.clone(), tls.cert.clone(), ip, clock);
             }
         }
         server::CertSource::Files => {}
     }
-    let reviews = api.map(|api| Arc::new(auth::ApiReviews { api }) as Arc<dyn auth::Reviews>);
+    let reviews = api.map(|api| {
+        Arc::new(auth::ApiReviews {
+            api: api as Arc<dyn KubeApi>,
+        }) as Arc<dyn auth::Reviews>
+    });
     let authorizer = match config.authorization_mode {
         vk_cri::config::AuthorizationMode::Webhook => auth::Authorizer::Webhook,
         vk_cri::config::AuthorizationMode::AlwaysAllow => auth::Authorizer::AlwaysAllow,
@@ -341,6 +347,7 @@ fn start_serving_rotation(
     api: Arc<ApiClient>,
     serving: vk_cri::httpd::ServingCert,
     ip: IpAddr,
+    clock: Arc<dyn Clock>,
 ) {
     use vk_cri::bootstrap::{csr, rotate, store};
     let addresses = vk_cri::node::spec::addresses(&config.node_name, ip);
@@ -361,7 +368,7 @@ fn start_serving_rotation(
         install,
         cert_dir: config.cert_dir.clone(),
         node: config.node_name.clone(),
-        clock: Arc::new(RealClock),
+        clock,
     };
     if let Err(e) = rotate::spawn(rotation) {
         log::warn!("failed to start serving certificate rotation: {e}");
@@ -497,11 +504,10 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
     // with the syncer's present, so the two must read the same one.
     let clock: Arc<dyn Clock> = Arc::new(RealClock);
     let services = ServiceCache::new();
-    // The node's API client, which asks for the serving certificate.
-    let mut issuer: Option<Arc<ApiClient>> = None;
-    // Set when the node shuts down; the node agent turns Ready False with it.
-    let mut shutdown_flag: Arc<std::sync::atomic::AtomicBool> = Arc::default();
-    let mut shutdown = Shutdown::Standalone(shutdown_flag.clone());
+    // The node's API client, for the kubelet API (reviews, the serving certificate).
+    let mut node_client: Option<Arc<ApiClient>> = None;
+    // Given when the node shuts down: the node agent turns Ready False, the syncer refuses pods.
+    let mut shutdown = vk_cri::node::agent::ShutdownNotice::default();
     let (reporter, api): (Arc<dyn PodReporter>, Option<Arc<dyn KubeApi>>) = match &config.kubeconfig
     {
         None => {
@@ -545,7 +551,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
             if config.rotate_certificates {
                 start_rotation(config, &client, api_client.clone(), clock.clone());
             }
-            issuer = Some(api_client.clone());
+            node_client = Some(api_client.clone());
             let api: Arc<dyn KubeApi> = api_client;
             log::info!(
                 "node {} with IP {ip}, API server {}",
@@ -579,8 +585,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
                 params,
                 config.node_status_report_frequency,
             );
-            shutdown_flag = agent.shutdown_flag();
-            shutdown = Shutdown::Node(agent.shutdown_notice());
+            shutdown = agent.shutdown_notice();
             node_agent::spawn(agent).map_err(|e| format!("failed to start the node agent: {e}"))?;
             let (api2, node, tx2, ready2) = (
                 api.clone(),
@@ -620,11 +625,11 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
     let _kubelet_api = start_kubelet_api(
         config,
         runtime.clone(),
-        api.clone(),
+        node_client,
         lister,
         ip,
         sync_loop,
-        issuer,
+        clock.clone(),
     )?;
     let _healthz = config.healthz.map(start_healthz_port);
 
@@ -677,7 +682,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         syncer
             .with_prober(prober.clone())
             .with_clock(clock.clone())
-            .with_shutdown_flag(shutdown_flag),
+            .with_shutdown_flag(shutdown.flag()),
     );
     let runtime_cache = syncer.runtime_cache();
     let _ = relister.set(runtime_cache.clone());
@@ -803,7 +808,7 @@ fn stop_pods_for_node_shutdown(
     config: &Config,
     pods: &[k8s_openapi::api::core::v1::Pod],
     workers: &PodWorkers,
-    shutdown: &Shutdown,
+    shutdown: &vk_cri::node::agent::ShutdownNotice,
 ) {
     use vk_cri::pod::shutdown;
     log::info!(
@@ -848,23 +853,6 @@ fn stop_pods_for_node_shutdown(
 /// How long after its period a shutdown group is still waited for (the runtime confirming
 /// the SIGKILL that ends a grace).
 const KILL_CONFIRMATION: Duration = Duration::from_secs(2);
-
-/// How the node's shutdown is announced: to the node agent (Ready False) and the pod syncer
-/// (new pods refused), or to the syncer alone in standalone mode.
-#[derive(Clone)]
-enum Shutdown {
-    Node(vk_cri::node::agent::ShutdownNotice),
-    Standalone(Arc<std::sync::atomic::AtomicBool>),
-}
-
-impl Shutdown {
-    fn begin(&self) {
-        match self {
-            Shutdown::Node(n) => n.begin(),
-            Shutdown::Standalone(flag) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
-        }
-    }
-}
 
 /// A clean stop: no new work is taken, what is queued for the API server is written (for up to
 /// [`FLUSH_TIMEOUT`]), and the pods are left running for the next start to adopt. The kubelet

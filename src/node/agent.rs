@@ -50,24 +50,33 @@ pub struct NodeAgent {
     last_status: Option<NodeStatus>,
     last_report: Option<Timestamp>,
     lease: Option<Lease>,
-    /// The node shuts down: Ready is False (`node is shutting down`).
-    shutting_down: Arc<AtomicBool>,
     /// Woken to sync at once (the shutdown began).
     wake: crossbeam_channel::Receiver<()>,
-    wake_tx: crossbeam_channel::Sender<()>,
+    /// Once begun, Ready is False (`node is shutting down`); [`NodeAgent::shutdown_notice`]
+    /// hands it out.
+    notice: ShutdownNotice,
 }
 
 /// Tells the node agent the node shuts down: its Ready condition turns False, written at once.
-#[derive(Clone)]
+/// The flag it sets is shared with whoever else must know (the pod syncer refuses new pods);
+/// the default one, for standalone mode, has no agent to wake.
+#[derive(Clone, Default)]
 pub struct ShutdownNotice {
     flag: Arc<AtomicBool>,
-    wake: crossbeam_channel::Sender<()>,
+    wake: Option<crossbeam_channel::Sender<()>>,
 }
 
 impl ShutdownNotice {
     pub fn begin(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        let _ = self.wake.try_send(());
+        if let Some(wake) = &self.wake {
+            let _ = wake.try_send(());
+        }
+    }
+
+    /// The flag [`ShutdownNotice::begin`] sets.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
     }
 }
 
@@ -120,8 +129,11 @@ impl NodeAgent {
         params: NodeParams,
         report_frequency: Duration,
     ) -> NodeAgent {
-        let flag = Arc::new(AtomicBool::new(false));
         let (wake_tx, wake) = crossbeam_channel::bounded(1);
+        let notice = ShutdownNotice {
+            flag: Arc::default(),
+            wake: Some(wake_tx),
+        };
         NodeAgent {
             api,
             runtime,
@@ -132,30 +144,20 @@ impl NodeAgent {
             last_status: None,
             last_report: None,
             lease: None,
-            shutting_down: flag,
             wake,
-            wake_tx,
+            notice,
         }
     }
 
-    /// The notice that turns this node's Ready False for its shutdown; `flag` is shared with
-    /// whoever else must know (the pod syncer refuses new pods).
+    /// The notice that turns this node's Ready False for its shutdown.
     pub fn shutdown_notice(&self) -> ShutdownNotice {
-        ShutdownNotice {
-            flag: self.shutting_down.clone(),
-            wake: self.wake_tx.clone(),
-        }
-    }
-
-    /// The flag [`ShutdownNotice::begin`] sets.
-    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
-        self.shutting_down.clone()
+        self.notice.clone()
     }
 
     fn readiness(&self) -> RuntimeReadiness {
         with_shutdown(
             runtime_readiness(self.runtime.as_ref()),
-            self.shutting_down.load(Ordering::SeqCst),
+            self.notice.flag.load(Ordering::SeqCst),
         )
     }
 
