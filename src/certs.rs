@@ -189,8 +189,8 @@ impl Ca {
     }
 }
 
-/// The DNS names and IP addresses a PEM certificate request asks for, as text (`vk-node`,
-/// `127.0.0.1`), in its order.
+/// The DNS names, then the IP addresses, a PEM certificate request asks for, as text
+/// (`vk-node`, `127.0.0.1`).
 pub fn requested_sans(csr_pem: &[u8]) -> Result<Vec<String>, CertError> {
     use x509_parser::prelude::FromDer as _;
     let bad = |message: String| CertError::BadRequest { message };
@@ -205,28 +205,38 @@ pub fn requested_sans(csr_pem: &[u8]) -> Result<Vec<String>, CertError> {
 fn request_sans(
     req: &x509_parser::certification_request::X509CertificationRequest<'_>,
 ) -> Vec<String> {
-    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::extensions::ParsedExtension;
     let mut out = Vec::new();
     for ext in req.requested_extensions().into_iter().flatten() {
-        let ParsedExtension::SubjectAlternativeName(san) = ext else {
-            continue;
-        };
-        for name in &san.general_names {
-            match name {
-                GeneralName::DNSName(d) => out.push((*d).to_string()),
-                GeneralName::IPAddress(b) => match <[u8; 4]>::try_from(*b) {
-                    Ok(v4) => out.push(std::net::Ipv4Addr::from(v4).to_string()),
-                    Err(_) => {
-                        if let Ok(v6) = <[u8; 16]>::try_from(*b) {
-                            out.push(std::net::Ipv6Addr::from(v6).to_string());
-                        }
-                    }
-                },
-                _ => {}
-            }
+        if let ParsedExtension::SubjectAlternativeName(san) = ext {
+            let (dns, ips) = dns_and_ips(&san.general_names);
+            out.extend(dns);
+            out.extend(ips.iter().map(ToString::to_string));
         }
     }
     out
+}
+
+/// The DNS names and the IP addresses (4 or 16 bytes) among a SAN extension's names; other
+/// kinds are left out.
+pub(crate) fn dns_and_ips(
+    names: &[x509_parser::extensions::GeneralName<'_>],
+) -> (Vec<String>, Vec<std::net::IpAddr>) {
+    use x509_parser::extensions::GeneralName;
+    let (mut dns, mut ips) = (Vec::new(), Vec::new());
+    for name in names {
+        match name {
+            GeneralName::DNSName(d) => dns.push((*d).to_string()),
+            GeneralName::IPAddress(b) => {
+                let ip = <[u8; 4]>::try_from(*b)
+                    .map(std::net::IpAddr::from)
+                    .or_else(|_| <[u8; 16]>::try_from(*b).map(std::net::IpAddr::from));
+                ips.extend(ip.ok());
+            }
+            _ => {}
+        }
+    }
+    (dns, ips)
 }
 
 /// The public key of a certificate request (ECDSA P-256, the only kind vk-cri asks with).

@@ -131,7 +131,6 @@ pub fn request_pem(key: &rcgen::KeyPair, node: &str, kind: &Kind) -> Result<Stri
 /// serving certificate exactly its names and addresses (the certificate manager's
 /// `certSatisfiesTemplate`: a node whose addresses changed asks again).
 pub fn satisfies(der: &[u8], node: &str, kind: &Kind) -> bool {
-    use x509_parser::extensions::GeneralName;
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
         return false;
     };
@@ -147,25 +146,14 @@ pub fn satisfies(der: &[u8], node: &str, kind: &Kind) -> bool {
     let Kind::Serving { dns_names, ips } = kind else {
         return true;
     };
-    let (mut have_dns, mut have_ips) = (BTreeSet::new(), BTreeSet::new());
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => {
-                    have_dns.insert((*d).to_string());
-                }
-                GeneralName::IPAddress(b) => {
-                    let ip = <[u8; 4]>::try_from(*b)
-                        .map(IpAddr::from)
-                        .or_else(|_| <[u8; 16]>::try_from(*b).map(IpAddr::from));
-                    if let Ok(ip) = ip {
-                        have_ips.insert(ip);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
+    let (have_dns, have_ips) = match cert.subject_alternative_name() {
+        Ok(Some(san)) => crate::certs::dns_and_ips(&san.value.general_names),
+        _ => Default::default(),
+    };
+    let (have_dns, have_ips): (BTreeSet<String>, BTreeSet<IpAddr>) = (
+        have_dns.into_iter().collect(),
+        have_ips.into_iter().collect(),
+    );
     have_dns == dns_names.iter().cloned().collect() && have_ips == ips.iter().copied().collect()
 }
 
