@@ -10,12 +10,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod proxy;
-
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +22,8 @@ use clap::Parser;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 
+use support::cri_proxy;
+use support::daemon::Daemon;
 use support::fake_apiserver::{FakeApiServer, FakeConfig, Res};
 use vk_cri::cri::api;
 use vk_cri::cri::client::Deadlines;
@@ -469,109 +469,14 @@ fn meminfo_kib(key: &str) -> Option<u64> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The daemon.
+// The daemon (support::daemon), started with the bench's cgroup root and log level.
 
-struct Daemon {
-    bin: PathBuf,
-    node: String,
-    dir: PathBuf,
-    kubeconfig: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Daemon {
-    fn new(bin: &Path, fake: &FakeApiServer, dir: &Path) -> Result<Daemon, String> {
-        let kubeconfig = fake.node_kubeconfig();
-        std::fs::create_dir_all(dir).map_err(|e| format!("daemon dir: {e}"))?;
-        let path = dir.join("kubeconfig");
-        std::fs::write(&path, kubeconfig).map_err(|e| format!("write kubeconfig: {e}"))?;
-        Ok(Daemon {
-            bin: bin.to_path_buf(),
-            node: fake.node_name().to_string(),
-            dir: dir.to_path_buf(),
-            kubeconfig: path,
-            log: dir.join("daemon.log"),
-            child: None,
-        })
-    }
-
-    fn start(&mut self, socket: &Path) -> Result<(), String> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .map_err(|e| format!("daemon log: {e}"))?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("free port: {e}"))?
-            .port();
-        let child = Command::new(&self.bin)
-            .arg("--nodename")
-            .arg(&self.node)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cri-socket")
-            .arg(socket)
-            .arg("--log-dir")
-            .arg(self.dir.join("logs"))
-            .arg("--pods-dir")
-            .arg(self.dir.join("pods"))
-            .arg("--volumes-dir")
-            .arg(self.dir.join("volumes"))
-            .args(["--node-ip", "127.0.0.1", "--cgroup-root", CGROUP_ROOT])
-            .args(["--address", "127.0.0.1", "--port"])
-            .arg(port.to_string())
-            .env(
-                "RUST_LOG",
-                std::env::var("VKCRI_BENCH_DAEMON_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| format!("daemon log: {e}"))?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("failed to start {}: {e}", self.bin.display()))?;
-        if let Some(c) = CLEANUP.get() {
-            c.daemon_pid.store(child.id(), Ordering::SeqCst);
-        }
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn pid(&self) -> Result<u32, String> {
-        self.child
-            .as_ref()
-            .map(Child::id)
-            .ok_or_else(|| "the daemon is not running".to_string())
-    }
-
-    /// Fails when the daemon exited by itself.
-    fn check_alive(&mut self) -> Result<(), String> {
-        if let Some(c) = self.child.as_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                return Err(format!("the daemon exited: {status}\n{}", self.log_tail()));
-            }
-        }
-        Ok(())
-    }
-
-    /// SIGKILL: nothing is cleaned up, its pods keep running.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Some(c) = CLEANUP.get() {
-            c.daemon_pid.store(0, Ordering::SeqCst);
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
+fn bench_daemon(bin: &Path, fake: &FakeApiServer, dir: &Path) -> Result<Daemon, String> {
+    let mut d = Daemon::new(bin, fake, dir)?;
+    d.args(["--cgroup-root", CGROUP_ROOT]);
+    d.log_level = std::env::var("VKCRI_BENCH_DAEMON_LOG").unwrap_or_else(|_| "info".into());
+    d.pid_slot = CLEANUP.get().map(|c| &c.daemon_pid);
+    Ok(d)
 }
 
 fn node_ready(v: &support::fake_apiserver::View<'_>, node: &str) -> bool {
@@ -753,7 +658,7 @@ fn clk_tck() -> f64 {
 fn measure_idle(
     f: &FakeApiServer,
     d: &mut Daemon,
-    proxy: &proxy::Proxy,
+    proxy: &cri_proxy::Proxy,
     pods: usize,
     secs: u64,
 ) -> Result<Idle, String> {
@@ -820,7 +725,7 @@ fn run(
     floor_node: &str,
     fake: &FakeApiServer,
 ) -> Result<Value, String> {
-    proxy::self_check()?;
+    cri_proxy::self_check()?;
     let socket = PathBuf::from(env_var("VKCRI_CRI_SOCKET")?);
     if !socket.exists() {
         return Err(format!(
@@ -845,7 +750,7 @@ fn run(
     // 1. The daemon, on containerd directly; it idles while the floor runs (it lists only the
     // sandboxes with its own node's owner label, and the floor's carry another node's).
     let floor = Floor::new(rt.clone(), floor_node, scratch, &image)?;
-    let mut d = Daemon::new(&args.daemon, fake, &scratch.join("daemon"))?;
+    let mut d = bench_daemon(&args.daemon, fake, &scratch.join("daemon"))?;
     d.start(&socket)?;
     let node = fake.node_name().to_string();
     if !fake.wait_for(Duration::from_secs(60), |v| node_ready(v, &node)) {
@@ -1005,7 +910,7 @@ fn idle_and_delete(
     socket: &Path,
     scratch: &Path,
 ) -> Result<(Idle, Series, Idle), String> {
-    let proxy = proxy::Proxy::start(&scratch.join("cri-proxy.sock"), socket)
+    let proxy = cri_proxy::Proxy::start(&scratch.join("cri-proxy.sock"), socket)
         .map_err(|e| format!("cri proxy: {e}"))?;
     eprintln!("bench: idle with {} pods, {} s", args.burst, args.idle_secs);
     restart(d, &proxy.path, args.settle_secs)?;
@@ -1028,7 +933,7 @@ fn idle_only(
     scratch: &Path,
     image: String,
 ) -> Result<Value, String> {
-    let mut d = Daemon::new(&args.daemon, fake, &scratch.join("daemon"))?;
+    let mut d = bench_daemon(&args.daemon, fake, &scratch.join("daemon"))?;
     d.start(socket)?;
     let mut vk = VkBench {
         f: fake,
