@@ -9,16 +9,21 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::NodeStatus;
 use k8s_openapi::jiff::Timestamp;
 
 use super::host::{HostFacts, HostProbe};
+use super::runtime_state::RuntimeState;
 use super::spec::{self, NodeParams, RuntimeReadiness};
 use super::NodeError;
 use crate::cri::Runtime;
+
+/// How often a runtime that stopped answering is asked again, so the node turns Ready within
+/// seconds of its return rather than at the next heartbeat.
+const RUNTIME_RECHECK: Duration = Duration::from_secs(2);
 use crate::kube::{ApiError, KubeApi};
 
 /// Why a registration, status sync or Lease renewal did not happen.
@@ -55,6 +60,10 @@ pub struct NodeAgent {
     /// Once begun, Ready is False (`node is shutting down`); [`NodeAgent::shutdown_notice`]
     /// hands it out.
     notice: ShutdownNotice,
+    /// The runtime's answers so far.
+    runtime_state: RuntimeState,
+    /// The readiness the Node's status was last written with.
+    written_readiness: Option<RuntimeReadiness>,
 }
 
 /// Tells the node agent the node shuts down: its Ready condition turns False, written at once.
@@ -77,47 +86,6 @@ impl ShutdownNotice {
     /// The flag [`ShutdownNotice::begin`] sets.
     pub fn flag(&self) -> Arc<AtomicBool> {
         self.flag.clone()
-    }
-}
-
-/// The node's Ready message while it shuts down (the shutdown manager's `ShutdownStatus`).
-pub const SHUTTING_DOWN: &str = "node is shutting down";
-
-/// The runtime's readiness, with the node's shutdown added as the kubelet joins its errors
-/// (`runtime…,node is shutting down`).
-fn with_shutdown(readiness: RuntimeReadiness, shutting_down: bool) -> RuntimeReadiness {
-    if !shutting_down {
-        return readiness;
-    }
-    let message = if readiness.ready {
-        SHUTTING_DOWN.to_string()
-    } else {
-        format!("{},{}", readiness.message, SHUTTING_DOWN)
-    };
-    RuntimeReadiness::not_ready(message)
-}
-
-/// What the runtime says about its readiness, worded as the kubelet does.
-pub fn runtime_readiness(runtime: &dyn Runtime) -> RuntimeReadiness {
-    match runtime.status() {
-        Err(e) => RuntimeReadiness::not_ready(format!("container runtime is down: {e}")),
-        Ok(status) => {
-            let cond = |t: &str| status.conditions.iter().find(|c| c.type_ == t);
-            match (cond("RuntimeReady"), cond("NetworkReady")) {
-                (Some(r), _) if !r.status => RuntimeReadiness::not_ready(format!(
-                    "container runtime not ready: RuntimeReady=false reason:{} message:{}",
-                    r.reason, r.message
-                )),
-                (_, Some(n)) if !n.status => RuntimeReadiness::not_ready(format!(
-                    "container runtime network not ready: NetworkReady=false reason:{} message:{}",
-                    n.reason, n.message
-                )),
-                (Some(_), Some(_)) => RuntimeReadiness::ready(),
-                _ => RuntimeReadiness::not_ready(
-                    "container runtime status check may not have completed yet",
-                ),
-            }
-        }
     }
 }
 
@@ -146,6 +114,8 @@ impl NodeAgent {
             lease: None,
             wake,
             notice,
+            runtime_state: RuntimeState::default(),
+            written_readiness: None,
         }
     }
 
@@ -154,11 +124,28 @@ impl NodeAgent {
         self.notice.clone()
     }
 
-    fn readiness(&self) -> RuntimeReadiness {
-        with_shutdown(
-            runtime_readiness(self.runtime.as_ref()),
-            self.notice.flag.load(Ordering::SeqCst),
-        )
+    /// Asks the runtime for its status and returns the Ready verdict it leads to.
+    fn readiness(&mut self) -> RuntimeReadiness {
+        let answer = self.runtime.status();
+        let now = Instant::now();
+        self.runtime_state.observe(answer.as_ref(), now);
+        self.runtime_state
+            .readiness(now, self.notice.flag.load(Ordering::SeqCst))
+    }
+
+    /// Whether the runtime answered last time and leaves nothing to report.
+    pub fn runtime_settled(&self) -> bool {
+        self.runtime_state.settled(Instant::now())
+    }
+
+    /// Asks the runtime again; when the verdict differs from the one last written, writes the
+    /// Node's status now (the kubelet's fast status update on a readiness change).
+    pub fn recheck_runtime(&mut self) -> Result<(), AgentError> {
+        let readiness = self.readiness();
+        if self.written_readiness.as_ref() == Some(&readiness) {
+            return Ok(());
+        }
+        self.sync_status()
     }
 
     /// The Node's uid once registered.
@@ -181,6 +168,7 @@ impl NodeAgent {
             Ok(n) => {
                 log::info!("registered node {}", self.params.name);
                 self.last_report = Some(now);
+                self.written_readiness = Some(readiness);
                 n
             }
             Err(ApiError::AlreadyExists { .. }) => {
@@ -229,6 +217,7 @@ impl NodeAgent {
             Ok(n) => {
                 self.last_status = n.status;
                 self.last_report = Some(now);
+                self.written_readiness = Some(readiness);
                 Ok(())
             }
             Err(ApiError::NotFound { .. }) => {
@@ -292,15 +281,29 @@ impl NodeAgent {
     }
 }
 
-/// Runs the agent on a thread named `node`: register, then every 10 s renew the Lease and sync
-/// the status.
+/// Runs the agent on a thread named `node`: register, then every 10 s sync the status and
+/// renew the Lease (each whether or not the other worked); while the runtime is not answering,
+/// ask it again every 2 s and write the status as soon as its verdict changes.
 pub fn spawn(mut agent: NodeAgent) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("node".into())
         .spawn(move || {
             let mut failing: Option<AgentError> = None;
+            let mut next_heartbeat = Instant::now();
             loop {
-                let result = agent.sync_status().and_then(|()| agent.renew_lease());
+                let result = if Instant::now() >= next_heartbeat {
+                    let status = agent.sync_status();
+                    let lease = agent.renew_lease();
+                    next_heartbeat = Instant::now()
+                        + if status.is_err() && agent.node_uid.is_none() {
+                            Duration::from_secs(2)
+                        } else {
+                            spec::renew_interval(agent.params.lease_duration_seconds)
+                        };
+                    status.and(lease)
+                } else {
+                    agent.recheck_runtime()
+                };
                 match (&result, &failing) {
                     (Err(e), None) => log::warn!("node {}: {e}", agent.params.name),
                     (Ok(()), Some(_)) => {
@@ -309,34 +312,14 @@ pub fn spawn(mut agent: NodeAgent) -> std::io::Result<std::thread::JoinHandle<()
                     _ => {}
                 }
                 failing = result.err();
-                let pause = if failing.is_some() && agent.node_uid.is_none() {
-                    Duration::from_secs(2)
-                } else {
-                    spec::renew_interval(agent.params.lease_duration_seconds)
-                };
-                let _ = agent.wake.recv_timeout(pause);
+                let mut pause = next_heartbeat.saturating_duration_since(Instant::now());
+                if !agent.runtime_settled() {
+                    pause = pause.min(RUNTIME_RECHECK);
+                }
+                if agent.wake.recv_timeout(pause).is_ok() {
+                    // The shutdown began: write the status now.
+                    next_heartbeat = Instant::now();
+                }
             }
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_shutdown_joins_the_ready_message_as_the_kubelet_joins_its_errors() {
-        let ready = RuntimeReadiness::ready();
-        assert_eq!(with_shutdown(ready.clone(), false), ready);
-        assert_eq!(
-            with_shutdown(ready, true),
-            RuntimeReadiness::not_ready("node is shutting down")
-        );
-        assert_eq!(
-            with_shutdown(
-                RuntimeReadiness::not_ready("container runtime is down: x"),
-                true
-            ),
-            RuntimeReadiness::not_ready("container runtime is down: x,node is shutting down")
-        );
-    }
 }

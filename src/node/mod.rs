@@ -25,6 +25,7 @@ pub mod events;
 pub mod host;
 pub mod labels;
 pub mod quantity;
+pub mod runtime_state;
 pub mod spec;
 pub mod stats;
 
