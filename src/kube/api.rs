@@ -101,6 +101,12 @@ pub trait KubeApi: Send + Sync {
         &self,
         review: &SubjectAccessReview,
     ) -> Result<SubjectAccessReview, ApiError>;
+
+    /// Sleeps a watch's backoff `pause`, or less: the real client ends it when another request
+    /// shows the server answers again. Fakes sleep it whole.
+    fn backoff_pause(&self, pause: std::time::Duration) {
+        std::thread::sleep(pause);
+    }
 }
 
 /// The calls of TLS bootstrap (certificates.k8s.io/v1), made with the bootstrap token: a
@@ -196,6 +202,10 @@ impl ApiClient {
 }
 
 impl KubeApi for ApiClient {
+    fn backoff_pause(&self, pause: std::time::Duration) {
+        self.pause_unless_recovered(pause);
+    }
+
     fn list_pods_page(&self, request: &Request) -> Result<Page<Pod>, ApiError> {
         self.list(request)
     }

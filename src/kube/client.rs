@@ -184,9 +184,57 @@ pub struct ApiClient {
     server: String,
     auth: Auth,
     options: ClientOptions,
+    /// Tells waiting watches the server answers again.
+    recovery: Recovery,
+}
+
+/// Whether the server is failing, and how often it came back: a watch backing off after an
+/// outage retries as soon as any other request (the Lease, a status write) gets an answer,
+/// rather than at the end of a backoff that grew to its cap during the outage.
+#[derive(Debug, Default)]
+struct Recovery {
+    /// (failing, recoveries so far)
+    state: std::sync::Mutex<(bool, u64)>,
+    back: std::sync::Condvar,
+}
+
+impl Recovery {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, u64)> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An answer came (`up`: one the server gave of its own accord, not a 5xx or 429), or
+    /// none did.
+    fn saw(&self, up: bool) {
+        let mut s = self.lock();
+        if !up {
+            s.0 = true;
+        } else if s.0 {
+            *s = (false, s.1 + 1);
+            self.back.notify_all();
+        }
+    }
+
+    /// Sleeps `pause`, or until the server next comes back.
+    fn pause(&self, pause: Duration) {
+        let s = self.lock();
+        let seen = s.1;
+        let _ = self
+            .back
+            .wait_timeout_while(s, pause, |s| s.1 == seen)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
 }
 
 impl ApiClient {
+    /// Sleeps `pause`, or less: until a request succeeds after others failed (the server is
+    /// back). For a backoff that should end with the outage it waits out.
+    pub fn pause_unless_recovered(&self, pause: Duration) {
+        self.recovery.pause(pause);
+    }
+
     /// A client for `server` (`https://host:port`, a path prefix allowed). `tls` comes from
     /// the kubeconfig (CA, client certificate for [`Identity::ClientCert`]); `identity` decides
     /// the `Authorization` header (a [`Identity::TokenFile`] is re-read every
@@ -212,6 +260,7 @@ impl ApiClient {
             server: server.trim_end_matches('/').to_string(),
             auth,
             options,
+            recovery: Recovery::default(),
         }
     }
 
@@ -403,6 +452,10 @@ impl ApiClient {
             &code,
             started.elapsed(),
         );
+        self.recovery.saw(result.as_ref().is_ok_and(|r| {
+            let status = r.status().as_u16();
+            status < 500 && status != 429
+        }));
         result.map_err(|e| transport_error(request, e, false))
     }
 
@@ -769,6 +822,28 @@ mod tests {
             user_agent("1.2.3", "linux", "aarch64", "n"),
             "vk-cri/1.2.3 (linux/arm64) node/n"
         );
+    }
+
+    #[test]
+    fn a_backoff_pause_ends_when_the_server_answers_again() {
+        let r = Arc::new(Recovery::default());
+        // No outage: the pause is slept whole, and answers while healthy wake nobody.
+        let t = Instant::now();
+        r.saw(true);
+        r.pause(Duration::from_millis(50));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        // A failure, then an answer from another thread: the long pause ends early.
+        r.saw(false);
+        let waker = r.clone();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            waker.saw(false);
+            waker.saw(true);
+        });
+        let t = Instant::now();
+        r.pause(Duration::from_secs(30));
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        h.join().unwrap();
     }
 
     #[test]

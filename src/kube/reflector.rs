@@ -31,13 +31,13 @@ fn jitter() -> f64 {
     f64::from(nanos % 1_000_000) / 1_000_000.0
 }
 
-fn wait(policy: &BackoffPolicy, w: Wait) {
+fn wait(policy: &BackoffPolicy, w: Wait, pause: &dyn Fn(std::time::Duration)) {
     if let Wait::Backoff {
         attempt,
         retry_after,
     } = w
     {
-        std::thread::sleep(policy.delay(attempt, jitter(), retry_after));
+        pause(policy.delay(attempt, jitter(), retry_after));
     }
 }
 
@@ -47,6 +47,8 @@ pub struct ListWatch<'a, K> {
     pub what: &'static str,
     pub list: &'a dyn Fn(&Request) -> Result<Page<K>, ApiError>,
     pub watch: &'a dyn Fn(&Request) -> Result<EventStream<K>, ApiError>,
+    /// Sleeps a backoff ([`KubeApi::backoff_pause`]: cut short when the server is back).
+    pub pause: &'a dyn Fn(std::time::Duration),
 }
 
 /// What the store learned from one step: the deltas in order, and whether they come from a
@@ -91,11 +93,11 @@ pub fn run_reflector<K: Object>(
     loop {
         let step = match next {
             Next::List { request, wait: w } => {
-                wait(&policy, w);
+                wait(&policy, w, calls.pause);
                 watcher.step(Input::Page((calls.list)(&request)))
             }
             Next::Watch { request, wait: w } => {
-                wait(&policy, w);
+                wait(&policy, w, calls.pause);
                 match (calls.watch)(&request) {
                     Err(e) => watcher.step(Input::StreamError(e)),
                     Ok(stream) => {
@@ -155,10 +157,12 @@ pub fn run_pod_reflector(
     );
     let list = |r: &Request| api.list_pods_page(r);
     let watch = |r: &Request| api.watch_pods(r);
+    let pause = |d| api.backoff_pause(d);
     let calls = ListWatch {
         what: "pod",
         list: &list,
         watch: &watch,
+        pause: &pause,
     };
     run_reflector(&calls, watcher, |applied| {
         for delta in applied.deltas {
@@ -185,10 +189,12 @@ pub fn run_service_reflector(api: Arc<dyn KubeApi>, config: WatchConfig, cache: 
     let watcher: Watcher<Service> = Watcher::new(Target::Services, config);
     let list = |r: &Request| api.list_services_page(r);
     let watch = |r: &Request| api.watch_services(r);
+    let pause = |d| api.backoff_pause(d);
     let calls = ListWatch {
         what: "service",
         list: &list,
         watch: &watch,
+        pause: &pause,
     };
     run_reflector(&calls, watcher, |applied| {
         cache.replace(applied.store.iter().cloned().collect());
