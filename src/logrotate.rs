@@ -9,7 +9,7 @@
 //!
 //! Owns: the pure rotation plan ([`plan`]: which files to remove, compress and the rotated
 //! name), its execution on the filesystem and the runtime ([`rotate_if_needed`], [`rotate_all`]), and the monitor thread
-//! ([`spawn`]). `kubectl logs` keeps reading: a follow sees the inode change and finishes the
+//! ([`spawn`]), which logs a failing runtime once per change of state. `kubectl logs` keeps reading: a follow sees the inode change and finishes the
 //! old file before the new one (`server/logs.rs`). Must not touch containers of other nodes.
 
 use std::fs;
@@ -21,6 +21,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::{api, CriError, Runtime};
+use crate::executor::repeats::Repeats;
 
 /// The kubelet's `containerLogMaxSize`, `containerLogMaxFiles` and
 /// `containerLogMonitorInterval`.
@@ -239,13 +240,28 @@ pub fn expected_log_path(log_root: &Path, c: &api::Container) -> Option<PathBuf>
 
 /// One round over this node's running containers. The log path comes from the labels when
 /// that file exists, else from ContainerStatus (a log written elsewhere, or a live file lost
-/// in an interrupted rotation, which is then reopened).
-pub fn rotate_all(runtime: &dyn Runtime, node: &str, log_root: &Path, policy: &Policy) {
+/// in an interrupted rotation, which is then reopened). A runtime that cannot list its
+/// containers is logged when that starts, changes or ends, not every round.
+pub fn rotate_all(
+    runtime: &dyn Runtime,
+    node: &str,
+    log_root: &Path,
+    policy: &Policy,
+    repeats: &mut Repeats,
+) {
     let owner = crate::pod::labels::owner_selector(node);
     let containers = match runtime.list_containers(&owner, None) {
-        Ok(c) => c,
+        Ok(c) => {
+            if let Some(again) = repeats.clear("list") {
+                log::info!("container log rotation works again ({again} failed rounds not logged)");
+            }
+            c
+        }
         Err(e) => {
-            log::warn!("container log rotation: {e}");
+            let message = e.to_string();
+            if repeats.news("list", &message) {
+                log::warn!("container log rotation: {message}");
+            }
             return;
         }
     };
@@ -292,9 +308,12 @@ pub fn spawn(
 ) -> io::Result<()> {
     std::thread::Builder::new()
         .name("log-rotation".into())
-        .spawn(move || loop {
-            std::thread::sleep(policy.interval);
-            rotate_all(runtime.as_ref(), &node, &log_root, &policy);
+        .spawn(move || {
+            let mut repeats = Repeats::default();
+            loop {
+                std::thread::sleep(policy.interval);
+                rotate_all(runtime.as_ref(), &node, &log_root, &policy, &mut repeats);
+            }
         })
         .map(|_| ())
 }

@@ -43,7 +43,7 @@ pub enum VolumeError {
     MissingSecretKey(String),
     #[error("{reason}: {path}")]
     InvalidPath { path: String, reason: &'static str },
-    #[error("failed to {what} {path}: {source}")]
+    #[error("failed to {what} {path}: {}", go_text(source))]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -190,4 +190,36 @@ impl Objects {
 /// A mode from the API (`defaultMode`, item `mode`), or the kubelet's 0644.
 pub fn mode_or_default(mode: Option<i32>, default: Option<i32>) -> u32 {
     mode.or(default).map_or(0o644, |m| (m as u32) & 0o7777)
+}
+
+/// An I/O error as Go prints one (the kubelet's messages come from Go's `os` package): an OS
+/// error is its `strerror` text starting lowercase, without Rust's ` (os error N)`, so a full
+/// disk reads `no space left on device`.
+pub fn go_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => {
+            let desc = nix::errno::Errno::from_raw(code).desc();
+            let mut chars = desc.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => e.to_string(),
+            }
+        }
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod go_text_tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_read_as_go_prints_them() {
+        let full = std::io::Error::from_raw_os_error(nix::libc::ENOSPC);
+        assert_eq!(go_text(&full), "no space left on device");
+        let missing = std::io::Error::from_raw_os_error(nix::libc::ENOENT);
+        assert_eq!(go_text(&missing), "no such file or directory");
+        let other = std::io::Error::other("custom");
+        assert_eq!(go_text(&other), "custom");
+    }
 }
