@@ -21,6 +21,8 @@ ZIGENV = PATH="$(ZIG_VENV)/bin:$$PATH" \
 ZIGBUILD = $(ZIGENV) cargo-zigbuild zigbuild --locked --release --target $(MUSL_TARGET)
 BENCH_BIN := $(CARGO_TARGET_DIR)/$(MUSL_TARGET)/release/examples/bench
 BENCH_OUT := $(CARGO_TARGET_DIR)/bench/last.json
+# Cases per parser in make chaos's fuzz run (make test runs 400).
+CHAOS_FUZZ_CASES ?= 30000
 
 TEXT_PROF := $(CARGO_TARGET_DIR)/text-layout/virtual-kubelet
 
@@ -83,8 +85,9 @@ bench: static env-up ## measure the static daemon against the CRI floor on the t
 	. "$(VKCRI_DEV_BASE)/env.sh" && "$(BENCH_BIN)" --daemon "$(STATIC_BIN)" --out "$(BENCH_OUT)"
 	@echo "bench report: $(BENCH_OUT)"
 
-chaos: build-deps env-up ## SIGKILL the daemon during pod churn and count what goes wrong (JSON + table; CHAOS_ARGS="--kills 5")
+chaos: build-deps env-up ## faults (daemon kills, containerd/API server outages, slow CRI, full disks) and a long fuzz run; counts to JSON + table (CHAOS_ARGS="--scenarios churn --kills 5")
 	cargo build --locked --bin virtual-kubelet --example chaos
+	VKCRI_FUZZ_CASES=$(CHAOS_FUZZ_CASES) cargo test --locked --lib fuzz::
 	. "$(VKCRI_DEV_BASE)/env.sh" && "$(CARGO_TARGET_DIR)/debug/examples/chaos" \
 	  --daemon "$(CARGO_TARGET_DIR)/debug/virtual-kubelet" --out "$(CARGO_TARGET_DIR)/chaos/last.json" $(CHAOS_ARGS)
 

@@ -1,61 +1,145 @@
 //! `make chaos`: vk-cri under faults, against the project's containerd and the fake API
-//! server, each scenario repeated and its failures counted. A measurement, like `make bench`:
-//! it fails only when something breaks (containerd missing, a pod that never runs), never on a
-//! count; the counts go to the JSON report and the table.
-//!
-//! Owns the scenarios. Now: **kill during churn** — pods are created and deleted while the
-//! daemon is `SIGKILL`ed at a random moment, then started again; 10 s after each restart it
-//! counts pods restarted needlessly (a container of an untouched pod replaced), orphan
-//! sandboxes (of pods the API server no longer has), duplicate sandboxes (two ready for one
-//! pod), pods whose status is wrong (not Running and Ready) and deletions never finished (the
-//! pod still in the API server). Every count should be 0. Built as an example (`cargo test`
+//! server, each scenario's failures counted. A measurement, like `make bench`, with the counts
+//! and figures in the JSON report and the table; it exits non-zero when a count is not 0 or a
+//! figure misses its target, so a regression fails the run. Built as an example (`cargo test`
 //! compiles it, never runs it).
+//!
+//! Owns the run: the arguments, what the scenarios share (pods, the runtime's view of a node,
+//! waiting), the report. The scenarios, one file each: `churn` (SIGKILL during pod churn),
+//! `runtime_outage` (containerd stopped and started), `api_outage` (the API server silent, then
+//! 500, then 429), `slow_cri` (a proxy delaying and holding CRI calls), `disk_full` (a full
+//! tmpfs under the log and volume dirs).
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod api_outage;
+mod churn;
+mod disk_full;
+mod runtime_outage;
+mod slow_cri;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::{json, Value};
 
-use support::fake_apiserver::{FakeApiServer, FakeConfig, Res};
+use support::daemon::Daemon;
+use support::fake_apiserver::{FakeApiServer, FakeConfig};
 use vk_cri::cri::client::Deadlines;
 use vk_cri::cri::{api, GrpcRuntime, Labels, Runtime};
 
-const NS: &str = "default";
-const OWNER_LABEL: &str = "vk-cri.io/node";
-const UID_LABEL: &str = "io.kubernetes.pod.uid";
-const SCRIPT: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+pub const NS: &str = "default";
+pub const OWNER_LABEL: &str = "vk-cri.io/node";
+pub const UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// A container that runs until stopped.
+pub const SLEEPER: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+
+const SCENARIOS: [&str; 5] = ["churn", "runtime", "api", "slow-cri", "disk-full"];
 
 /// `chaos --daemon <binary> --out <json>`; run with the dev environment's env.sh sourced.
 #[derive(Parser, Debug)]
-struct Args {
+pub struct Args {
     /// The virtual-kubelet binary
     #[arg(long)]
     daemon: PathBuf,
     /// Where the JSON report goes
     #[arg(long)]
     out: PathBuf,
+    /// Scenarios to run, comma-separated: churn, runtime, api, slow-cri, disk-full
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "churn,runtime,api,slow-cri,disk-full"
+    )]
+    scenarios: Vec<String>,
     /// Kills in the churn scenario
     #[arg(long, default_value_t = 20)]
-    kills: usize,
-    /// Pods kept running
+    pub kills: usize,
+    /// Pods kept running in the churn scenario
+    #[arg(long, default_value_t = 50)]
+    pub churn_pods: usize,
+    /// Pods kept running in the other scenarios
     #[arg(long, default_value_t = 30)]
-    pods: usize,
+    pub pods: usize,
+    /// Seconds containerd stays stopped (more than the kubelet's 30 s before it reports the
+    /// runtime down)
+    #[arg(long, default_value_t = 45)]
+    pub runtime_outage: u64,
+    /// Seconds of each API server outage phase: silent, 500, 429
+    #[arg(long, default_value_t = 20)]
+    pub api_phase: u64,
+    /// The dev environment's up.sh, to start containerd again
+    #[arg(long, default_value = "contrib/dev-env/up.sh")]
+    pub dev_env: PathBuf,
     /// Seed of the kill moments and of which pods go
     #[arg(long, default_value_t = 19)]
-    seed: u64,
+    pub seed: u64,
+}
+
+/// What every scenario gets.
+pub struct Ctx {
+    pub args: Args,
+    pub image: String,
+    pub socket: PathBuf,
+    pub scratch: PathBuf,
+}
+
+/// One line of a scenario's table: a count or figure and what it should be.
+#[derive(Debug)]
+pub struct Check {
+    pub what: String,
+    pub got: String,
+    pub want: String,
+    pub ok: bool,
+}
+
+impl Check {
+    /// A count that should be 0.
+    pub fn zero(what: &str, n: u64) -> Check {
+        Check {
+            what: what.to_string(),
+            got: n.to_string(),
+            want: "0".to_string(),
+            ok: n == 0,
+        }
+    }
+
+    /// A time that should be at most `max` (`None`: it never happened).
+    pub fn within(what: &str, took: Option<Duration>, max: Duration) -> Check {
+        Check {
+            what: what.to_string(),
+            got: took.map_or("never".to_string(), |t| format!("{:.1} s", t.as_secs_f64())),
+            want: format!("≤ {} s", max.as_secs()),
+            ok: took.is_some_and(|t| t <= max),
+        }
+    }
+
+    /// Something that should hold, shown as what was seen.
+    pub fn holds(what: &str, seen: String, want: &str, ok: bool) -> Check {
+        Check {
+            what: what.to_string(),
+            got: seen,
+            want: want.to_string(),
+            ok,
+        }
+    }
+}
+
+/// A scenario's result: its table and its raw figures.
+pub struct Outcome {
+    pub title: String,
+    pub checks: Vec<Check>,
+    pub detail: Value,
 }
 
 /// xorshift64*, seeded: the same run twice.
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -65,10 +149,9 @@ impl Rng {
     }
 }
 
-fn runtime() -> GrpcRuntime {
-    let socket = std::env::var("VKCRI_CRI_SOCKET").unwrap_or_default();
+pub fn runtime(socket: &Path) -> GrpcRuntime {
     GrpcRuntime::new(
-        Path::new(&socket),
+        socket,
         Deadlines {
             call: Duration::from_secs(60),
             pull: Duration::from_secs(300),
@@ -76,7 +159,8 @@ fn runtime() -> GrpcRuntime {
     )
 }
 
-fn pod_json(name: &str, node: &str, image: &str) -> Value {
+/// A host-network pod of one busybox container running `script`.
+pub fn pod_json(name: &str, node: &str, image: &str, script: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -88,79 +172,13 @@ fn pod_json(name: &str, node: &str, image: &str) -> Value {
             "tolerations": [{"operator": "Exists"}],
             "containers": [{
                 "name": "c", "image": image, "imagePullPolicy": "IfNotPresent",
-                "command": ["sh", "-c", SCRIPT],
+                "command": ["sh", "-c", script],
             }]
         }
     })
 }
 
-struct Daemon {
-    bin: PathBuf,
-    node: String,
-    dir: PathBuf,
-    kubeconfig: PathBuf,
-    child: Option<Child>,
-}
-
-impl Daemon {
-    fn new(bin: &Path, fake: &FakeApiServer, dir: &Path) -> Result<Daemon, String> {
-        let kubeconfig = fake.node_kubeconfig();
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let path = dir.join("kubeconfig");
-        std::fs::write(&path, kubeconfig).map_err(|e| format!("kubeconfig: {e}"))?;
-        Ok(Daemon {
-            bin: bin.to_path_buf(),
-            node: fake.node_name().to_string(),
-            dir: dir.to_path_buf(),
-            kubeconfig: path,
-            child: None,
-        })
-    }
-
-    fn start(&mut self) -> Result<(), String> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("daemon.log"))
-            .map_err(|e| format!("daemon log: {e}"))?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("free port: {e}"))?
-            .port();
-        let socket = std::env::var("VKCRI_CRI_SOCKET").unwrap_or_default();
-        let child = Command::new(&self.bin)
-            .args(["--nodename", &self.node])
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["--cri-socket", &socket])
-            .arg("--log-dir")
-            .arg(self.dir.join("logs"))
-            .arg("--pods-dir")
-            .arg(self.dir.join("pods"))
-            .arg("--volumes-dir")
-            .arg(self.dir.join("volumes"))
-            .args(["--node-ip", "127.0.0.1", "--address", "127.0.0.1"])
-            .args(["--healthz-port", "0", "--port", &port.to_string()])
-            .env("RUST_LOG", "info")
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("start {}: {e}", self.bin.display()))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn running_and_ready(p: &Value) -> bool {
+pub fn running_and_ready(p: &Value) -> bool {
     p["status"]["phase"] == "Running"
         && p["status"]["conditions"].as_array().is_some_and(|cs| {
             cs.iter()
@@ -168,15 +186,33 @@ fn running_and_ready(p: &Value) -> bool {
         })
 }
 
-/// The node's sandboxes and containers as CRI has them: ready sandboxes per pod uid, and the
-/// running container id per pod uid.
-struct Runtime2 {
-    ready_sandboxes: BTreeMap<String, usize>,
-    any_sandboxes: BTreeSet<String>,
-    containers: BTreeMap<String, String>,
+pub fn uid_of(p: &Value) -> String {
+    p["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
-fn observe(rt: &GrpcRuntime, node: &str) -> Result<Runtime2, String> {
+/// The node's Ready condition as the API server has it.
+pub fn node_ready(fake: &FakeApiServer, node: &str) -> Option<Value> {
+    fake.get_node(node)?["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+}
+
+/// A node's sandboxes and containers as CRI has them.
+pub struct Observed {
+    /// Ready sandboxes per pod uid.
+    pub ready_sandboxes: BTreeMap<String, usize>,
+    /// Pod uids with any sandbox.
+    pub any_sandboxes: BTreeSet<String>,
+    /// The running container's id per pod uid.
+    pub containers: BTreeMap<String, String>,
+}
+
+pub fn observe(rt: &GrpcRuntime, node: &str) -> Result<Observed, String> {
     let owner: Labels = [(OWNER_LABEL.to_string(), node.to_string())].into();
     let mut ready_sandboxes = BTreeMap::new();
     let mut any_sandboxes = BTreeSet::new();
@@ -197,239 +233,189 @@ fn observe(rt: &GrpcRuntime, node: &str) -> Result<Runtime2, String> {
             containers.insert(uid, c.id.clone());
         }
     }
-    Ok(Runtime2 {
+    Ok(Observed {
         ready_sandboxes,
         any_sandboxes,
         containers,
     })
 }
 
-fn uid_of(p: &Value) -> String {
-    p["metadata"]["uid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-#[derive(Default, Debug)]
-struct Counts {
-    needless_restarts: u64,
-    orphan_sandboxes: u64,
-    duplicate_sandboxes: u64,
-    wrong_status: u64,
-    missed_deletes: u64,
-}
-
-fn wait_all_running(fake: &FakeApiServer, names: &BTreeSet<String>, timeout: Duration) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
+/// Waits until every named pod is Running and Ready; returns how long that took.
+pub fn wait_all_running(
+    fake: &FakeApiServer,
+    names: &BTreeSet<String>,
+    timeout: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
         if names
             .iter()
             .all(|n| fake.get_pod(NS, n).is_some_and(|p| running_and_ready(&p)))
         {
-            return true;
+            return Some(start.elapsed());
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    false
+    None
 }
 
-fn churn(
-    args: &Args,
-    fake: &FakeApiServer,
-    d: &mut Daemon,
-) -> Result<(Counts, Vec<Value>), String> {
-    let image = std::env::var("VKCRI_BUSYBOX_IMAGE")
-        .map_err(|_| "VKCRI_BUSYBOX_IMAGE unset (source the dev env)")?;
-    let rt = runtime();
-    let mut rng = Rng(args.seed | 1);
-    let node = d.node.clone();
-    let mut next = 0usize;
-    let mut live: BTreeSet<String> = BTreeSet::new();
-    let mut new_pod = |live: &mut BTreeSet<String>| {
-        let name = format!("chaos-{next}");
-        next += 1;
-        fake.create_pod(pod_json(&name, &node, &image));
-        live.insert(name);
-    };
-    for _ in 0..args.pods {
-        new_pod(&mut live);
+/// Polls `pred` every 200 ms for up to `timeout`; returns how long until it held.
+pub fn wait_until(timeout: Duration, mut pred: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if pred() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
-    d.start()?;
-    if !wait_all_running(fake, &live, Duration::from_secs(180)) {
-        return Err("the first pods never all ran".into());
+}
+
+/// A scenario's own fake API server, node and daemon directory.
+pub struct Stage {
+    pub fake: FakeApiServer,
+    pub daemon: Daemon,
+}
+
+impl Stage {
+    pub fn new(ctx: &Ctx, name: &str) -> Result<Stage, String> {
+        let node = format!("vk-chaos-{name}-{}", std::process::id());
+        let fake = FakeApiServer::start_with(FakeConfig {
+            node_name: node,
+            inject_service_account_volume: false,
+            ..FakeConfig::default()
+        });
+        let daemon = Daemon::new(&ctx.args.daemon, &fake, &ctx.scratch.join(name))?;
+        Ok(Stage { fake, daemon })
     }
-    let mut total = Counts::default();
-    let mut rounds = Vec::new();
-    for kill in 0..args.kills {
-        // Untouched pods and their containers before the churn.
-        let before = observe(&rt, &node)?;
-        let untouched_before: BTreeMap<String, String> = live
-            .iter()
-            .filter_map(|n| fake.get_pod(NS, n))
-            .map(|p| uid_of(&p))
-            .filter_map(|u| before.containers.get(&u).map(|c| (u, c.clone())))
-            .collect();
-        // Churn: three pods go, three come; the kill lands somewhere in it.
-        let mut deleted = Vec::new();
-        for _ in 0..3 {
-            let names: Vec<&String> = live.iter().collect();
-            let victim = names[rng.below(names.len() as u64) as usize].clone();
-            live.remove(&victim);
-            if let Some(p) = fake.get_pod(NS, &victim) {
-                deleted.push((victim.clone(), uid_of(&p)));
-            }
-            fake.delete_pod(NS, &victim, Some(1));
-        }
-        for _ in 0..3 {
-            new_pod(&mut live);
-        }
-        let at = Duration::from_millis(rng.below(2500));
-        std::thread::sleep(at);
-        d.kill();
-        d.start()?;
-        std::thread::sleep(Duration::from_secs(10));
-        // The counts, 10 s after the restart.
-        let after = observe(&rt, &node)?;
-        let api_uids: BTreeSet<String> =
-            fake.list(Res::Pods, Some(NS)).iter().map(uid_of).collect();
-        let mut c = Counts::default();
-        for (uid, id) in &untouched_before {
-            if deleted.iter().any(|(_, u)| u == uid) {
-                continue;
-            }
-            if after.containers.get(uid).is_some_and(|now| now != id) {
-                c.needless_restarts += 1;
-            }
-        }
-        c.orphan_sandboxes = after
-            .any_sandboxes
-            .iter()
-            .filter(|u| !api_uids.contains(*u))
-            .count() as u64;
-        c.duplicate_sandboxes = after.ready_sandboxes.values().filter(|n| **n > 1).count() as u64;
-        let wrong: Vec<Value> = live
-            .iter()
-            .filter_map(|n| match fake.get_pod(NS, n) {
-                Some(p) if running_and_ready(&p) => None,
-                Some(p) => Some(json!({
-                    "pod": n,
-                    "phase": p["status"]["phase"],
-                    "containers": p["status"]["containerStatuses"],
-                })),
-                None => Some(json!({"pod": n, "phase": "missing"})),
+
+    /// Creates `n` sleeper pods named `<prefix>-<i>` and returns their names.
+    pub fn sleepers(&self, ctx: &Ctx, prefix: &str, n: usize) -> BTreeSet<String> {
+        (0..n)
+            .map(|i| {
+                let name = format!("{prefix}-{i}");
+                self.fake
+                    .create_pod(pod_json(&name, &self.daemon.node, &ctx.image, SLEEPER));
+                name
             })
-            .collect();
-        c.wrong_status = wrong.len() as u64;
-        c.missed_deletes = deleted
-            .iter()
-            .filter(|(n, _)| fake.get_pod(NS, n).is_some())
-            .count() as u64;
-        eprintln!(
-            "chaos: kill {} at +{} ms: restarts {}, orphans {}, duplicates {}, wrong status {}, missed deletes {}",
-            kill + 1,
-            at.as_millis(),
-            c.needless_restarts,
-            c.orphan_sandboxes,
-            c.duplicate_sandboxes,
-            c.wrong_status,
-            c.missed_deletes
-        );
-        rounds.push(json!({
-            "kill_after_ms": at.as_millis() as u64,
-            "needless_restarts": c.needless_restarts,
-            "orphan_sandboxes": c.orphan_sandboxes,
-            "duplicate_sandboxes": c.duplicate_sandboxes,
-            "wrong_status": c.wrong_status,
-            "missed_deletes": c.missed_deletes,
-            "wrong": wrong,
-        }));
-        total.needless_restarts += c.needless_restarts;
-        total.orphan_sandboxes += c.orphan_sandboxes;
-        total.duplicate_sandboxes += c.duplicate_sandboxes;
-        total.wrong_status += c.wrong_status;
-        total.missed_deletes += c.missed_deletes;
-        // Let the next round start from a settled node.
-        wait_all_running(fake, &live, Duration::from_secs(60));
+            .collect()
     }
-    Ok((total, rounds))
+
+    /// Kills the daemon, removes the node's sandboxes, keeps the daemon's log next to the
+    /// report as `<scenario>.log`, stops the fake.
+    pub fn finish(mut self, ctx: &Ctx, name: &str) {
+        self.daemon.kill();
+        let rt = runtime(&ctx.socket);
+        let owner: Labels = [(OWNER_LABEL.to_string(), self.daemon.node.clone())].into();
+        for sb in rt.list_pod_sandboxes(&owner).unwrap_or_default() {
+            let _ = rt.stop_pod_sandbox(&sb.id);
+            let _ = rt.remove_pod_sandbox(&sb.id);
+        }
+        if let Some(dir) = ctx.args.out.parent() {
+            let _ = std::fs::create_dir_all(dir);
+            let _ = std::fs::copy(&self.daemon.log, dir.join(format!("{name}.log")));
+        }
+        self.fake.shutdown();
+    }
 }
 
-fn cleanup(node: &str) {
-    let rt = runtime();
-    let owner: Labels = [(OWNER_LABEL.to_string(), node.to_string())].into();
-    for sb in rt.list_pod_sandboxes(&owner).unwrap_or_default() {
-        let _ = rt.stop_pod_sandbox(&sb.id);
-        let _ = rt.remove_pod_sandbox(&sb.id);
+fn run_one(ctx: &Ctx, name: &str) -> Result<Outcome, String> {
+    match name {
+        "churn" => churn::run(ctx),
+        "runtime" => runtime_outage::run(ctx),
+        "api" => api_outage::run(ctx),
+        "slow-cri" => slow_cri::run(ctx),
+        "disk-full" => disk_full::run(ctx),
+        other => Err(format!(
+            "unknown scenario {other:?} (known: {})",
+            SCENARIOS.join(", ")
+        )),
     }
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let pid = std::process::id();
-    let scratch = std::env::temp_dir().join(format!("vk-cri-chaos-{pid}"));
-    let node = format!("vk-chaos-{pid}");
-    let mut fake = FakeApiServer::start_with(FakeConfig {
-        node_name: node.clone(),
-        inject_service_account_volume: false,
-        ..FakeConfig::default()
-    });
-    let started = Instant::now();
-    let result = Daemon::new(&args.daemon, &fake, &scratch).and_then(|mut d| {
-        let r = churn(&args, &fake, &mut d);
-        d.kill();
-        r
-    });
-    cleanup(&node);
-    fake.shutdown();
-    // The daemon's log stays next to the report, for the rounds that went wrong.
-    if let Some(dir) = args.out.parent() {
-        let _ = std::fs::create_dir_all(dir);
-        let _ = std::fs::copy(scratch.join("daemon.log"), dir.join("daemon.log"));
+    if let Err(e) = support::cri_proxy::self_check() {
+        eprintln!("chaos: FAILED: {e}");
+        return std::process::ExitCode::FAILURE;
     }
-    let _ = std::fs::remove_dir_all(&scratch);
-    match result {
-        Ok((c, rounds)) => {
-            let report = json!({
-                "scenario": "kill during churn",
-                "kills": args.kills,
-                "pods": args.pods,
-                "seed": args.seed,
-                "seconds": started.elapsed().as_secs(),
-                "needless_restarts": c.needless_restarts,
-                "orphan_sandboxes": c.orphan_sandboxes,
-                "duplicate_sandboxes": c.duplicate_sandboxes,
-                "wrong_status_after_10s": c.wrong_status,
-                "missed_final_deletes": c.missed_deletes,
-                "rounds": rounds,
-            });
-            if let Some(dir) = args.out.parent() {
-                let _ = std::fs::create_dir_all(dir);
+    let Ok(image) = std::env::var("VKCRI_BUSYBOX_IMAGE") else {
+        eprintln!("chaos: FAILED: VKCRI_BUSYBOX_IMAGE unset (source the dev env's env.sh)");
+        return std::process::ExitCode::FAILURE;
+    };
+    let socket = PathBuf::from(std::env::var("VKCRI_CRI_SOCKET").unwrap_or_default());
+    if let Err(e) = runtime(&socket).version() {
+        eprintln!(
+            "chaos: FAILED: containerd on {} does not answer ({e}): run make env-up",
+            socket.display()
+        );
+        return std::process::ExitCode::FAILURE;
+    }
+    let scratch = std::env::temp_dir().join(format!("vk-cri-chaos-{}", std::process::id()));
+    let names = args.scenarios.clone();
+    let ctx = Ctx {
+        args,
+        image,
+        socket,
+        scratch,
+    };
+    let started = Instant::now();
+    let mut report = Vec::new();
+    let mut failed = Vec::new();
+    for name in &names {
+        eprintln!("chaos: scenario {name}");
+        let t = Instant::now();
+        match run_one(&ctx, name) {
+            Ok(o) => {
+                println!("\n| {} | got | wanted |\n|---|---|---|", o.title);
+                for c in &o.checks {
+                    let mark = if c.ok { "" } else { " ✗" };
+                    println!("| {} | {}{mark} | {} |", c.what, c.got, c.want);
+                    if !c.ok {
+                        failed.push(format!("{name}: {} = {}", c.what, c.got));
+                    }
+                }
+                report.push(json!({
+                    "scenario": name,
+                    "title": o.title,
+                    "seconds": t.elapsed().as_secs(),
+                    "checks": o.checks.iter().map(|c| json!({
+                        "what": c.what, "got": c.got, "want": c.want, "ok": c.ok,
+                    })).collect::<Vec<_>>(),
+                    "detail": o.detail,
+                }));
             }
-            let _ = std::fs::write(
-                &args.out,
-                serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
-            );
-            println!(
-                "\n| kill during churn ({} kills, {} pods) | count | wanted |",
-                args.kills, args.pods
-            );
-            println!("|---|---|---|");
-            for (k, v) in [
-                ("pods restarted needlessly", c.needless_restarts),
-                ("orphan sandboxes", c.orphan_sandboxes),
-                ("duplicate sandboxes", c.duplicate_sandboxes),
-                ("status wrong 10 s after the restart", c.wrong_status),
-                ("final deletes missed", c.missed_deletes),
-            ] {
-                println!("| {k} | {v} | 0 |");
+            Err(e) => {
+                eprintln!("chaos: {name} FAILED: {e}");
+                failed.push(format!("{name}: {e}"));
+                report.push(json!({"scenario": name, "error": e}));
             }
-            println!("\nJSON: {}", args.out.display());
-            std::process::ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("chaos: FAILED: {e}");
-            std::process::ExitCode::FAILURE
+    }
+    let _ = std::fs::remove_dir_all(&ctx.scratch);
+    if let Some(dir) = ctx.args.out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let json = json!({
+        "seed": ctx.args.seed,
+        "seconds": started.elapsed().as_secs(),
+        "scenarios": report,
+        "failed": failed,
+    });
+    let _ = std::fs::write(
+        &ctx.args.out,
+        serde_json::to_string_pretty(&json).unwrap_or_default() + "\n",
+    );
+    println!("\nJSON: {} (daemon logs beside it)", ctx.args.out.display());
+    if failed.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        eprintln!("chaos: {} check(s) failed:", failed.len());
+        for f in &failed {
+            eprintln!("  {f}");
         }
+        std::process::ExitCode::FAILURE
     }
 }

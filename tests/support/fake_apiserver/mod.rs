@@ -88,6 +88,8 @@ pub struct LoggedRequest {
     pub status: u16,
     /// The verified client certificate the connection was made with (leaf, DER).
     pub client_cert: Option<Vec<u8>>,
+    /// When it was answered.
+    pub at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +98,10 @@ pub struct Faults {
     fail_next_status: u16,
     fail_prefixes: Vec<(String, u16)>,
     delay: Duration,
+    /// Requests wait unanswered while set (an API server that stopped answering).
+    silent: bool,
+    /// Every request is refused with kube-apiserver's 429 and this `Retry-After` (seconds).
+    throttle: Option<u64>,
     pub watch_epoch: u64,
 }
 
@@ -237,8 +243,28 @@ fn identify(req: &Request, tokens: &HashMap<String, Identity>, store: &store::St
     }
 }
 
+impl Api {
+    fn log(&self, req: &Request, who: &Identity, status: u16) {
+        self.shared.lock().log.push(LoggedRequest {
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: req.raw_query.clone(),
+            user: who.user.clone(),
+            groups: who.groups.clone(),
+            content_type: req.header("content-type").map(str::to_string),
+            user_agent: req.header("user-agent").map(str::to_string),
+            status,
+            client_cert: req.peer.chain_der().first().cloned(),
+            at: Instant::now(),
+        });
+    }
+}
+
 impl Handler for Api {
     fn handle(&self, req: Request, resp: Responder<'_>) {
+        while self.shared.lock().faults.silent && !resp.server_stopping() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let (who, delay, injected) = {
             let mut inner = self.shared.lock();
             let who = identify(&req, &inner.tokens, &inner.store);
@@ -257,6 +283,22 @@ impl Handler for Api {
         if !delay.is_zero() {
             std::thread::sleep(delay);
         }
+        let throttle = self.shared.lock().faults.throttle;
+        if let Some(secs) = throttle {
+            self.log(&req, &who, 429);
+            // kube-apiserver's tooManyRequests (priority and fairness, max-in-flight): Go's
+            // http.Error, plain text.
+            let _ = resp.send(
+                Response::new(429)
+                    .body(
+                        "text/plain; charset=utf-8",
+                        "Too many requests, please try again later.\n",
+                    )
+                    .header("Retry-After", &secs.to_string())
+                    .header("X-Content-Type-Options", "nosniff"),
+            );
+            return;
+        }
         let reply = match injected {
             Some(code) => {
                 let mut s = status::internal_error("fake apiserver: injected failure");
@@ -265,17 +307,7 @@ impl Handler for Api {
             }
             None => api::handle(&self.shared, &who, &req),
         };
-        self.shared.lock().log.push(LoggedRequest {
-            method: req.method.clone(),
-            path: req.path.clone(),
-            query: req.raw_query.clone(),
-            user: who.user.clone(),
-            groups: who.groups.clone(),
-            content_type: req.header("content-type").map(str::to_string),
-            user_agent: req.header("user-agent").map(str::to_string),
-            status: reply.status(),
-            client_cert: req.peer.chain_der().first().cloned(),
-        });
+        self.log(&req, &who, reply.status());
         let _ = match reply {
             Reply::Json {
                 status,
@@ -684,12 +716,30 @@ impl FakeApiServer {
         self.shared.lock().faults.delay = delay;
     }
 
-    /// Removes injected failures and delays.
+    /// While `on`, requests wait unanswered (then go on as whatever fault holds at the end);
+    /// turning it on also closes every open watch, as a server that went away.
+    pub fn set_silent(&self, on: bool) {
+        self.with_store(|inner| {
+            inner.faults.silent = on;
+            if on {
+                inner.faults.watch_epoch += 1;
+            }
+        });
+    }
+
+    /// Refuses every request with a 429 and `Retry-After: secs` (`None`: stop).
+    pub fn set_throttle(&self, secs: Option<u64>) {
+        self.shared.lock().faults.throttle = secs;
+    }
+
+    /// Removes injected failures, delays, silence and throttling.
     pub fn clear_faults(&self) {
         let mut inner = self.shared.lock();
         inner.faults.fail_next = 0;
         inner.faults.fail_prefixes.clear();
         inner.faults.delay = Duration::ZERO;
+        inner.faults.silent = false;
+        inner.faults.throttle = None;
     }
 
     /// Accept `Authorization: Bearer <token>` as this identity.
