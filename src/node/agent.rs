@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::NodeStatus;
 use k8s_openapi::jiff::Timestamp;
 
 use super::host::{HostFacts, HostProbe};
@@ -51,8 +50,6 @@ pub struct NodeAgent {
     params: NodeParams,
     report_frequency: Duration,
     node_uid: Option<String>,
-    /// The Node's status as the API server last returned it.
-    last_status: Option<NodeStatus>,
     last_report: Option<Timestamp>,
     lease: Option<Lease>,
     /// Woken to sync at once (the shutdown began).
@@ -109,7 +106,6 @@ impl NodeAgent {
             params,
             report_frequency,
             node_uid: None,
-            last_status: None,
             last_report: None,
             lease: None,
             wake,
@@ -179,57 +175,53 @@ impl NodeAgent {
             Err(e) => return Err(e.into()),
         };
         self.node_uid = registered.metadata.uid.clone();
-        self.last_status = registered.status;
         self.lease = None;
         Ok(())
     }
 
-    /// Patches the Node's status if it changed or the report frequency passed. Re-creates the
-    /// Node if it was deleted.
+    /// Reads the Node, then patches its status if it changed or the report frequency passed;
+    /// re-creates the Node if it was deleted. The comparison is against the Node as the API
+    /// server has it, as the kubelet's tryUpdateNodeStatus reads it every round: what another
+    /// writer changed — the node lifecycle controller's `Unknown` conditions after the
+    /// heartbeats stopped for its grace period (fixture 15a) — is written over at once, not at
+    /// the next report.
     pub fn sync_status(&mut self) -> Result<(), AgentError> {
         if self.node_uid.is_none() {
             return self.register();
         }
+        let current = match self.api.get_node(&self.params.name) {
+            Ok(n) if n.metadata.uid == self.node_uid => n,
+            Ok(_) | Err(ApiError::NotFound { .. }) => return self.register_again(),
+            Err(e) => return Err(e.into()),
+        };
         let facts = self.facts()?;
         let readiness = self.readiness();
         let now = Timestamp::now();
-        let old = self.last_status.clone().unwrap_or_default();
+        let old = current.status.unwrap_or_default();
         let new = spec::node_status(Some(&old), &self.params, &facts, &readiness, now);
         let Some(patch) =
             spec::status_report(&old, &new, self.last_report, now, self.report_frequency)?
         else {
-            // Nothing to write: make sure the Node still exists, as the kubelet's status loop
-            // does by reading it every round.
-            return match self.api.get_node(&self.params.name) {
-                Ok(n) if n.metadata.uid == self.node_uid => Ok(()),
-                Ok(_) | Err(ApiError::NotFound { .. }) => {
-                    log::warn!(
-                        "node {} was deleted: registering it again",
-                        self.params.name
-                    );
-                    self.node_uid = None;
-                    self.register()
-                }
-                Err(e) => Err(e.into()),
-            };
+            return Ok(());
         };
         match self.api.patch_node_status(&self.params.name, &patch) {
-            Ok(n) => {
-                self.last_status = n.status;
+            Ok(_) => {
                 self.last_report = Some(now);
                 self.written_readiness = Some(readiness);
                 Ok(())
             }
-            Err(ApiError::NotFound { .. }) => {
-                log::warn!(
-                    "node {} was deleted: registering it again",
-                    self.params.name
-                );
-                self.node_uid = None;
-                self.register()
-            }
+            Err(ApiError::NotFound { .. }) => self.register_again(),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn register_again(&mut self) -> Result<(), AgentError> {
+        log::warn!(
+            "node {} was deleted: registering it again",
+            self.params.name
+        );
+        self.node_uid = None;
+        self.register()
     }
 
     /// Renews the Lease (creating it first if needed); a conflict is resolved by re-reading.

@@ -2,7 +2,8 @@
 //! (its watches closed, every request left waiting), then answers every request with a 500,
 //! then with kube-apiserver's 429 and `Retry-After: 1`, `--api-phase` seconds each. Meanwhile
 //! the node changes under it: some pods' containers exit, pods are created and deleted through
-//! the (in-process, unaffected) admin API. Counted: relists (the watches should resume from
+//! the (in-process, unaffected) admin API, and at the end the node is marked Unknown as the
+//! node lifecycle controller does after 40 s without heartbeats. Counted: relists (the watches should resume from
 //! their resourceVersion: the fake keeps enough history), containers replaced, stale status
 //! writes landing after the newest (a pod shown Running again after it was written Failed);
 //! figures: the Lease renewed, the exited pods' statuses, the created pods running and the
@@ -17,8 +18,8 @@ use serde_json::{json, Value};
 
 use super::support::fake_apiserver::{LoggedRequest, Res};
 use super::{
-    observe, pod_json, running_and_ready, runtime, uid_of, wait_all_running, Check, Ctx, Outcome,
-    Stage, NS,
+    node_ready, observe, pod_json, running_and_ready, runtime, uid_of, wait_all_running, Check,
+    Ctx, Outcome, Stage, NS,
 };
 
 /// A container that exits 3 once the trigger file appears in its hostPath volume.
@@ -134,11 +135,13 @@ fn outage(ctx: &Ctx, stage: &mut Stage) -> Result<Outcome, String> {
     std::thread::sleep(phase);
     let threads_during = stage.daemon.threads()?;
     let lease_at_return = lease_renewed(stage);
+    // Past its 40 s grace, kube-controller-manager has marked the node Unknown (fixture 15a).
+    stage.fake.mark_node_unknown(&node);
     stage.fake.clear_faults();
     let back = Instant::now();
 
     // Each figure is the time from the return until it first held.
-    let mut firsts: [Option<Duration>; 4] = [None; 4];
+    let mut firsts: [Option<Duration>; 5] = [None; 5];
     while back.elapsed() < Duration::from_secs(60) && firsts.iter().any(Option::is_none) {
         let held = [
             lease_renewed(stage) != lease_at_return,
@@ -152,6 +155,7 @@ fn outage(ctx: &Ctx, stage: &mut Stage) -> Result<Outcome, String> {
                     .is_some_and(|p| running_and_ready(&p))
             }),
             doomed.iter().all(|n| stage.fake.get_pod(NS, n).is_none()),
+            node_ready(&stage.fake, &node).is_some_and(|c| c["status"] == "True"),
         ];
         for (first, now) in firsts.iter_mut().zip(held) {
             if first.is_none() && now {
@@ -160,7 +164,7 @@ fn outage(ctx: &Ctx, stage: &mut Stage) -> Result<Outcome, String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let [lease, exited, started, gone] = firsts;
+    let [lease, exited, started, gone, ready] = firsts;
     stage.daemon.check_alive()?;
 
     let lists = lists_after(&stage.fake.requests(), began);
@@ -205,6 +209,11 @@ fn outage(ctx: &Ctx, stage: &mut Stage) -> Result<Outcome, String> {
             Check::zero("containers replaced", replaced),
             Check::zero("stale status writes after the newest", stale),
             Check::within("Lease renewed after the return", lease, ten),
+            Check::within(
+                "node Ready again after the controller's Unknown",
+                ready,
+                ten,
+            ),
             Check::within(
                 "exited pods' statuses written after the return",
                 exited,

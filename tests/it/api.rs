@@ -203,6 +203,47 @@ fn a_deleted_node_comes_back() {
     d.wait_log("was deleted: registering it again", Duration::from_secs(5));
 }
 
+fn condition_of<'a>(node: &'a Value, t: &str) -> Option<&'a Value> {
+    node["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+}
+
+#[test]
+fn conditions_the_node_controller_marked_unknown_are_written_over_at_the_next_heartbeat() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-unknown");
+    d.start();
+    let name = f.node_name().to_string();
+    wait_for("the node Ready", Duration::from_secs(30), || {
+        f.get_node(&name)
+            .filter(|n| condition_of(n, "Ready").is_some_and(|c| c["status"] == "True"))
+    });
+    // As kube-controller-manager after 40 s without heartbeats (fixture 15a).
+    let marked = f.mark_node_unknown(&name).expect("the node");
+    let marked_at = condition_of(&marked, "Ready").unwrap()["lastTransitionTime"].clone();
+    // The kubelet compares with the Node it reads every 10 s, so it writes over at once.
+    let node = wait_for("Ready True again", Duration::from_secs(15), || {
+        f.get_node(&name)
+            .filter(|n| condition_of(n, "Ready").is_some_and(|c| c["status"] == "True"))
+    });
+    for t in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
+        let c = condition_of(&node, t).unwrap_or_else(|| panic!("{t} in {node}"));
+        assert_ne!(c["status"], "Unknown", "{t}: {c}");
+        assert_ne!(c["reason"], "NodeStatusUnknown", "{t}: {c}");
+        // A change of status is a transition, at or after the controller's.
+        assert!(
+            c["lastTransitionTime"].as_str() >= marked_at.as_str(),
+            "{t}: {c}"
+        );
+    }
+    assert_eq!(
+        condition_of(&node, "Ready").unwrap()["reason"],
+        "KubeletReady"
+    );
+}
+
 #[test]
 fn forbidden_node_labels_are_refused_before_any_request() {
     let f = fake();

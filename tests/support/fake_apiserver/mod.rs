@@ -635,6 +635,34 @@ impl FakeApiServer {
         })
     }
 
+    /// What kube-controller-manager's node lifecycle controller does when a node's heartbeats
+    /// stopped for its grace period (40 s; fixture 15a): every condition the kubelet posts
+    /// turns `Unknown`, reason `NodeStatusUnknown`, message `Kubelet stopped posting node
+    /// status.`, with a new lastTransitionTime and the old lastHeartbeatTime; the node gets the
+    /// `node.kubernetes.io/unreachable:NoSchedule` taint.
+    pub fn mark_node_unknown(&self, name: &str) -> Option<Value> {
+        let now = store::timestamp(0);
+        self.modify(Res::Nodes, "", name, |n| {
+            if let Some(cs) = n["status"]["conditions"].as_array_mut() {
+                for c in cs {
+                    c["status"] = json!("Unknown");
+                    c["reason"] = json!("NodeStatusUnknown");
+                    c["message"] = json!("Kubelet stopped posting node status.");
+                    c["lastTransitionTime"] = json!(now);
+                }
+            }
+            let taint = json!({
+                "key": "node.kubernetes.io/unreachable",
+                "effect": "NoSchedule",
+                "timeAdded": now,
+            });
+            match n["spec"]["taints"].as_array_mut() {
+                Some(ts) => ts.push(taint),
+                None => n["spec"]["taints"] = json!([taint]),
+            }
+        })
+    }
+
     /// Waits until `pred` holds on the current state, re-checking on every change. Returns
     /// false on timeout.
     pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&View<'_>) -> bool) -> bool {
