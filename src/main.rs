@@ -34,6 +34,7 @@ use vk_cri::node::labels::node_labels;
 use vk_cri::node::spec::{node_allocatable, EvictionThresholds, NodeParams, SetAside};
 use vk_cri::report::api::ApiReporter;
 use vk_cri::report::{LogReporter, PodReporter};
+use vk_cri::volume::claim::NodeIdentity;
 use vk_cri::volume::fs::HostFs;
 use vk_cri::volume::NodeAllocatable;
 
@@ -506,6 +507,11 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
     let services = ServiceCache::new();
     // The node's API client, for the kubelet API (reviews, the serving certificate).
     let mut node_client: Option<Arc<ApiClient>> = None;
+    // The Node's name and labels, for PersistentVolumes' node affinity.
+    let mut identity = NodeIdentity {
+        name: config.node_name.clone(),
+        labels: Default::default(),
+    };
     // Given when the node shuts down: the node agent turns Ready False, the syncer refuses pods.
     let mut shutdown = vk_cri::node::agent::ShutdownNotice::default();
     let (reporter, api): (Arc<dyn PodReporter>, Option<Arc<dyn KubeApi>>) = match &config.kubeconfig
@@ -565,6 +571,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
                 std::env::consts::OS,
             )
             .map_err(|e| e.to_string())?;
+            identity.labels = labels.clone();
             let mut params = NodeParams::new(
                 &config.node_name,
                 labels,
@@ -649,13 +656,16 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         vec![ip.to_string()],
         &version.runtime_name,
     );
-    let volumes = Arc::new(VolumeManager::new(
-        Arc::new(HostFs),
-        config.volumes_dir.clone(),
-        api.clone(),
-        allocatable,
-        clock.clone(),
-    ));
+    let volumes = Arc::new(
+        VolumeManager::new(
+            Arc::new(HostFs),
+            config.volumes_dir.clone(),
+            api.clone(),
+            allocatable,
+            clock.clone(),
+        )
+        .with_node_identity(identity),
+    );
     volumes
         .spawn_refresher(VOLUME_REFRESH)
         .map_err(|e| format!("failed to start the volume refresher: {e}"))?;

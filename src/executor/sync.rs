@@ -1987,7 +1987,7 @@ mod tests {
         let mut pod = (*one_container_pod("vol-1", "busybox:1.36", "IfNotPresent")).clone();
         let spec = pod.spec.as_mut().unwrap();
         spec.volumes = Some(vec![serde_json::from_value(serde_json::json!(
-            {"name": "data", "persistentVolumeClaim": {"claimName": "data"}}
+            {"name": "data", "nfs": {"server": "127.0.0.1", "path": "/"}}
         ))
         .unwrap()]);
         spec.containers[0].volume_mounts = Some(vec![serde_json::from_value(

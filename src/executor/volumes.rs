@@ -23,10 +23,25 @@ use crate::clock::Clock;
 use crate::cri::api;
 use crate::kube::KubeApi;
 use crate::pod::expand::expand_env;
+use crate::volume::claim::{self, Claimed, ClaimedSource, NodeIdentity};
 use crate::volume::fs::Fs;
 use crate::volume::plan::{self, VolumePlan};
 use crate::volume::projected::TokenKey;
 use crate::volume::{atomic, hostpath, subpath, NodeAllocatable, Objects, VolumeError};
+
+/// The volumes containers use as raw block devices (`volumeDevices`).
+fn block_device_volumes(pod: &Pod) -> BTreeSet<String> {
+    let spec = pod.spec.as_ref();
+    spec.into_iter()
+        .flat_map(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+        })
+        .flat_map(|c| c.volume_devices.iter().flatten())
+        .map(|d| d.name.clone())
+        .collect()
+}
 
 /// A token the pod holds.
 #[derive(Clone, Debug)]
@@ -57,6 +72,8 @@ struct PodVolumes {
     removed: bool,
     /// Why the pod is to be evicted (an emptyDir over its sizeLimit), once found.
     eviction: Option<String>,
+    /// Claimed volumes set up, by the pod's volume name: where they are on the host.
+    claimed: BTreeMap<String, Claimed>,
 }
 
 /// The kubelet's eviction message for an emptyDir over its sizeLimit.
@@ -75,6 +92,8 @@ pub struct VolumeManager {
     root: PathBuf,
     api: Option<Arc<dyn KubeApi>>,
     node: NodeAllocatable,
+    /// This node's name and labels, for a PersistentVolume's node affinity.
+    identity: NodeIdentity,
     pods: Mutex<HashMap<String, Arc<Mutex<PodVolumes>>>>,
     /// Told the UID of a pod that must be evicted (the pod workers' poke).
     on_eviction: std::sync::OnceLock<UidCallback>,
@@ -103,9 +122,16 @@ impl VolumeManager {
             root,
             api,
             node,
+            identity: NodeIdentity::default(),
             pods: Mutex::new(HashMap::new()),
             on_eviction: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The node's name and labels, which PersistentVolumes' node affinity is matched against.
+    pub fn with_node_identity(mut self, identity: NodeIdentity) -> VolumeManager {
+        self.identity = identity;
+        self
     }
 
     /// Calls `f` with the UID of a pod found over a volume limit (once per pod).
@@ -205,11 +231,54 @@ impl VolumeManager {
             refs.configmaps.iter().map(String::as_str),
             refs.secrets.iter().map(String::as_str),
         );
+        let mut objects = objects;
+        let claims: Vec<(String, bool)> = volumes
+            .iter()
+            .filter_map(|v| claim::claim_of(pod, v))
+            .collect();
+        objects.fetch_claims(
+            self.api.as_deref(),
+            ns,
+            claims.iter().map(|(c, _)| c.as_str()),
+        );
         let tokens = self.tokens(pod, &refs.tokens, &mut st, now);
+        let devices = block_device_volumes(pod);
         let mut first_error = None;
+        let mut unprocessed: Vec<(String, String)> = Vec::new();
         let mut changed = Vec::new();
         for v in &volumes {
             let fs_group = plan::fs_group(pod);
+            if let Some((claim_name, read_only)) = claim::claim_of(pod, v) {
+                let result = claim::resolve(
+                    pod,
+                    v,
+                    &claim_name,
+                    read_only,
+                    objects
+                        .claims
+                        .get(&claim_name)
+                        .unwrap_or(&crate::volume::Fetched::NotFound),
+                    objects.claims.get(&claim_name).and_then(|c| match c {
+                        crate::volume::Fetched::Found(c) => c
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.volume_name.as_ref())
+                            .and_then(|pv| objects.volumes.get(pv)),
+                        _ => None,
+                    }),
+                    &self.identity,
+                    devices.contains(&v.name),
+                )
+                .and_then(|c| self.apply_claimed(&v.name, c, fs_group, &mut st));
+                match result {
+                    Ok(()) => {}
+                    Err(VolumeError::Unprocessed(why)) => unprocessed.push((v.name.clone(), why)),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                continue;
+            }
             let result = plan::plan_volume(pod, v, &objects, &tokens, &self.node)
                 .and_then(|p| self.apply(&pod_dir.join(&v.name), &p, fs_group, &mut st, now));
             match result {
@@ -223,6 +292,23 @@ impl VolumeManager {
                 }
             }
         }
+        if !unprocessed.is_empty() {
+            // What the kubelet's WaitForAttachAndMount reports: the volumes not mounted, those
+            // the populator could not take, and its errors.
+            return Err(VolumeError::NotProcessed {
+                unmounted: volumes
+                    .iter()
+                    .filter(|v| {
+                        unprocessed.iter().any(|(n, _)| *n == v.name)
+                            || (claim::claim_of(pod, v).is_some()
+                                && !st.claimed.contains_key(&v.name))
+                    })
+                    .map(|v| v.name.clone())
+                    .collect(),
+                unprocessed: unprocessed.iter().map(|(n, _)| n.clone()).collect(),
+                errors: unprocessed.into_iter().map(|(_, e)| e).collect(),
+            });
+        }
         match first_error {
             Some(e) => Err(e),
             None => {
@@ -230,6 +316,51 @@ impl VolumeManager {
                 Ok(changed)
             }
         }
+    }
+
+    /// Makes a claimed volume usable: a hostPath volume's type checked (or created) as a pod's
+    /// hostPath is; a local volume's path must exist, and it takes the pod's fsGroup (the
+    /// kubelet's local plugin sets ownership; its hostPath plugin does not). Once per pod.
+    fn apply_claimed(
+        &self,
+        volume: &str,
+        c: Claimed,
+        fs_group: Option<u32>,
+        st: &mut PodVolumes,
+    ) -> Result<(), VolumeError> {
+        if st.claimed.get(volume) == Some(&c) {
+            return Ok(());
+        }
+        let fs = self.fs.as_ref();
+        let path = PathBuf::from(&c.path);
+        match c.source {
+            ClaimedSource::HostPath(kind) => {
+                hostpath::prepare(fs, &c.path, kind).map_err(|e| VolumeError::SetUp {
+                    volume: c.pv.clone(),
+                    cause: Box::new(e),
+                })?;
+            }
+            ClaimedSource::Local => {
+                if fs
+                    .metadata(&path, true)
+                    .map_err(io("stat", &path))?
+                    .is_none()
+                {
+                    return Err(VolumeError::LocalPathMissing {
+                        pv: c.pv.clone(),
+                        path: c.path.clone(),
+                    });
+                }
+                if let (Some(gid), false) = (fs_group, c.read_only) {
+                    set_ownership(fs, &path, gid, false, true).map_err(|e| VolumeError::SetUp {
+                        volume: c.pv.clone(),
+                        cause: Box::new(e),
+                    })?;
+                }
+            }
+        }
+        st.claimed.insert(volume.to_string(), c);
+        Ok(())
     }
 
     /// The token for every key: the one held while it is fresh, else a new one (a failed
@@ -397,7 +528,17 @@ impl VolumeManager {
                     container: container.name.clone(),
                 }
             })?;
-            let (root, forced_ro) = if let Some(h) = &v.host_path {
+            let claimed = claim::claim_of(pod, v).map(|_| {
+                lock(&self.entry(uid))
+                    .claimed
+                    .get(&v.name)
+                    .map(|c| (PathBuf::from(&c.path), c.read_only))
+            });
+            let (root, forced_ro) = if let Some(c) = claimed {
+                c.ok_or_else(|| {
+                    VolumeError::Unprocessed(format!("volume {:?} is not set up yet", v.name))
+                })?
+            } else if let Some(h) = &v.host_path {
                 (PathBuf::from(&h.path), false)
             } else if v.empty_dir.is_some() {
                 (self.pod_dir(uid).join(&v.name), false)
@@ -723,7 +864,7 @@ mod tests {
         let p = pod(serde_json::json!([
             {"name": "cfg", "configMap": {"name": "cm"}},
             {"name": "mem", "emptyDir": {}},
-            {"name": "pvc", "persistentVolumeClaim": {"claimName": "x"}}
+            {"name": "nfs", "nfs": {"server": "127.0.0.1", "path": "/"}}
         ]));
         let err = m.setup_at(&p, ts(0)).unwrap_err();
         assert_eq!(

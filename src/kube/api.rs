@@ -10,7 +10,9 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
+};
 use serde::de::DeserializeOwned;
 
 use super::client::ApiClient;
@@ -88,6 +90,14 @@ pub trait KubeApi: Send + Sync {
 
     fn get_configmap(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError>;
     fn get_secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError>;
+    /// A claim one of the node's pods uses.
+    fn get_persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PersistentVolumeClaim, ApiError>;
+    /// The volume bound to such a claim.
+    fn get_persistent_volume(&self, name: &str) -> Result<PersistentVolume, ApiError>;
 
     /// A service-account token bound to a pod (TokenRequest); the token is in `status.token`.
     fn create_token(
@@ -315,6 +325,21 @@ impl KubeApi for ApiClient {
 
     fn get_secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError> {
         self.call(Ok(request::get_secret(namespace, name)), "Secret")
+    }
+
+    fn get_persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PersistentVolumeClaim, ApiError> {
+        self.call(
+            Ok(request::get_persistent_volume_claim(namespace, name)),
+            "PersistentVolumeClaim",
+        )
+    }
+
+    fn get_persistent_volume(&self, name: &str) -> Result<PersistentVolume, ApiError> {
+        self.call(Ok(request::get_persistent_volume(name)), "PersistentVolume")
     }
 
     fn create_token(

@@ -49,6 +49,8 @@ pub enum RequestKind {
     ListConfigMaps,
     WatchConfigMaps,
     GetSecret,
+    GetPersistentVolumeClaim,
+    GetPersistentVolume,
     ListSecrets,
     WatchSecrets,
     ListServices,
@@ -82,6 +84,8 @@ impl RequestKind {
             RequestKind::ListConfigMaps => "list_configmaps",
             RequestKind::WatchConfigMaps => "watch_configmaps",
             RequestKind::GetSecret => "get_secret",
+            RequestKind::GetPersistentVolumeClaim => "get_persistent_volume_claim",
+            RequestKind::GetPersistentVolume => "get_persistent_volume",
             RequestKind::ListSecrets => "list_secrets",
             RequestKind::WatchSecrets => "watch_secrets",
             RequestKind::ListServices => "list_services",
@@ -487,6 +491,25 @@ pub fn get_secret(namespace: &str, name: &str) -> Request {
         Method::Get,
         core_namespaced(namespace, "secrets", &[name]),
         RequestKind::GetSecret,
+    )
+}
+
+/// `GET /api/v1/namespaces/NS/persistentvolumeclaims/NAME`: a claim one of the node's pods
+/// uses (the Node authorizer's pod → PVC edge).
+pub fn get_persistent_volume_claim(namespace: &str, name: &str) -> Request {
+    Request::new(
+        Method::Get,
+        core_namespaced(namespace, "persistentvolumeclaims", &[name]),
+        RequestKind::GetPersistentVolumeClaim,
+    )
+}
+
+/// `GET /api/v1/persistentvolumes/NAME`: the volume bound to such a claim (PVC → PV edge).
+pub fn get_persistent_volume(name: &str) -> Request {
+    Request::new(
+        Method::Get,
+        path("/api/v1/persistentvolumes", &[name]),
+        RequestKind::GetPersistentVolume,
     )
 }
 

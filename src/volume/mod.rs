@@ -2,7 +2,8 @@
 //! `<volumes-dir>/<pod-uid>/<volume-name>`, and the CRI mounts that bring them into containers.
 //!
 //! Pure parts: [`plan`] (pod spec + the API objects it references → what to make, per volume
-//! type: [`configmap`], [`secret`], [`downward`], [`projected`], [`hostpath`], emptyDir),
+//! type: [`configmap`], [`secret`], [`downward`], [`projected`], [`hostpath`], emptyDir;
+//! [`claim`] for PersistentVolumeClaims),
 //! [`subpath`] (subPath validation) and [`atomic::validate_path`]. With I/O, behind the [`fs::Fs`]
 //! trait: [`atomic`] (the kubelet's AtomicWriter). The volume manager that drives them for each
 //! pod (set-up before the containers, the refresher, tear-down) is the executor's
@@ -11,6 +12,7 @@
 //! references, fetched once per sync.
 
 pub mod atomic;
+pub mod claim;
 pub mod configmap;
 pub mod downward;
 pub mod fs;
@@ -23,7 +25,7 @@ pub mod subpath;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
 
 use crate::kube::KubeApi;
 
@@ -101,6 +103,26 @@ pub enum VolumeError {
         volume: String,
         cause: Box<VolumeError>,
     },
+    /// A volume the kubelet's desired-state populator cannot take (a claim not bound, …).
+    #[error("{0}")]
+    Unprocessed(String),
+    /// The pod's volumes some of which could not be processed, as the kubelet's FailedMount
+    /// event after `WaitForAttachAndMount` words it (Go's `%v` of a string slice).
+    #[error(
+        "Unable to attach or mount volumes: unmounted volumes=[{}], unattached volumes=[], failed to process volumes=[{}]: {}",
+        unmounted.join(" "), unprocessed.join(" "), errors.join("; ")
+    )]
+    NotProcessed {
+        unmounted: Vec<String>,
+        unprocessed: Vec<String>,
+        errors: Vec<String>,
+    },
+    #[error(
+        "MountVolume.NodeAffinity check failed for volume {pv:?} : no matching NodeSelectorTerms"
+    )]
+    NodeAffinity { pv: String },
+    #[error("MountVolume.NewMounter initialization failed for volume {pv:?} : path {path:?} does not exist")]
+    LocalPathMissing { pv: String, path: String },
 }
 
 impl VolumeError {
@@ -108,6 +130,7 @@ impl VolumeError {
     pub fn is_permanent(&self) -> bool {
         match self {
             VolumeError::SetUp { cause, .. } => cause.is_permanent(),
+            VolumeError::NotProcessed { .. } | VolumeError::Unprocessed(_) => false,
             VolumeError::Unsupported { .. }
             | VolumeError::InvalidPath { .. }
             | VolumeError::InvalidHostPathType(_)
@@ -130,14 +153,52 @@ pub enum Fetched<T> {
     Failed(String),
 }
 
-/// The ConfigMaps and Secrets a pod references, as read for one sync.
+/// The ConfigMaps, Secrets and claims (with their volumes) a pod references, as read for one
+/// sync.
 #[derive(Clone, Debug, Default)]
 pub struct Objects {
     pub configmaps: BTreeMap<String, Fetched<ConfigMap>>,
     pub secrets: BTreeMap<String, Fetched<Secret>>,
+    pub claims: BTreeMap<String, Fetched<PersistentVolumeClaim>>,
+    /// The volumes bound to the claims that are Bound, by name.
+    pub volumes: BTreeMap<String, Fetched<PersistentVolume>>,
+}
+
+fn fetched<T>(r: Option<Result<T, crate::kube::ApiError>>) -> Fetched<T> {
+    match r {
+        None => Fetched::NotFound,
+        Some(Ok(o)) => Fetched::Found(o),
+        Some(Err(e)) if e.status_code() == Some(404) => Fetched::NotFound,
+        Some(Err(e)) => Fetched::Failed(e.to_string()),
+    }
 }
 
 impl Objects {
+    /// Reads these claims in `namespace` and the volume each Bound one names (the Node
+    /// authorizer's pod → PVC → PV edges).
+    pub fn fetch_claims<'a>(
+        &mut self,
+        api: Option<&dyn KubeApi>,
+        namespace: &str,
+        claims: impl IntoIterator<Item = &'a str>,
+    ) {
+        for name in claims {
+            let claim = self.claims.entry(name.to_string()).or_insert_with(|| {
+                fetched(api.map(|a| a.get_persistent_volume_claim(namespace, name)))
+            });
+            let Fetched::Found(c) = claim else { continue };
+            let bound = c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+            let Some(pv) = c.spec.as_ref().and_then(|s| s.volume_name.clone()) else {
+                continue;
+            };
+            if bound && !pv.is_empty() {
+                self.volumes
+                    .entry(pv.clone())
+                    .or_insert_with(|| fetched(api.map(|a| a.get_persistent_volume(&pv))));
+            }
+        }
+    }
+
     /// Reads exactly these objects in `namespace` (the Node authorizer lets a node read only
     /// what its pods reference). Without an API server every object is missing.
     pub fn fetch<'a>(
@@ -146,24 +207,16 @@ impl Objects {
         configmaps: impl IntoIterator<Item = &'a str>,
         secrets: impl IntoIterator<Item = &'a str>,
     ) -> Objects {
-        fn one<T>(r: Option<Result<T, crate::kube::ApiError>>) -> Fetched<T> {
-            match r {
-                None => Fetched::NotFound,
-                Some(Ok(o)) => Fetched::Found(o),
-                Some(Err(e)) if e.status_code() == Some(404) => Fetched::NotFound,
-                Some(Err(e)) => Fetched::Failed(e.to_string()),
-            }
-        }
         let mut out = Objects::default();
         for name in configmaps {
             out.configmaps
                 .entry(name.to_string())
-                .or_insert_with(|| one(api.map(|a| a.get_configmap(namespace, name))));
+                .or_insert_with(|| fetched(api.map(|a| a.get_configmap(namespace, name))));
         }
         for name in secrets {
             out.secrets
                 .entry(name.to_string())
-                .or_insert_with(|| one(api.map(|a| a.get_secret(namespace, name))));
+                .or_insert_with(|| fetched(api.map(|a| a.get_secret(namespace, name))));
         }
         out
     }

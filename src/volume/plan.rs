@@ -294,12 +294,12 @@ mod tests {
     #[test]
     fn unsupported_types_are_named() {
         let p = pod(serde_json::json!([
-            {"name": "a", "persistentVolumeClaim": {"claimName": "c"}},
+            {"name": "a", "csi": {"driver": "d"}},
             {"name": "b", "nfs": {"server": "s", "path": "/"}},
         ]));
         assert_eq!(
             plan(&p, 0).unwrap_err().to_string(),
-            "persistentVolumeClaim volumes are not supported by vk-cri"
+            "csi volumes are not supported by vk-cri"
         );
         assert_eq!(
             plan(&p, 1).unwrap_err().to_string(),

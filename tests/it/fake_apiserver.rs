@@ -1600,3 +1600,50 @@ fn serving_certificate_requests_follow_14h_to_14l() {
     assert_eq!(conditions(&failed), conditions(&want));
     assert!(failed["status"].get("certificate").is_none());
 }
+
+#[test]
+fn claims_and_their_volumes_need_a_pod_on_the_node() {
+    let fake = fixture_world();
+    let claim = fixture_json("15b-node-get-pvc-bound-200");
+    let volume = fixture_json("15c-node-get-pv-bound-200");
+    let strip = |mut v: Value| {
+        for k in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+        ] {
+            v["metadata"].as_object_mut().unwrap().remove(k);
+        }
+        v
+    };
+    let stored_claim = fake.create(Res::PersistentVolumeClaims, "default", strip(claim));
+    let mut volume = strip(volume);
+    volume["spec"]["claimRef"]["uid"] = stored_claim["metadata"]["uid"].clone();
+    fake.create(Res::PersistentVolumes, "", volume);
+    fake.create(
+        Res::PersistentVolumeClaims,
+        "default",
+        json!({"metadata": {"name": "unused", "namespace": "default"},
+               "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "nothing",
+                        "resources": {"requests": {"storage": "1Gi"}}}}),
+    );
+    // Nothing on the node uses them yet.
+    assert_eq!(replay(&fake, "15b-node-get-pvc-bound-200").status, 403);
+    assert_eq!(replay(&fake, "15c-node-get-pv-bound-200").status, 403);
+    for (name, claim) in [("web-0", "data-web-0"), ("ghost-user", "ghost")] {
+        fake.create_pod(json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": "vk-node", "containers": [{"name": "c", "image": "busybox"}],
+                     "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]}
+        }));
+    }
+    let got = replay(&fake, "15b-node-get-pvc-bound-200");
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.json()["spec"]["volumeName"], "pv-disk-0");
+    let got = replay(&fake, "15c-node-get-pv-bound-200");
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.json()["spec"]["local"]["path"], "/tmp/rcp/disk-0");
+    assert_fixture(&fake, "15d-node-get-pvc-unused-403", &[]);
+    assert_fixture(&fake, "15e-node-get-pvc-referenced-missing-404", &[]);
+}

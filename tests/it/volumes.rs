@@ -338,10 +338,10 @@ fn subpath_escapes_and_unsupported_volumes_fail_only_their_pod() {
         hp,
     ));
     f.create_pod(pod(
-        "pvc",
+        "nfs",
         &node,
-        json!({"name": "pvc", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}),
-        json!([{"name": "data", "persistentVolumeClaim": {"claimName": "claim"}}]),
+        json!({"name": "nfs", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}),
+        json!([{"name": "data", "nfs": {"server": "127.0.0.1", "path": "/"}}]),
     ));
     f.create_pod(pod(
         "evilkey",
@@ -362,10 +362,10 @@ fn subpath_escapes_and_unsupported_volumes_fail_only_their_pod() {
         w["message"],
         "failed to prepare subPath for volumeMount \"h\" of container \"symlink\""
     );
-    let w = wait_waiting(&f, "pvc", "UnsupportedVolume");
+    let w = wait_waiting(&f, "nfs", "UnsupportedVolume");
     assert_eq!(
         w["message"],
-        "MountVolume.SetUp failed for volume \"data\" : persistentVolumeClaim volumes are not supported by vk-cri"
+        "MountVolume.SetUp failed for volume \"data\" : nfs volumes are not supported by vk-cri"
     );
     let w = wait_waiting(&f, "evilkey", "UnsupportedVolume");
     assert!(
@@ -376,11 +376,11 @@ fn subpath_escapes_and_unsupported_volumes_fail_only_their_pod() {
         "{w}"
     );
     assert!(
-        events_of(&f, "pvc")
+        events_of(&f, "nfs")
             .iter()
             .any(|e| e["reason"] == "FailedMount" && e["type"] == "Warning"),
         "{:?}",
-        events_of(&f, "pvc")
+        events_of(&f, "nfs")
     );
     assert!(events_of(&f, "symlink")
         .iter()
@@ -485,9 +485,12 @@ fn env_from_every_source_is_seen_in_the_container_and_missing_required_reference
         w["message"],
         "couldn't find key nope in Secret default/env-sec"
     );
-    assert!(events_of(&f, "nocm").iter().any(
-        |e| e["reason"] == "Failed" && e["message"] == "Error: configmap \"missing\" not found"
-    ));
+    // Events are posted by their own thread: the waiting status may land first.
+    wait_for("the Failed event", Duration::from_secs(30), || {
+        events_of(&f, "nocm").into_iter().find(|e| {
+            e["reason"] == "Failed" && e["message"] == "Error: configmap \"missing\" not found"
+        })
+    });
 }
 
 #[test]
@@ -1100,4 +1103,173 @@ fn a_volume_failure_retried_every_two_seconds_is_logged_once_and_its_recovery_on
         "{}",
         d.log()
     );
+}
+
+/// A claim as the user makes it, and the PV controller's binding of it to `pv`.
+fn claim(f: &FakeApiServer, name: &str, read_only_mode: bool) -> Value {
+    let modes = if read_only_mode {
+        json!(["ReadOnlyMany"])
+    } else {
+        json!(["ReadWriteOnce"])
+    };
+    f.create(
+        Res::PersistentVolumeClaims,
+        "default",
+        json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"accessModes": modes, "resources": {"requests": {"storage": "1Gi"}},
+                     "storageClassName": ""},
+            "status": {"phase": "Pending"}
+        }),
+    )
+}
+
+fn bind(f: &FakeApiServer, claim: &Value, pv: &str, source: Value, affinity_host: Option<&str>) {
+    let name = claim["metadata"]["name"].as_str().unwrap().to_string();
+    let mut spec = json!({
+        "capacity": {"storage": "1Gi"},
+        "accessModes": claim["spec"]["accessModes"],
+        "persistentVolumeReclaimPolicy": "Retain",
+        "storageClassName": "",
+        "volumeMode": "Filesystem",
+        "claimRef": {"kind": "PersistentVolumeClaim", "namespace": "default", "name": name,
+                     "uid": claim["metadata"]["uid"]},
+    });
+    for (k, v) in source.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    if let Some(host) = affinity_host {
+        spec["nodeAffinity"] = json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": [host]}]}]}});
+    }
+    f.create(
+        Res::PersistentVolumes,
+        "",
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv}, "spec": spec,
+               "status": {"phase": "Bound"}}),
+    );
+    f.modify(Res::PersistentVolumeClaims, "default", &name, |c| {
+        c["spec"]["volumeName"] = json!(pv);
+        c["status"] = json!({"phase": "Bound", "accessModes": c["spec"]["accessModes"],
+                             "capacity": {"storage": "1Gi"}});
+    });
+}
+
+#[test]
+fn a_claim_waits_unbound_with_the_kubelets_event_then_its_hostpath_volume_is_mounted() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-claim");
+    d.start();
+    let node = f.node_name().to_string();
+    let disk = d.dir.0.join("disk-a");
+    let c = claim(&f, "data", false);
+    f.create_pod(pod(
+        "claimer",
+        &node,
+        json!({"name": "claimer", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}),
+        json!([{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]),
+    ));
+    // Unbound: Pending, ContainerCreating, and the kubelet's FailedMount.
+    wait_waiting(&f, "claimer", "ContainerCreating");
+    let event = wait_for("the FailedMount event", Duration::from_secs(30), || {
+        events_of(&f, "claimer")
+            .into_iter()
+            .find(|e| e["reason"] == "FailedMount")
+    });
+    assert_eq!(
+        event["message"],
+        "Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[], \
+         failed to process volumes=[data]: error processing PVC default/data: PVC is not bound"
+    );
+    assert_eq!(pod_field(&f, "claimer", "/status/phase"), "Pending");
+    // The PV controller binds it to a hostPath volume: the pod starts, and writes reach the disk.
+    bind(
+        &f,
+        &c,
+        "pv-host-a",
+        json!({"hostPath": {"path": disk.to_string_lossy(), "type": "DirectoryOrCreate"}}),
+        None,
+    );
+    assert_eq!(
+        sh(&d, "claimer", "echo persisted > /data/out && cat /data/out"),
+        "persisted\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(disk.join("out")).unwrap(),
+        "persisted\n"
+    );
+}
+
+#[test]
+fn local_volumes_follow_node_affinity_read_only_and_fs_group() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "vol-local");
+    d.start();
+    let node = f.node_name().to_string();
+    let mk = |n: &str| {
+        let p = d.dir.0.join(n);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let (rw, ro, far) = (mk("local-rw"), mk("local-ro"), mk("local-far"));
+    std::fs::write(ro.join("seed"), "seed\n").unwrap();
+    let local = |p: &std::path::Path| json!({"local": {"path": p.to_string_lossy()}});
+
+    // Read-write on this node, with the pod's fsGroup.
+    let c = claim(&f, "rw", false);
+    bind(&f, &c, "pv-local-rw", local(&rw), Some(&node));
+    let mut p = pod(
+        "local-rw",
+        &node,
+        json!({"name": "local-rw", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}),
+        json!([{"name": "data", "persistentVolumeClaim": {"claimName": "rw"}}]),
+    );
+    p["spec"]["securityContext"] = json!({"fsGroup": 4321});
+    f.create_pod(p);
+    assert_eq!(
+        sh(&d, "local-rw", "touch /data/x && stat -c %g /data"),
+        "4321\n"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&rw).unwrap().gid(), 4321);
+
+    // Read-only through the claim: the seed is read, writes fail.
+    let c = claim(&f, "ro", true);
+    bind(&f, &c, "pv-local-ro", local(&ro), Some(&node));
+    f.create_pod(pod(
+        "local-ro",
+        &node,
+        json!({"name": "local-ro", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}),
+        json!([{"name": "data", "persistentVolumeClaim": {"claimName": "ro", "readOnly": true}}]),
+    ));
+    assert_eq!(
+        sh(
+            &d,
+            "local-ro",
+            "cat /data/seed; touch /data/y 2>/dev/null || echo refused"
+        ),
+        "seed\nrefused\n"
+    );
+
+    // Another node's volume: never mounted, with the kubelet's NodeAffinity message.
+    let c = claim(&f, "far", false);
+    bind(&f, &c, "pv-local-far", local(&far), Some("some-other-node"));
+    f.create_pod(pod(
+        "local-far",
+        &node,
+        json!({"name": "local-far", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}),
+        json!([{"name": "data", "persistentVolumeClaim": {"claimName": "far"}}]),
+    ));
+    let event = wait_for("the FailedMount event", Duration::from_secs(30), || {
+        events_of(&f, "local-far")
+            .into_iter()
+            .find(|e| e["reason"] == "FailedMount")
+    });
+    assert_eq!(
+        event["message"],
+        "MountVolume.NodeAffinity check failed for volume \"pv-local-far\" : no matching NodeSelectorTerms"
+    );
+    wait_waiting(&f, "local-far", "ContainerCreating");
+    assert!(d.containers("local-far").is_empty());
 }

@@ -164,6 +164,50 @@ fn node_references(store: &Store, node: &str, ns: &str, name: &str, secret: bool
         .any(|p| pod_references(p, secret).contains(name))
 }
 
+/// The claims a pod's volumes name: `persistentVolumeClaim.claimName`, and `<pod>-<volume>`
+/// for a generic ephemeral volume (the claim the ephemeral-volume controller makes).
+pub fn pod_claims(pod: &Value) -> BTreeSet<String> {
+    let pod_name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let mut names = BTreeSet::new();
+    for vol in strs(pod.pointer("/spec/volumes")) {
+        if let Some(c) = vol
+            .pointer("/persistentVolumeClaim/claimName")
+            .and_then(Value::as_str)
+        {
+            names.insert(c.to_string());
+        } else if vol.get("ephemeral").is_some() {
+            let v = vol.get("name").and_then(Value::as_str).unwrap_or("");
+            names.insert(format!("{pod_name}-{v}"));
+        }
+    }
+    names
+}
+
+/// The Node authorizer's graph edges pod → PVC → PV: a claim one of the node's pods uses, or
+/// the volume bound (`spec.claimRef`) to such a claim.
+fn node_uses_claim(store: &Store, node: &str, ns: &str, name: &str) -> bool {
+    pods_on_node(store, node)
+        .filter(|p| meta_str(p, "namespace") == ns)
+        .any(|p| pod_claims(p).contains(name))
+}
+
+fn node_uses_volume(store: &Store, node: &str, name: &str) -> bool {
+    let Some(pv) = store.get(Res::PersistentVolumes, "", name) else {
+        return false;
+    };
+    let (Some(ns), Some(claim)) = (
+        pv.pointer("/spec/claimRef/namespace")
+            .and_then(Value::as_str),
+        pv.pointer("/spec/claimRef/name").and_then(Value::as_str),
+    ) else {
+        return false;
+    };
+    node_uses_claim(store, node, ns, claim)
+}
+
 fn node_runs_service_account(store: &Store, node: &str, ns: &str, name: &str) -> bool {
     pods_on_node(store, node)
         .filter(|p| meta_str(p, "namespace") == ns)
@@ -247,6 +291,14 @@ pub fn authorize(store: &Store, who: &Identity, a: &Attributes<'_>) -> Result<()
                 no_relationship(node)
             }
         }
+        (Res::PersistentVolumeClaims, "") if a.verb == "get" => match a.name {
+            Some(name) if node_uses_claim(store, node, ns, name) => Ok(()),
+            _ => no_relationship(node),
+        },
+        (Res::PersistentVolumes, "") if a.verb == "get" => match a.name {
+            Some(name) if node_uses_volume(store, node, name) => Ok(()),
+            _ => no_relationship(node),
+        },
         // The system:node role: get, list and watch services in every namespace (08z).
         (Res::Services, "") if read => Ok(()),
         (Res::ServiceAccounts, "token") if a.verb == "create" => {

@@ -37,6 +37,8 @@ fn res_for(group: &str, plural: &str) -> Option<Res> {
         ("", "namespaces") => Res::Namespaces,
         ("", "serviceaccounts") => Res::ServiceAccounts,
         ("", "services") => Res::Services,
+        ("", "persistentvolumeclaims") => Res::PersistentVolumeClaims,
+        ("", "persistentvolumes") => Res::PersistentVolumes,
         ("coordination.k8s.io", "leases") => Res::Leases,
         ("events.k8s.io", "events") => Res::EventsV1,
         ("certificates.k8s.io", "certificatesigningrequests") => Res::Csrs,

@@ -24,6 +24,8 @@ pub enum Res {
     ServiceAccounts,
     Services,
     Csrs,
+    PersistentVolumeClaims,
+    PersistentVolumes,
 }
 
 impl Res {
@@ -39,6 +41,8 @@ impl Res {
             Res::ServiceAccounts => "serviceaccounts",
             Res::Services => "services",
             Res::Csrs => "certificatesigningrequests",
+            Res::PersistentVolumeClaims => "persistentvolumeclaims",
+            Res::PersistentVolumes => "persistentvolumes",
         }
     }
 
@@ -72,11 +76,16 @@ impl Res {
             Res::ServiceAccounts => "ServiceAccount",
             Res::Services => "Service",
             Res::Csrs => "CertificateSigningRequest",
+            Res::PersistentVolumeClaims => "PersistentVolumeClaim",
+            Res::PersistentVolumes => "PersistentVolume",
         }
     }
 
     pub fn namespaced(self) -> bool {
-        !matches!(self, Res::Nodes | Res::Namespaces | Res::Csrs)
+        !matches!(
+            self,
+            Res::Nodes | Res::Namespaces | Res::Csrs | Res::PersistentVolumes
+        )
     }
 
     /// `pods`, `leases.coordination.k8s.io`: how the server names the resource in messages.
