@@ -500,6 +500,14 @@ oom_score = 0
           Root = "$RUN/runc"
           SystemdCgroup = false
 
+      # runc again under another name: the handler of the tests' RuntimeClass
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc-alt]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc-alt.options]
+          BinaryName = "/usr/sbin/runc"
+          Root = "$RUN/runc"
+          SystemdCgroup = false
+
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "$CNI_BIN"
       conf_dir = "$ETC/cni/net.d"

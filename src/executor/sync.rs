@@ -912,6 +912,28 @@ impl RuntimeSyncer {
         Ok(())
     }
 
+    /// The CRI runtime handler of the pod's `runtimeClassName`: its RuntimeClass's `handler`,
+    /// read when the sandbox is made (the kubelet's runtime class manager; without an API
+    /// server, as the standalone kubelet, none is looked up and the default is used).
+    fn runtime_handler(&self, pod: &Pod) -> Result<String, String> {
+        let name = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.runtime_class_name.as_deref())
+            .filter(|n| !n.is_empty());
+        let (Some(name), Some(api)) = (name, &self.api) else {
+            return Ok(String::new());
+        };
+        match api.get_runtime_class(name) {
+            Ok(rc) => Ok(rc.handler),
+            // The lister's NotFound, as the kubelet's message has it.
+            Err(e) if e.status_code() == Some(404) => {
+                Err(format!("runtimeclass.node.k8s.io {name:?} not found"))
+            }
+            Err(e) => Err(format!("failed to lookup RuntimeClass {name}: {e}")),
+        }
+    }
+
     /// Creates the pod's sandbox (attempt `attempt`) with its log directory and hosts file.
     fn create_sandbox(
         &self,
@@ -926,11 +948,15 @@ impl RuntimeSyncer {
                 config.log_directory
             )
         })?;
+        let handler = self.runtime_handler(pod)?;
         metrics::STARTED_PODS.inc(&[]);
-        let id = self.runtime.run_pod_sandbox(&config, "").map_err(|e| {
-            metrics::STARTED_PODS_ERRORS.inc(&[]);
-            e.to_string()
-        })?;
+        let id = self
+            .runtime
+            .run_pod_sandbox(&config, &handler)
+            .map_err(|e| {
+                metrics::STARTED_PODS_ERRORS.inc(&[]);
+                e.to_string()
+            })?;
         let ips: Vec<String> = match self.runtime.pod_sandbox_status(&id) {
             Ok(s) => s
                 .network

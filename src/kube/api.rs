@@ -13,6 +13,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Event, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
 };
+use k8s_openapi::api::node::v1::RuntimeClass;
 use serde::de::DeserializeOwned;
 
 use super::client::ApiClient;
@@ -98,6 +99,8 @@ pub trait KubeApi: Send + Sync {
     ) -> Result<PersistentVolumeClaim, ApiError>;
     /// The volume bound to such a claim.
     fn get_persistent_volume(&self, name: &str) -> Result<PersistentVolume, ApiError>;
+    /// A RuntimeClass, for its handler.
+    fn get_runtime_class(&self, name: &str) -> Result<RuntimeClass, ApiError>;
 
     /// A service-account token bound to a pod (TokenRequest); the token is in `status.token`.
     fn create_token(
@@ -336,6 +339,10 @@ impl KubeApi for ApiClient {
             Ok(request::get_persistent_volume_claim(namespace, name)),
             "PersistentVolumeClaim",
         )
+    }
+
+    fn get_runtime_class(&self, name: &str) -> Result<RuntimeClass, ApiError> {
+        self.call(Ok(request::get_runtime_class(name)), "RuntimeClass")
     }
 
     fn get_persistent_volume(&self, name: &str) -> Result<PersistentVolume, ApiError> {

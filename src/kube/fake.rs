@@ -15,6 +15,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Event, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
 };
+use k8s_openapi::api::node::v1::RuntimeClass;
 use serde::de::DeserializeOwned;
 
 use super::api::{decode_list, CsrApi, EventStream, KubeApi};
@@ -344,6 +345,10 @@ impl KubeApi for FakeApi {
             Ok(request::get_persistent_volume_claim(namespace, name)),
             "PersistentVolumeClaim",
         )
+    }
+
+    fn get_runtime_class(&self, name: &str) -> Result<RuntimeClass, ApiError> {
+        self.call(Ok(request::get_runtime_class(name)), "RuntimeClass")
     }
 
     fn get_persistent_volume(&self, name: &str) -> Result<PersistentVolume, ApiError> {

@@ -51,6 +51,7 @@ pub enum RequestKind {
     GetSecret,
     GetPersistentVolumeClaim,
     GetPersistentVolume,
+    GetRuntimeClass,
     ListSecrets,
     WatchSecrets,
     ListServices,
@@ -86,6 +87,7 @@ impl RequestKind {
             RequestKind::GetSecret => "get_secret",
             RequestKind::GetPersistentVolumeClaim => "get_persistent_volume_claim",
             RequestKind::GetPersistentVolume => "get_persistent_volume",
+            RequestKind::GetRuntimeClass => "get_runtime_class",
             RequestKind::ListSecrets => "list_secrets",
             RequestKind::WatchSecrets => "watch_secrets",
             RequestKind::ListServices => "list_services",
@@ -510,6 +512,15 @@ pub fn get_persistent_volume(name: &str) -> Request {
         Method::Get,
         path("/api/v1/persistentvolumes", &[name]),
         RequestKind::GetPersistentVolume,
+    )
+}
+
+/// `GET /apis/node.k8s.io/v1/runtimeclasses/NAME` (the system:node role reads them all).
+pub fn get_runtime_class(name: &str) -> Request {
+    Request::new(
+        Method::Get,
+        path("/apis/node.k8s.io/v1/runtimeclasses", &[name]),
+        RequestKind::GetRuntimeClass,
     )
 }
 

@@ -1362,3 +1362,60 @@ fn a_plain_stop_with_shutdown_handling_on_leaves_the_pods_running() {
     d.wait_running("c", Duration::from_secs(1));
     assert!(running_and_ready(&f.get_pod("default", "stays").unwrap()));
 }
+
+#[test]
+fn a_runtime_class_names_the_sandboxs_handler_and_an_unknown_one_is_the_kubelets_error() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-rtclass");
+    let node = f.node_name().to_string();
+    // The dev environment's containerd has runc under the name runc-alt too.
+    for (name, handler) in [("alt", "runc-alt"), ("gone", "runc")] {
+        f.create(
+            Res::RuntimeClasses,
+            "",
+            json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                   "metadata": {"name": name}, "handler": handler,
+                   "overhead": {"podFixed": {"cpu": "10m"}}}),
+        );
+    }
+    let mut p = pod("rc-alt", &node, COOPERATIVE, 1);
+    p["spec"]["runtimeClassName"] = json!("alt");
+    let created = f.create_pod(p);
+    // RuntimeClass admission copied the overhead.
+    assert_eq!(created["spec"]["overhead"], json!({"cpu": "10m"}));
+    // Admission refuses a pod of a class that does not exist (fixture 15h)…
+    let mut p = pod("rc-none", &node, COOPERATIVE, 1);
+    p["spec"]["runtimeClassName"] = json!("none");
+    assert_eq!(
+        f.try_create_pod(p).unwrap_err()["message"],
+        "pods \"rc-none\" is forbidden: pod rejected: RuntimeClass \"none\" not found"
+    );
+    // …so the node meets an unknown class only when it was deleted after the pod was admitted.
+    let mut p = pod("rc-gone", &node, COOPERATIVE, 1);
+    p["spec"]["runtimeClassName"] = json!("gone");
+    f.create_pod(p);
+    assert!(f.delete(Res::RuntimeClasses, "", "gone"));
+    d.start();
+
+    wait_pod(&f, "rc-alt", "rc-alt running", running_and_ready);
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let sb = d
+        .sandboxes()
+        .into_iter()
+        .find(|s| s.labels.get("io.kubernetes.pod.uid") == Some(&uid))
+        .expect("the sandbox");
+    assert_eq!(sb.runtime_handler, "runc-alt");
+    let event = wait_for("FailedCreatePodSandBox", Duration::from_secs(30), || {
+        f.list(Res::Events, Some("default")).into_iter().find(|e| {
+            e["involvedObject"]["name"] == "rc-gone" && e["reason"] == "FailedCreatePodSandBox"
+        })
+    });
+    assert_eq!(
+        event["message"],
+        "Failed to create pod sandbox: runtimeclass.node.k8s.io \"gone\" not found"
+    );
+    assert_eq!(
+        f.get_pod("default", "rc-gone").unwrap()["status"]["phase"],
+        "Pending"
+    );
+}

@@ -1647,3 +1647,25 @@ fn claims_and_their_volumes_need_a_pod_on_the_node() {
     assert_fixture(&fake, "15d-node-get-pvc-unused-403", &[]);
     assert_fixture(&fake, "15e-node-get-pvc-referenced-missing-404", &[]);
 }
+
+#[test]
+fn runtime_classes_are_read_by_nodes_and_required_by_admission() {
+    let fake = fixture_world();
+    let class = fixture_json("15f-node-get-runtimeclass-200");
+    let mut stored = class.clone();
+    for k in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "managedFields",
+    ] {
+        stored["metadata"].as_object_mut().unwrap().remove(k);
+    }
+    fake.create(Res::RuntimeClasses, "", stored);
+    let got = replay(&fake, "15f-node-get-runtimeclass-200");
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.json()["handler"], class["handler"]);
+    assert_eq!(got.json()["overhead"], class["overhead"]);
+    assert_fixture(&fake, "15g-node-get-runtimeclass-missing-404", &[]);
+    assert_fixture(&fake, "15h-admin-create-pod-unknown-runtimeclass-403", &[]);
+}

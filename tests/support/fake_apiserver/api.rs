@@ -848,6 +848,24 @@ pub fn create(
     }
     match res {
         Res::Pods => {
+            // RuntimeClass admission (fixture 15h): the class must exist; its podFixed
+            // overhead becomes the pod's.
+            if let Some(rc) = obj
+                .pointer("/spec/runtimeClassName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                let Some(class) = inner.store.get(Res::RuntimeClasses, "", rc) else {
+                    return Err(status::forbidden_admission(
+                        res,
+                        &name,
+                        &format!("pod rejected: RuntimeClass {rc:?} not found"),
+                    ));
+                };
+                if let Some(o) = class.pointer("/overhead/podFixed") {
+                    obj["spec"]["overhead"] = o.clone();
+                }
+            }
             defaults::default_pod(&mut obj, config.inject_service_account_volume);
             ensure_namespace_objects(&mut inner.store, ns, &inner.ca_pem);
         }

@@ -299,8 +299,9 @@ pub fn authorize(store: &Store, who: &Identity, a: &Attributes<'_>) -> Result<()
             Some(name) if node_uses_volume(store, node, name) => Ok(()),
             _ => no_relationship(node),
         },
-        // The system:node role: get, list and watch services in every namespace (08z).
-        (Res::Services, "") if read => Ok(()),
+        // The system:node role: get, list and watch services in every namespace (08z), and
+        // RuntimeClasses.
+        (Res::Services | Res::RuntimeClasses, "") if read => Ok(()),
         (Res::ServiceAccounts, "token") if a.verb == "create" => {
             let name = a.name.unwrap_or("");
             if node_runs_service_account(store, node, ns, name) {

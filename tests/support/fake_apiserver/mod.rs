@@ -507,6 +507,18 @@ impl FakeApiServer {
         self.admin_create(Res::Pods, &ns, pod)
     }
 
+    /// Creates a pod as admin; a refusal comes back as its Status (JSON).
+    pub fn try_create_pod(&self, pod: Value) -> Result<Value, Value> {
+        let ns = pod
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
+        let config = self.shared.config.clone();
+        self.with_store(|inner| api::create(inner, &config, &admin(), Res::Pods, &ns, pod))
+            .map_err(|s| serde_json::to_value(&s).unwrap_or_default())
+    }
+
     /// Deletes a pod as admin with this grace period (`None`: the pod's own). Returns the pod
     /// as the DELETE answered it, or `None` if it did not exist.
     pub fn delete_pod(&self, ns: &str, name: &str, grace: Option<i64>) -> Option<Value> {
@@ -604,6 +616,14 @@ impl FakeApiServer {
     }
 
     /// Deletes a Node as admin. Returns whether it existed.
+    /// Deletes any object as admin (no grace period); false if it was not there.
+    pub fn delete(&self, res: Res, ns: &str, name: &str) -> bool {
+        self.with_store(|inner| {
+            api::delete(&mut inner.store, &admin(), res, ns, name, None, &json!({}))
+        })
+        .is_ok()
+    }
+
     pub fn delete_node(&self, name: &str) -> bool {
         self.with_store(|inner| {
             api::delete(

@@ -42,6 +42,7 @@ fn res_for(group: &str, plural: &str) -> Option<Res> {
         ("coordination.k8s.io", "leases") => Res::Leases,
         ("events.k8s.io", "events") => Res::EventsV1,
         ("certificates.k8s.io", "certificatesigningrequests") => Res::Csrs,
+        ("node.k8s.io", "runtimeclasses") => Res::RuntimeClasses,
         _ => return None,
     })
 }

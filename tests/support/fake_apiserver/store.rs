@@ -26,6 +26,7 @@ pub enum Res {
     Csrs,
     PersistentVolumeClaims,
     PersistentVolumes,
+    RuntimeClasses,
 }
 
 impl Res {
@@ -43,6 +44,7 @@ impl Res {
             Res::Csrs => "certificatesigningrequests",
             Res::PersistentVolumeClaims => "persistentvolumeclaims",
             Res::PersistentVolumes => "persistentvolumes",
+            Res::RuntimeClasses => "runtimeclasses",
         }
     }
 
@@ -51,6 +53,7 @@ impl Res {
             Res::Leases => "coordination.k8s.io",
             Res::EventsV1 => "events.k8s.io",
             Res::Csrs => "certificates.k8s.io",
+            Res::RuntimeClasses => "node.k8s.io",
             _ => "",
         }
     }
@@ -60,6 +63,7 @@ impl Res {
             Res::Leases => "coordination.k8s.io/v1",
             Res::EventsV1 => "events.k8s.io/v1",
             Res::Csrs => "certificates.k8s.io/v1",
+            Res::RuntimeClasses => "node.k8s.io/v1",
             _ => "v1",
         }
     }
@@ -78,13 +82,14 @@ impl Res {
             Res::Csrs => "CertificateSigningRequest",
             Res::PersistentVolumeClaims => "PersistentVolumeClaim",
             Res::PersistentVolumes => "PersistentVolume",
+            Res::RuntimeClasses => "RuntimeClass",
         }
     }
 
     pub fn namespaced(self) -> bool {
         !matches!(
             self,
-            Res::Nodes | Res::Namespaces | Res::Csrs | Res::PersistentVolumes
+            Res::Nodes | Res::Namespaces | Res::Csrs | Res::PersistentVolumes | Res::RuntimeClasses
         )
     }
 
