@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 
 use super::support::fake_apiserver::{LoggedRequest, Res};
 use super::{
-    node_ready, observe, pod_json, running_and_ready, runtime, uid_of, wait_all_running, Check,
-    Ctx, Outcome, Stage, NS,
+    node_ready, observe, pod_json, running_and_ready, runtime, uid_of, Check, Ctx, Outcome, Stage,
+    NS,
 };
 
 /// A container that exits 3 once the trigger file appears in its hostPath volume.
@@ -94,14 +94,8 @@ fn outage(ctx: &Ctx, stage: &mut Stage) -> Result<Outcome, String> {
             name
         })
         .collect();
-    stage.daemon.start(&ctx.socket)?;
     let all: BTreeSet<String> = steady.union(&finishers).cloned().collect();
-    if wait_all_running(&stage.fake, &all, Duration::from_secs(180)).is_none() {
-        return Err(format!(
-            "the pods never all ran\n{}",
-            stage.daemon.log_tail()
-        ));
-    }
+    stage.start_until_running(&ctx.socket, &all)?;
     let rt = runtime(&ctx.socket);
     let before = observe(&rt, &node)?;
     let threads_before = stage.daemon.threads()?;

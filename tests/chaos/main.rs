@@ -303,6 +303,22 @@ impl Stage {
             .collect()
     }
 
+    /// Starts the daemon on `socket` and waits until every named pod runs (3 min).
+    pub fn start_until_running(
+        &mut self,
+        socket: &Path,
+        names: &BTreeSet<String>,
+    ) -> Result<(), String> {
+        self.daemon.start(socket)?;
+        match wait_all_running(&self.fake, names, Duration::from_secs(180)) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "the pods never all ran\n{}",
+                self.daemon.log_tail()
+            )),
+        }
+    }
+
     /// Kills the daemon, removes the node's sandboxes, keeps the daemon's log next to the
     /// report as `<scenario>.log`, stops the fake.
     pub fn finish(mut self, ctx: &Ctx, name: &str) {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::{
-    node_ready, observe, running_and_ready, runtime, uid_of, wait_all_running, wait_until, Check,
-    Ctx, Outcome, Stage, NS,
+    node_ready, observe, running_and_ready, runtime, uid_of, wait_until, Check, Ctx, Outcome,
+    Stage, NS,
 };
 
 /// The dev environment's containerd, as up.sh recorded it (`BASE/run/daemons`).
@@ -96,13 +96,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome, String> {
 fn outage(ctx: &Ctx, stage: &mut Stage) -> Result<Outcome, String> {
     let names = stage.sleepers(ctx, "rt", ctx.args.pods);
     let node = stage.daemon.node.clone();
-    stage.daemon.start(&ctx.socket)?;
-    if wait_all_running(&stage.fake, &names, Duration::from_secs(180)).is_none() {
-        return Err(format!(
-            "the pods never all ran\n{}",
-            stage.daemon.log_tail()
-        ));
-    }
+    stage.start_until_running(&ctx.socket, &names)?;
     let rt = runtime(&ctx.socket);
     let before = observe(&rt, &node)?;
     let counts_before = restart_counts(stage, &names);

@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::support::cri_proxy::{Fault, Match, Proxy};
-use super::{
-    observe, running_and_ready, runtime, uid_of, wait_all_running, Check, Ctx, Outcome, Stage, NS,
-};
+use super::{observe, running_and_ready, runtime, uid_of, Check, Ctx, Outcome, Stage, NS};
 
 /// Threads gRPC core starts and stops by itself (their number moves by one or two).
 const GRPC_CORE: [&str; 5] = [
@@ -75,13 +73,7 @@ fn slow(ctx: &Ctx, stage: &mut Stage) -> Result<Outcome, String> {
     stage.daemon.args(["--runtime-request-timeout", "10s"]);
     let node = stage.daemon.node.clone();
     let steady = stage.sleepers(ctx, "steady", ctx.args.pods);
-    stage.daemon.start(&proxy.path)?;
-    if wait_all_running(&stage.fake, &steady, Duration::from_secs(180)).is_none() {
-        return Err(format!(
-            "the pods never all ran\n{}",
-            stage.daemon.log_tail()
-        ));
-    }
+    stage.start_until_running(&proxy.path, &steady)?;
     let rt = runtime(&ctx.socket);
     let before = observe(&rt, &node)?;
     let threads_idle = own_threads(stage)?;
