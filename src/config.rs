@@ -233,6 +233,26 @@ pub struct Flags {
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub container_log_monitor_interval: String,
 
+    /// Image filesystem usage (percent) at which image garbage collection runs; 100 turns it off
+    #[arg(long, value_name = "PERCENT", default_value_t = 85)]
+    pub image_gc_high_threshold: i32,
+
+    /// Image filesystem usage (percent) that image garbage collection frees down to
+    #[arg(long, value_name = "PERCENT", default_value_t = 80)]
+    pub image_gc_low_threshold: i32,
+
+    /// Minimum age of an unused image before it is garbage collected
+    #[arg(long, value_name = "DURATION", default_value = "2m0s")]
+    pub minimum_image_ttl_duration: String,
+
+    /// The sandbox (pause) image: never garbage collected, nor the runtime's own sandbox image
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        default_value = "registry.k8s.io/pause:3.9"
+    )]
+    pub pod_infra_container_image: String,
+
     /// Address of the healthz endpoint (plain HTTP /healthz)
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     pub healthz_bind_address: String,
@@ -297,6 +317,8 @@ pub struct Config {
     pub runtime_request_timeout: Duration,
     pub image_pull_timeout: Duration,
     pub container_logs: crate::logrotate::Policy,
+    pub image_gc: crate::imagegc::Policy,
+    pub pod_infra_container_image: String,
     pub log_level: log::LevelFilter,
 }
 
@@ -346,6 +368,12 @@ pub enum ConfigError {
     ContainerLogMaxSize(String),
     #[error("--container-log-max-files {0} must be greater than 1")]
     ContainerLogMaxFiles(u32),
+    #[error("invalid configuration: imageGCHighThresholdPercent (--image-gc-high-threshold) {0} must be between 0 and 100, inclusive")]
+    ImageGcHighThreshold(i32),
+    #[error("invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) {0} must be between 0 and 100, inclusive")]
+    ImageGcLowThreshold(i32),
+    #[error("invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) {low} must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) {high}")]
+    ImageGcThresholds { low: i32, high: i32 },
     #[error("--container-log-monitor-interval {0:?} must be at least 3s")]
     ContainerLogMonitorInterval(String),
     #[error("--authorization-mode=Webhook needs --kubeconfig: the API server answers the SubjectAccessReviews")]
@@ -487,6 +515,22 @@ impl Config {
                 interval,
             }
         };
+        let image_gc = {
+            let (high, low) = (f.image_gc_high_threshold, f.image_gc_low_threshold);
+            let percent = |v: i32| u8::try_from(v).ok().filter(|p| *p <= 100);
+            let high_threshold_percent =
+                percent(high).ok_or(ConfigError::ImageGcHighThreshold(high))?;
+            let low_threshold_percent =
+                percent(low).ok_or(ConfigError::ImageGcLowThreshold(low))?;
+            if low >= high {
+                return Err(ConfigError::ImageGcThresholds { low, high });
+            }
+            crate::imagegc::Policy {
+                high_threshold_percent,
+                low_threshold_percent,
+                min_age: duration("minimum-image-ttl-duration", &f.minimum_image_ttl_duration)?,
+            }
+        };
         let shutdown_grace_period = duration("shutdown-grace-period", &f.shutdown_grace_period)?;
         let shutdown_grace_period_critical_pods = duration(
             "shutdown-grace-period-critical-pods",
@@ -570,6 +614,8 @@ impl Config {
                 &f.node_status_report_frequency,
             )?,
             container_logs,
+            image_gc,
+            pod_infra_container_image: f.pod_infra_container_image.trim().to_string(),
             log_level,
         })
     }
@@ -691,6 +737,43 @@ mod tests {
             parse(&["--rotate-server-certificates", "--pod-manifest-path", "d"]),
             Err(ConfigError::ServerRotationWithoutApiServer.to_string())
         );
+    }
+
+    #[test]
+    fn image_gc_flags_default_to_the_kubelets_and_are_validated_as_its_config() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.image_gc, crate::imagegc::Policy::default());
+        assert_eq!(c.pod_infra_container_image, "registry.k8s.io/pause:3.9");
+        let c = parse(&[
+            "--image-gc-high-threshold",
+            "100",
+            "--image-gc-low-threshold",
+            "0",
+            "--minimum-image-ttl-duration",
+            "0s",
+        ])
+        .unwrap();
+        assert!(!c.image_gc.enabled());
+        assert_eq!(c.image_gc.min_age, Duration::ZERO);
+        for (args, want) in [
+            (
+                "--image-gc-high-threshold=101",
+                "invalid configuration: imageGCHighThresholdPercent (--image-gc-high-threshold) 101 must be between 0 and 100, inclusive",
+            ),
+            (
+                "--image-gc-low-threshold=-1",
+                "invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) -1 must be between 0 and 100, inclusive",
+            ),
+            (
+                "--image-gc-low-threshold=85",
+                "invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) 85 must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) 85",
+            ),
+        ] {
+            assert_eq!(parse(&[args]), Err(want.to_string()));
+        }
+        assert!(parse(&["--minimum-image-ttl-duration", "soon"])
+            .unwrap_err()
+            .starts_with("--minimum-image-ttl-duration \"soon\" is not a duration"));
     }
 
     #[test]

@@ -178,6 +178,21 @@ const FIELDS: &[Field] = &[
         ty: Type::Int(0, i32::MAX as i64),
     },
     Field {
+        path: "imageGCHighThresholdPercent",
+        flag: "image_gc_high_threshold",
+        ty: Type::Int(i32::MIN as i64, i32::MAX as i64),
+    },
+    Field {
+        path: "imageGCLowThresholdPercent",
+        flag: "image_gc_low_threshold",
+        ty: Type::Int(i32::MIN as i64, i32::MAX as i64),
+    },
+    Field {
+        path: "imageMinimumGCAge",
+        flag: "minimum_image_ttl_duration",
+        ty: Type::Duration,
+    },
+    Field {
         path: "containerLogMonitorInterval",
         flag: "container_log_monitor_interval",
         ty: Type::Duration,
@@ -512,6 +527,9 @@ pub fn effective(c: &Config) -> Value {
         "containerLogMaxSize": Amount::from_units(c.container_logs.max_size).format(Format::BinarySi),
         "containerLogMaxFiles": c.container_logs.max_files,
         "containerLogMonitorInterval": go_duration(c.container_logs.interval),
+        "imageGCHighThresholdPercent": c.image_gc.high_threshold_percent,
+        "imageGCLowThresholdPercent": c.image_gc.low_threshold_percent,
+        "imageMinimumGCAge": go_duration(c.image_gc.min_age),
         "nodeStatusReportFrequency": go_duration(c.node_status_report_frequency),
         "nodeLeaseDurationSeconds": c.node_lease_duration_seconds,
         "shutdownGracePeriod": go_duration(c.shutdown_grace_period),

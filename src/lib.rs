@@ -13,6 +13,7 @@
 //! - [`cri`]: the [`cri::Runtime`] trait (the CRI operations the daemon needs), its grpcio client
 //!   and a recording fake.
 //! - [`httpd`]: the small blocking HTTPS/1.1 server (rustls, httparse) with full-duplex upgrades.
+//! - [`imagegc`]: image garbage collection (the kubelet's thresholds, least recently used first).
 //! - [`kube`]: the API server client: requests as data, typed errors, the watch state machine.
 //! - [`kubeconfig`]: where the API server is and who we are to it.
 //! - [`kubelet_config`]: the `--config` KubeletConfiguration under the flags, and `/configz`.
@@ -41,6 +42,7 @@ pub mod executor;
 #[cfg(test)]
 mod fuzz;
 pub mod httpd;
+pub mod imagegc;
 pub mod kube;
 pub mod kubeconfig;
 pub mod kubelet_config;

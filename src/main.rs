@@ -720,6 +720,15 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         config.container_logs,
     )
     .map_err(|e| format!("failed to start container log rotation: {e}"))?;
+    vk_cri::imagegc::spawn(vk_cri::imagegc::ImageGc::new(
+        runtime.clone(),
+        reporter.clone(),
+        clock.clone(),
+        Box::new(vk_cri::node::stats::statvfs),
+        config.image_gc,
+        &config.pod_infra_container_image,
+    ))
+    .map_err(|e| format!("failed to start image garbage collection: {e}"))?;
     pleg::spawn(
         runtime.clone(),
         runtime_cache,

@@ -188,6 +188,17 @@ impl Runtime for GrpcRuntime {
         Ok(r.status.unwrap_or_default())
     }
 
+    fn status_info(&self) -> Result<std::collections::HashMap<String, String>, CriError> {
+        let req = api::StatusRequest {
+            verbose: true,
+            ..Default::default()
+        };
+        let r = self
+            .read("status", || self.runtime.status(&req, self.opt()))
+            .map_err(fail("get the status of", Target::Runtime))?;
+        Ok(r.info)
+    }
+
     fn run_pod_sandbox(
         &self,
         config: &api::PodSandboxConfig,
@@ -560,6 +571,16 @@ impl Runtime for GrpcRuntime {
         })
         .map_err(fail("remove", Target::Image(image.into())))?;
         Ok(())
+    }
+
+    fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>, CriError> {
+        let r = self
+            .read("image_fs_info", || {
+                self.images
+                    .image_fs_info(&api::ImageFsInfoRequest::default(), self.opt())
+            })
+            .map_err(fail("get the image filesystem of", Target::Runtime))?;
+        Ok(r.image_filesystems)
     }
 }
 

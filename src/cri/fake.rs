@@ -57,6 +57,7 @@ pub enum Call {
     },
     ListImages,
     RemoveImage(String),
+    ImageFsInfo,
 }
 
 /// The operation an injected failure applies to: the [`Call`] variant's name, e.g.
@@ -72,6 +73,8 @@ struct State {
     containers: BTreeMap<String, api::ContainerStatus>,
     container_sandbox: HashMap<String, String>,
     images: BTreeMap<String, api::Image>,
+    image_fs: Vec<api::FilesystemUsage>,
+    status_info: HashMap<String, String>,
     pullable: HashMap<String, String>,
     failures: HashMap<Op, VecDeque<CriError>>,
     exec_results: VecDeque<ExecOutput>,
@@ -157,6 +160,29 @@ impl FakeRuntime {
         );
     }
 
+    /// Makes `image` present with this id and size (bytes); several names may share an id.
+    pub fn add_image_with(&self, image: &str, id: &str, size: u64) {
+        self.lock().images.insert(
+            image.to_string(),
+            api::Image {
+                id: id.to_string(),
+                repo_tags: vec![image.to_string()],
+                size,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// What a verbose `Status` answers as its info.
+    pub fn set_status_info(&self, key: &str, value: &str) {
+        self.lock().status_info.insert(key.into(), value.into());
+    }
+
+    /// What `ImageFsInfo` answers.
+    pub fn set_image_fs(&self, fs: Vec<api::FilesystemUsage>) {
+        self.lock().image_fs = fs;
+    }
+
     /// Makes `image` pullable (absent until pulled).
     pub fn add_pullable(&self, image: &str) {
         let mut s = self.lock();
@@ -220,6 +246,12 @@ impl Runtime for FakeRuntime {
             conditions: vec![cond("RuntimeReady"), cond("NetworkReady")],
             ..Default::default()
         })
+    }
+
+    fn status_info(&self) -> Result<HashMap<String, String>, CriError> {
+        let mut s = self.lock();
+        s.record("Status", Call::Status)?;
+        Ok(s.status_info.clone())
     }
 
     fn run_pod_sandbox(
@@ -633,8 +665,15 @@ impl Runtime for FakeRuntime {
     fn remove_image(&self, image: &str) -> Result<(), CriError> {
         let mut s = self.lock();
         s.record("RemoveImage", Call::RemoveImage(image.into()))?;
-        s.images.remove(image);
+        // By name, or by id: every name of that image, as CRI removes all its tags.
+        s.images.retain(|name, i| name != image && i.id != image);
         Ok(())
+    }
+
+    fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>, CriError> {
+        let mut s = self.lock();
+        s.record("ImageFsInfo", Call::ImageFsInfo)?;
+        Ok(s.image_fs.clone())
     }
 }
 

@@ -74,6 +74,9 @@ pub trait Runtime: Send + Sync {
     fn version(&self) -> Result<VersionInfo, CriError>;
     /// CRI `Status`: the runtime's conditions (`RuntimeReady`, `NetworkReady`).
     fn status(&self) -> Result<api::RuntimeStatus, CriError>;
+    /// CRI `Status` with `verbose`: the runtime's own information (containerd: its CRI
+    /// `config` as JSON, e.g. the `sandboxImage`).
+    fn status_info(&self) -> Result<HashMap<String, String>, CriError>;
 
     /// CRI `RunPodSandbox`; returns the new sandbox id.
     fn run_pod_sandbox(
@@ -153,6 +156,9 @@ pub trait Runtime: Send + Sync {
     fn list_images(&self) -> Result<Vec<api::Image>, CriError>;
     /// CRI `RemoveImage` (removes every tag of the same image id).
     fn remove_image(&self, image: &str) -> Result<(), CriError>;
+    /// CRI `ImageFsInfo`: the filesystems that hold the images, with their mountpoints and what
+    /// the images use of them.
+    fn image_fs_info(&self) -> Result<Vec<api::FilesystemUsage>, CriError>;
 }
 
 /// What a failed runtime call was about, for error messages.

@@ -1369,11 +1369,22 @@ impl RuntimeSyncer {
         }
     }
 
-    /// Step 8, clean-up: old container instances go, keeping the previous one of each for its
-    /// logs (`logs --previous`, lastState).
+    /// Step 8, clean-up: old exited container instances go with their log files, keeping the
+    /// newest exited one of each container for its logs (`logs --previous`, lastState), as the
+    /// kubelet's container deletor does (its `removeContainerLog`, then `RemoveContainer`).
     fn step_cleanup(&self, pass: &mut Pass<'_>) {
-        for id in plan::containers_to_remove(&pass.observed, 2) {
+        for id in plan::containers_to_remove(&pass.observed, 1) {
             pass.acted = true;
+            let log_path = pass
+                .observed
+                .containers
+                .iter()
+                .find(|c| c.id == id)
+                .map(|c| c.log_path.clone())
+                .unwrap_or_default();
+            if let Err(e) = remove_container_log(&log_path) {
+                log::warn!("pod {}: failed to remove log {log_path}: {e}", pass.key);
+            }
             if let Err(e) = self.runtime.remove_container(&id).filter_not_found() {
                 log::debug!("pod {}: {e}", pass.key);
             }
@@ -1594,6 +1605,35 @@ impl FilterNotFound for Result<(), CriError> {
     }
 }
 
+/// Removes a container's log file and its rotated files (every `<path>*`, as the kubelet's log
+/// manager `Clean` globs), before the container instance is removed; an empty path or missing
+/// files are not an error.
+fn remove_container_log(path: &str) -> std::io::Result<()> {
+    let path = std::path::Path::new(path);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Ok(());
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(name))
+        {
+            match std::fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = path.parent() {
@@ -1751,6 +1791,33 @@ impl PodSyncer for RuntimeSyncer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_a_container_log_takes_its_rotated_files_and_leaves_the_others() {
+        let dir = std::env::temp_dir().join(format!("vkcri-rmlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in [
+            "1.log",
+            "1.log.20261204-150405",
+            "1.log.20261204-140405.gz",
+            "0.log",
+            "11.log",
+        ] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        remove_container_log(dir.join("1.log").to_str().unwrap()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["0.log", "11.log"]);
+        remove_container_log("").unwrap();
+        remove_container_log(dir.join("gone/1.log").to_str().unwrap()).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use crate::cri::fake::{Call, FakeRuntime};
     use crate::report::recorded::Recorded;
     use crate::report::LogReporter;
@@ -1924,12 +1991,20 @@ mod tests {
             rec.take_events(),
             ["BackOff: Back-off restarting failed container c in pod p_ns(crash-1)".to_string()]
         );
-        assert_eq!(rt.container_ids().len(), 2, "held back");
+        assert_eq!(
+            rt.container_ids(),
+            [second[0].clone()],
+            "held back; only the newest exited instance is kept"
+        );
         // Ten seconds later the back-off is over: it starts again.
         clock.advance(Duration::from_secs(11));
         syncer.cache.forget("crash-1");
         syncer.sync(&pod);
-        assert_eq!(rt.container_ids().len(), 3, "restarted after its back-off");
+        let ids = rt.container_ids();
+        assert!(
+            ids.len() == 2 && ids.contains(&second[0]),
+            "restarted after its back-off: {ids:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

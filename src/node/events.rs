@@ -52,6 +52,9 @@ pub mod reason {
     pub const REGISTERED_NODE: &str = "RegisteredNode";
     pub const NODE_READY: &str = "NodeReady";
     pub const NODE_NOT_READY: &str = "NodeNotReady";
+    pub const FREE_DISK_SPACE_FAILED: &str = "FreeDiskSpaceFailed";
+    pub const IMAGE_GC_FAILED: &str = "ImageGCFailed";
+    pub const INVALID_DISK_CAPACITY: &str = "InvalidDiskCapacity";
 }
 
 /// `type` of an Event: the API server accepts only these two.

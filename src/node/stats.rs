@@ -374,9 +374,10 @@ fn now_ns() -> i64 {
     .unwrap_or(i64::MAX)
 }
 
+/// One filesystem by statvfs(2); `None` when the call fails.
 // The statvfs field types differ between libcs (u32 on some 32-bit targets).
 #[allow(clippy::useless_conversion)]
-fn statvfs(dir: &Path) -> Option<FsSample> {
+pub fn statvfs(dir: &Path) -> Option<FsSample> {
     let st = nix::sys::statvfs::statvfs(dir).ok()?;
     let frag = u64::from(st.fragment_size());
     let blocks = |n: u64| n.saturating_mul(frag);

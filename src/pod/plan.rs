@@ -290,17 +290,18 @@ pub fn compute_actions(input: PlanInput<'_>) -> Actions {
     actions
 }
 
-/// Exited container instances to remove: all but the newest `keep` of each container (the
-/// kubelet's container garbage collection, which keeps the previous instance for
-/// `logs --previous` and `lastState`).
+/// Exited container instances to remove: all but the newest `keep` exited instances of each
+/// container (the kubelet's `getContainersToDeleteInPod`, which keeps one: the previous
+/// instance for `logs --previous` and `lastState`). Running and created instances are never
+/// counted or removed.
 pub fn containers_to_remove(observed: &ObservedPod, keep: usize) -> Vec<String> {
     let mut seen: HashMap<(&str, ContainerKind), usize> = HashMap::new();
     let mut out = Vec::new();
     // Newest first (ObservedPod::sort).
-    for c in &observed.containers {
+    for c in observed.containers.iter().filter(|c| c.exited()) {
         let n = seen.entry((c.name.as_str(), c.kind)).or_insert(0);
         *n += 1;
-        if *n > keep && c.exited() {
+        if *n > keep {
             out.push(c.id.clone());
         }
     }
@@ -726,9 +727,9 @@ mod tests {
     }
 
     #[test]
-    fn garbage_collection_keeps_the_two_newest_instances_of_each_container() {
+    fn garbage_collection_keeps_the_newest_exited_instance_of_each_container() {
         let c = Case::new(
-            pod("Always", &["i"], &["a", "b"], false),
+            pod("Always", &["i"], &["a", "b", "c"], false),
             vec![sandbox(0, true)],
             vec![
                 ctr("i", Init, 0, Exited, 0),
@@ -737,11 +738,17 @@ mod tests {
                 ctr("a", App, 2, Exited, 1),
                 ctr("a", App, 3, Running, 0),
                 ctr("b", App, 0, Running, 0),
+                ctr("c", App, 0, Exited, 1),
+                ctr("c", App, 1, Exited, 1),
             ],
         );
-        let mut gone = containers_to_remove(&c.observed, 2);
+        let mut gone = containers_to_remove(&c.observed, 1);
         gone.sort();
-        assert_eq!(gone, ["a-0", "a-1"]);
+        assert_eq!(
+            gone,
+            ["a-0", "a-1", "c-0"],
+            "a keeps its running and its previous instance, c (in back-off) its last exit"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::{EventType, PodReporter};
 use crate::clock::Clock;
 use crate::kube::{ApiError, KubeApi, PatchType};
-use crate::node::events::{container_ref_path, pod_ref, EventDecision, EventRecorder};
+use crate::node::events::{container_ref_path, node_ref, pod_ref, EventDecision, EventRecorder};
 use crate::pod::status::KUBELET_CONDITIONS;
 use crate::pod::{key, uid};
 use crate::source::{CONFIG_HASH, CONFIG_MIRROR};
@@ -59,6 +59,8 @@ pub struct ApiReporter {
     events: Sender<Box<QueuedEvent>>,
     /// Events sent to the `events` thread and not yet written (or given up).
     events_pending: Arc<AtomicUsize>,
+    /// The node's name, for events about the Node.
+    node: String,
 }
 
 /// An event waiting for the `events` thread: what it is about, its type, reason and message,
@@ -107,6 +109,7 @@ impl ApiReporter {
             shared,
             events: tx,
             events_pending,
+            node: node_name.to_string(),
         }))
     }
 }
@@ -420,6 +423,17 @@ impl PodReporter for ApiReporter {
         }
         drop(q);
         self.shared.wake.notify_one();
+    }
+
+    fn node_event(&self, kind: EventType, reason: &str, message: &str) {
+        let item = (
+            node_ref(&self.node),
+            kind,
+            reason.to_string(),
+            message.to_string(),
+            self.clock.timestamp(),
+        );
+        self.send_event(item);
     }
 
     fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) {

@@ -44,6 +44,12 @@ pub trait PodReporter: Send + Sync {
         let _ = container;
         self.event(pod, kind, reason, message);
     }
+    /// An event about the Node itself (the kubelet's `nodeRef`: image garbage collection's
+    /// `FreeDiskSpaceFailed`, …). Without an API server there is no Node: the caller has logged
+    /// what happened, so nothing more is done.
+    fn node_event(&self, kind: EventType, reason: &str, message: &str) {
+        let _ = (kind, reason, message);
+    }
     /// The pod is stopped and cleaned up: finish its deletion at its source.
     fn deleted(&self, pod: &Pod) -> Result<(), ApiError>;
     /// The last status reported for the pod with this UID.

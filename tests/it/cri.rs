@@ -50,7 +50,7 @@ impl Drop for Cleanup {
     }
 }
 
-fn sandbox_config(
+pub(crate) fn sandbox_config(
     name: &str,
     case: &str,
     host_network: bool,
@@ -103,7 +103,7 @@ fn sandbox_config(
     }
 }
 
-fn container_config(
+pub(crate) fn container_config(
     name: &str,
     case: &str,
     host_network: bool,

@@ -63,6 +63,8 @@ pub struct Daemon {
     /// The kubelet API's port (on 127.0.0.1), free when the daemon was made.
     pub port: u16,
     args: Vec<String>,
+    /// `--cri-socket`, when not the dev environment's containerd.
+    cri_socket: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -78,6 +80,7 @@ impl Daemon {
             kubeconfig: None,
             port: free_port(),
             args: Vec::new(),
+            cri_socket: None,
         }
     }
 
@@ -134,6 +137,12 @@ impl Daemon {
         self
     }
 
+    /// Runs on another containerd than the dev environment's.
+    pub fn cri_socket(mut self, socket: &std::path::Path) -> Daemon {
+        self.cri_socket = Some(socket.to_path_buf());
+        self
+    }
+
     pub fn manifests(&self) -> PathBuf {
         self.dir.0.join("manifests")
     }
@@ -153,7 +162,7 @@ impl Daemon {
             .arg("--nodename")
             .arg(&self.node)
             .arg("--cri-socket")
-            .arg(env::cri_socket())
+            .arg(self.cri_socket.clone().unwrap_or_else(env::cri_socket))
             .arg("--pod-manifest-path")
             .arg(self.manifests())
             .arg("--log-dir")

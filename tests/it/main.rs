@@ -12,6 +12,7 @@ mod cri;
 mod daemon;
 mod env;
 mod fake_apiserver;
+mod imagegc;
 mod kubelet_api;
 mod kubelet_client;
 mod probes;

@@ -143,23 +143,22 @@ fn a_failing_command_under_on_failure_restarts_with_growing_backoff() {
             &[("crash", "echo failing; exit 1")],
         ),
     );
-    // Attempt 0 fails, attempt 1 starts at once, attempt 2 only after the 10 s back-off.
-    let two = wait_for("a third attempt", Duration::from_secs(40), || {
-        let cs = d.containers("crash");
-        (cs.len() >= 3).then_some(cs)
-    });
-    let created = |attempt: u32| {
-        two.iter()
-            .find(|c| c.metadata.attempt == attempt)
-            .map(|c| c.created_at)
-            .unwrap()
-    };
-    let finished = |attempt: u32| {
-        two.iter()
-            .find(|c| c.metadata.attempt == attempt)
-            .map(|c| c.finished_at)
-            .unwrap()
-    };
+    // Attempt 0 fails, attempt 1 starts at once, attempt 2 only after the 10 s back-off. Older
+    // exited instances are removed as newer ones exit, so each attempt is noted when seen.
+    let mut seen: std::collections::BTreeMap<u32, vk_cri::cri::api::ContainerStatus> =
+        Default::default();
+    wait_for(
+        "a third attempt that exited",
+        Duration::from_secs(40),
+        || {
+            for c in d.containers("crash") {
+                seen.insert(c.metadata.attempt, c);
+            }
+            seen.get(&2).filter(|c| c.finished_at > 0).map(|_| ())
+        },
+    );
+    let created = |attempt: u32| seen[&attempt].created_at;
+    let finished = |attempt: u32| seen[&attempt].finished_at;
     let secs = |ns: i64| ns as f64 / 1e9;
     let first_gap = secs(created(1) - finished(0));
     let second_gap = secs(created(2) - finished(1));
@@ -171,8 +170,8 @@ fn a_failing_command_under_on_failure_restarts_with_growing_backoff() {
         second_gap >= 9.5,
         "the second restart waits the 10 s back-off, took {second_gap:.1}s"
     );
-    for c in two.iter().filter(|c| c.metadata.attempt < 2) {
-        assert_eq!(c.exit_code, 1);
+    for attempt in 0..3 {
+        assert_eq!(seen[&attempt].exit_code, 1, "attempt {attempt}");
     }
     d.wait_log(
         "crash=waiting:CrashLoopBackOff restarts=2",
@@ -183,6 +182,23 @@ fn a_failing_command_under_on_failure_restarts_with_growing_backoff() {
         log.contains("back-off") || log.contains("Back-off restarting failed container crash"),
         "{log}"
     );
+    // The kubelet's container garbage collection: in back-off only the last exited instance is
+    // kept (for `logs --previous`), the older ones and their log files are gone.
+    let left = wait_for("one instance left", Duration::from_secs(10), || {
+        let cs = d.containers("crash");
+        (cs.len() == 1).then_some(cs)
+    });
+    assert_eq!(left[0].metadata.attempt, 2);
+    let log_dir = std::path::Path::new(&left[0].log_path)
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut files: Vec<String> = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["2.log"], "in {}", log_dir.display());
 }
 
 #[test]

@@ -1272,4 +1272,9 @@ fn local_volumes_follow_node_affinity_read_only_and_fs_group() {
     );
     wait_waiting(&f, "local-far", "ContainerCreating");
     assert!(d.containers("local-far").is_empty());
+
+    // Local volumes are not attachable (the kubelet's local plugin has no Attacher): the
+    // kubelet reports no volumesInUse for them, and neither does vk-cri.
+    let node_obj = f.get(Res::Nodes, "", &node).expect("the Node");
+    assert_eq!(node_obj["status"].get("volumesInUse"), None, "{node_obj}");
 }
