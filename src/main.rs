@@ -692,7 +692,8 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         syncer
             .with_prober(prober.clone())
             .with_clock(clock.clone())
-            .with_shutdown_flag(shutdown.flag()),
+            .with_shutdown_flag(shutdown.flag())
+            .with_pod_cgroups(vk_cri::executor::cgroups::CGROUP_FS),
     );
     let runtime_cache = syncer.runtime_cache();
     let _ = relister.set(runtime_cache.clone());

@@ -110,6 +110,8 @@ pub struct RuntimeSyncer {
     clock: Arc<dyn Clock>,
     /// The node shuts down: pods not started yet are refused (`NodeShutdown`).
     shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    /// Where pod cgroups are made (`/sys/fs/cgroup`); `None`: left to the runtime.
+    cgroup_fs: Option<PathBuf>,
 }
 
 /// A container start that did not happen, as the kubelet reports it.
@@ -255,7 +257,15 @@ impl RuntimeSyncer {
             keep_terminated_volumes: false,
             clock: Arc::new(RealClock),
             shutting_down: Arc::default(),
+            cgroup_fs: None,
         }
+    }
+
+    /// Makes each pod's cgroup with its pod-level settings under `fs` (`/sys/fs/cgroup`) before
+    /// its sandbox starts; without it, the runtime makes the cgroup parent bare.
+    pub fn with_pod_cgroups(mut self, fs: impl Into<PathBuf>) -> RuntimeSyncer {
+        self.cgroup_fs = Some(fs.into());
+        self
     }
 
     /// Refuses new pods while `flag` says the node shuts down.
@@ -1210,6 +1220,23 @@ impl RuntimeSyncer {
         }
         if let Some(attempt) = pass.actions.create_sandbox {
             pass.acted = true;
+            if let Some(fs) = &self.cgroup_fs {
+                let parent = translate::cgroup_parent(pod, &self.node);
+                let config = crate::pod::resources::pod_cgroup_config(pod);
+                if let Err(e) = super::cgroups::ensure_pod_cgroup(fs, &parent, &config) {
+                    // The kubelet's SyncPod: an event, then the pod worker's 10 s back-off.
+                    let msg = format!("unable to ensure pod container exists: {e}");
+                    self.warn_once(pod, "creating its cgroup", &msg);
+                    self.reporter.event(
+                        pod,
+                        EventType::Warning,
+                        "FailedToCreatePodContainer",
+                        &msg,
+                    );
+                    pass.retry = Some(Duration::from_secs(10));
+                    return None;
+                }
+            }
             return match self.create_sandbox(pod, attempt) {
                 Ok(s) => {
                     self.recovered(pod, "creating its sandbox");

@@ -249,6 +249,220 @@ pub fn linux_container_resources(
     Ok(r)
 }
 
+/// Per-resource totals of a pod (`cpu`, `memory`, …), as `v1.ResourceList` sums.
+pub type Totals = BTreeMap<String, Quantity>;
+
+fn add_list(into: &mut Totals, list: Option<&BTreeMap<String, K8sQuantity>>) {
+    for (name, q) in list.into_iter().flatten() {
+        let sum = into.get(name).copied().unwrap_or(Quantity::ZERO) + parse_or_zero(q);
+        into.insert(name.clone(), sum);
+    }
+}
+
+fn add_totals(into: &mut Totals, other: &Totals) {
+    for (name, q) in other {
+        let sum = into.get(name).copied().unwrap_or(Quantity::ZERO) + *q;
+        into.insert(name.clone(), sum);
+    }
+}
+
+fn max_totals(into: &mut Totals, other: &Totals) {
+    for (name, q) in other {
+        match into.get(name) {
+            Some(have) if have.nanos() >= q.nanos() => {}
+            _ => {
+                into.insert(name.clone(), *q);
+            }
+        }
+    }
+}
+
+fn is_restartable(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+/// The kubelet's `PodRequests`/`PodLimits` (`pkg/api/v1/resource`) without the overhead: the
+/// app containers' sum, at least what each init container needs while it runs (itself and the
+/// restartable init containers before it), restartable init containers added. `each` sees
+/// every app container's list and every init container's running total, as `ContainerFn`.
+fn pod_totals(pod: &Pod, limits: bool, mut each: impl FnMut(&Totals)) -> Totals {
+    fn list(c: &Container, limits: bool) -> Option<&BTreeMap<String, K8sQuantity>> {
+        let r = c.resources.as_ref()?;
+        if limits {
+            r.limits.as_ref()
+        } else {
+            r.requests.as_ref()
+        }
+    }
+    let spec = pod.spec.as_ref();
+    let mut out = Totals::new();
+    for c in spec.map(|s| s.containers.as_slice()).unwrap_or_default() {
+        let mut one = Totals::new();
+        add_list(&mut one, list(c, limits));
+        each(&one);
+        add_totals(&mut out, &one);
+    }
+    let mut restartable = Totals::new();
+    let mut init_max = Totals::new();
+    for c in spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default()
+    {
+        let mut one = Totals::new();
+        add_list(&mut one, list(c, limits));
+        let running = if is_restartable(c) {
+            add_totals(&mut out, &one);
+            add_totals(&mut restartable, &one);
+            restartable.clone()
+        } else {
+            add_totals(&mut one, &restartable);
+            one
+        };
+        each(&running);
+        max_totals(&mut init_max, &running);
+    }
+    max_totals(&mut out, &init_max);
+    out
+}
+
+fn overhead(pod: &Pod) -> Totals {
+    let mut o = Totals::new();
+    add_list(&mut o, pod.spec.as_ref().and_then(|s| s.overhead.as_ref()));
+    o
+}
+
+/// The kubelet's `PodRequests`; `spec.overhead` (a RuntimeClass's, set at admission) added
+/// when `with_overhead`.
+pub fn pod_requests(pod: &Pod, with_overhead: bool) -> Totals {
+    let mut r = pod_totals(pod, false, |_| {});
+    if with_overhead {
+        add_totals(&mut r, &overhead(pod));
+    }
+    r
+}
+
+/// The kubelet's `PodLimits`; with `with_overhead`, the overhead is added to the limits that
+/// are set and not zero.
+pub fn pod_limits(pod: &Pod, with_overhead: bool) -> Totals {
+    let mut l = pod_totals(pod, true, |_| {});
+    if with_overhead {
+        for (name, q) in overhead(pod) {
+            if let Some(have) = l.get_mut(&name).filter(|v| v.nanos() != 0) {
+                *have = *have + q;
+            }
+        }
+    }
+    l
+}
+
+/// The pod cgroup's settings, as the kubelet's `ResourceConfigForPod` computes them (CFS quota
+/// enforced, 100 ms period): `None` leaves a setting at the kernel's default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodCgroupConfig {
+    pub cpu_shares: i64,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<i64>,
+    pub memory_limit: Option<i64>,
+}
+
+/// The kubelet's `ResourceConfigForPod`: shares from the requests (overhead included), a cpu
+/// quota and a memory limit from the limits (overhead included) — for a Guaranteed pod always,
+/// for a Burstable pod only when every container declares that limit, for a BestEffort pod
+/// neither (minimum shares).
+pub fn pod_cgroup_config(pod: &Pod) -> PodCgroupConfig {
+    let requests = pod_requests(pod, true);
+    let (mut cpu_declared, mut memory_declared) = (true, true);
+    let mut limits = pod_totals(pod, true, |l| {
+        let zero = |n: &str| l.get(n).is_none_or(|q| q.nanos() == 0);
+        cpu_declared &= !zero("cpu");
+        memory_declared &= !zero("memory");
+    });
+    for (name, q) in overhead(pod) {
+        if let Some(have) = limits.get_mut(&name).filter(|v| v.nanos() != 0) {
+            *have = *have + q;
+        }
+    }
+    let cpu_shares = milli_cpu_to_shares(requests.get("cpu").map_or(0, Quantity::milli_value));
+    let cpu_quota = milli_cpu_to_quota(
+        limits.get("cpu").map_or(0, Quantity::milli_value),
+        QUOTA_PERIOD,
+    );
+    let memory = limits.get("memory").map_or(0, Quantity::value);
+    match qos_class(pod) {
+        QOS_GUARANTEED => PodCgroupConfig {
+            cpu_shares,
+            cpu_quota: Some(cpu_quota),
+            cpu_period: Some(QUOTA_PERIOD),
+            memory_limit: Some(memory),
+        },
+        QOS_BURSTABLE => PodCgroupConfig {
+            cpu_shares,
+            cpu_quota: cpu_declared.then_some(cpu_quota),
+            cpu_period: cpu_declared.then_some(QUOTA_PERIOD),
+            memory_limit: memory_declared.then_some(memory),
+        },
+        _ => PodCgroupConfig {
+            cpu_shares: MIN_SHARES,
+            cpu_quota: None,
+            cpu_period: None,
+            memory_limit: None,
+        },
+    }
+}
+
+/// The kubelet's `calculateLinuxResources` (CFS quota enforced): shares from the request, else
+/// the limit; quota from the limit; the memory limit; `memory.oom.group` on cgroup v2.
+fn linux_resources(
+    cpu_request: Option<Quantity>,
+    cpu_limit: Quantity,
+    memory_limit: Quantity,
+    cgroup_v2: bool,
+) -> api::LinuxContainerResources {
+    let shares = match cpu_request {
+        None if cpu_limit.nanos() != 0 => milli_cpu_to_shares(cpu_limit.milli_value()),
+        other => milli_cpu_to_shares(other.map_or(0, |q| q.milli_value())),
+    };
+    let mut r = api::LinuxContainerResources {
+        cpu_shares: shares,
+        cpu_period: QUOTA_PERIOD,
+        cpu_quota: milli_cpu_to_quota(cpu_limit.milli_value(), QUOTA_PERIOD),
+        memory_limit_in_bytes: memory_limit.value().max(0),
+        ..Default::default()
+    };
+    if cgroup_v2 {
+        r.unified
+            .insert("memory.oom.group".to_string(), "1".to_string());
+    }
+    r
+}
+
+/// The sandbox's `resources` and `overhead` (the kubelet's `applySandboxResources`): the pod's
+/// requests and limits without the overhead, and the overhead itself, treated as guaranteed
+/// (request = limit). A pod without overhead sends an empty `overhead`, as the kubelet.
+pub fn sandbox_resources(
+    pod: &Pod,
+    cgroup_v2: bool,
+) -> (api::LinuxContainerResources, api::LinuxContainerResources) {
+    let requests = pod_requests(pod, false);
+    let limits = pod_limits(pod, false);
+    let resources = linux_resources(
+        requests.get("cpu").copied(),
+        limits.get("cpu").copied().unwrap_or(Quantity::ZERO),
+        limits.get("memory").copied().unwrap_or(Quantity::ZERO),
+        cgroup_v2,
+    );
+    let overhead = match pod.spec.as_ref().and_then(|s| s.overhead.as_ref()) {
+        None => api::LinuxContainerResources::default(),
+        Some(_) => {
+            let o = overhead(pod);
+            let cpu = o.get("cpu").copied().unwrap_or(Quantity::ZERO);
+            let memory = o.get("memory").copied().unwrap_or(Quantity::ZERO);
+            linux_resources(Some(cpu), cpu, memory, cgroup_v2)
+        }
+    };
+    (resources, overhead)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +503,143 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    fn with_overhead(mut p: Pod, pairs: &[(&str, &str)]) -> Pod {
+        p.spec.as_mut().unwrap().overhead = rl(pairs);
+        p
+    }
+
+    fn q(s: &str) -> Quantity {
+        Quantity::parse(s).unwrap()
+    }
+
+    #[test]
+    fn pod_requests_and_limits_are_the_kubelets_sums() {
+        let mut sidecar = container("side", &[("cpu", "100m")], &[("cpu", "100m")]);
+        sidecar.restart_policy = Some("Always".into());
+        let p = pod(
+            vec![
+                container(
+                    "a",
+                    &[("cpu", "200m"), ("memory", "64Mi")],
+                    &[("memory", "128Mi")],
+                ),
+                container("b", &[("cpu", "300m")], &[]),
+            ],
+            vec![
+                container("big-init", &[("cpu", "1"), ("memory", "32Mi")], &[]),
+                sidecar,
+                container("late-init", &[("cpu", "950m")], &[]),
+            ],
+        );
+        let r = pod_requests(&p, true);
+        // Apps 500m + sidecar 100m = 600m; big-init alone needs 1; late-init 950m + sidecar.
+        assert_eq!(r["cpu"], q("1050m"));
+        assert_eq!(r["memory"], q("64Mi"));
+        let l = pod_limits(&p, false);
+        assert_eq!(l["memory"], q("128Mi"));
+        assert_eq!(l["cpu"], q("100m"));
+
+        let p = with_overhead(p, &[("cpu", "250m"), ("memory", "16Mi")]);
+        assert_eq!(pod_requests(&p, true)["cpu"], q("1300m"));
+        assert_eq!(pod_requests(&p, false)["cpu"], q("1050m"));
+        assert_eq!(
+            pod_limits(&p, true)["memory"],
+            q("144Mi"),
+            "added to a set limit"
+        );
+    }
+
+    #[test]
+    fn the_pod_cgroup_counts_the_overhead_as_resource_config_for_pod() {
+        let guaranteed = with_overhead(
+            pod(
+                vec![container(
+                    "a",
+                    &[("cpu", "500m"), ("memory", "64Mi")],
+                    &[("cpu", "500m"), ("memory", "64Mi")],
+                )],
+                vec![],
+            ),
+            &[("cpu", "100m"), ("memory", "16Mi")],
+        );
+        assert_eq!(
+            pod_cgroup_config(&guaranteed),
+            PodCgroupConfig {
+                cpu_shares: 614,
+                cpu_quota: Some(60_000),
+                cpu_period: Some(100_000),
+                memory_limit: Some(80 << 20),
+            }
+        );
+        // Burstable: a quota only when every container has a cpu limit, a memory limit only
+        // when every container has one.
+        let burstable = pod(
+            vec![
+                container(
+                    "a",
+                    &[("cpu", "100m")],
+                    &[("cpu", "200m"), ("memory", "32Mi")],
+                ),
+                container("b", &[], &[("cpu", "300m")]),
+            ],
+            vec![],
+        );
+        assert_eq!(
+            pod_cgroup_config(&burstable),
+            PodCgroupConfig {
+                cpu_shares: 102,
+                cpu_quota: Some(50_000),
+                cpu_period: Some(100_000),
+                memory_limit: None,
+            }
+        );
+        let best_effort = pod(vec![container("a", &[], &[])], vec![]);
+        assert_eq!(
+            pod_cgroup_config(&best_effort),
+            PodCgroupConfig {
+                cpu_shares: 2,
+                cpu_quota: None,
+                cpu_period: None,
+                memory_limit: None,
+            }
+        );
+    }
+
+    #[test]
+    fn sandbox_resources_leave_the_overhead_out_and_send_it_apart() {
+        let p = with_overhead(
+            pod(
+                vec![container(
+                    "a",
+                    &[("cpu", "500m")],
+                    &[("cpu", "1"), ("memory", "64Mi")],
+                )],
+                vec![],
+            ),
+            &[("cpu", "100m"), ("memory", "16Mi")],
+        );
+        let (r, o) = sandbox_resources(&p, true);
+        assert_eq!(
+            (
+                r.cpu_shares,
+                r.cpu_quota,
+                r.cpu_period,
+                r.memory_limit_in_bytes
+            ),
+            (512, 100_000, 100_000, 64 << 20)
+        );
+        assert_eq!(
+            r.unified.get("memory.oom.group").map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(
+            (o.cpu_shares, o.cpu_quota, o.memory_limit_in_bytes),
+            (102, 10_000, 16 << 20)
+        );
+        let (_, none) = sandbox_resources(&pod(vec![container("a", &[], &[])], vec![]), false);
+        assert_eq!(none, api::LinuxContainerResources::default());
     }
 
     #[test]

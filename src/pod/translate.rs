@@ -16,8 +16,9 @@
 //!   an empty root leaves the parent to the runtime. The systemd cgroup driver is not supported.
 //! - capabilities are passed as written in the pod (`NET_ADMIN`); like the kubelet, we leave
 //!   adding `CAP_` to the runtime (containerd does).
-//! - no SELinux relabelling, hugepages, swap, user namespaces, pod-level resources, sandbox
-//!   overhead or devices: the kubelet's defaults leave them off, or vk-cri does not offer them.
+//! - the sandbox carries the pod's resources and its RuntimeClass overhead
+//!   ([`resources::sandbox_resources`]); no SELinux relabelling, hugepages, swap, user
+//!   namespaces or devices: the kubelet's defaults leave them off, or vk-cri does not offer them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -384,6 +385,7 @@ pub fn sandbox_config(
     let host_network = spec.host_network.unwrap_or(false);
     let sysctls = check_sysctls(pod, node)?;
     let dns = dns::dns_config(pod, node)?;
+    let sandbox_resources = resources::sandbox_resources(pod, node.cgroup_v2);
     // runc refuses a hostname without a private UTS namespace, which host-network pods lack.
     let hostname = if host_network {
         String::new()
@@ -438,6 +440,8 @@ pub fn sandbox_config(
             cgroup_parent: cgroup_parent(pod, node),
             security_context: Some(sc).into(),
             sysctls,
+            resources: Some(sandbox_resources.0).into(),
+            overhead: Some(sandbox_resources.1).into(),
             ..Default::default()
         })
         .into(),
@@ -862,6 +866,14 @@ mod tests {
                     ..Default::default()
                 })
                 .into(),
+                // A BestEffort pod: the minimum shares, no quota or memory limit; no overhead.
+                resources: Some(api::LinuxContainerResources {
+                    cpu_shares: 2,
+                    cpu_period: 100_000,
+                    ..Default::default()
+                })
+                .into(),
+                overhead: Some(api::LinuxContainerResources::default()).into(),
                 ..Default::default()
             })
             .into(),

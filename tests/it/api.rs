@@ -1419,3 +1419,93 @@ fn a_runtime_class_names_the_sandboxs_handler_and_an_unknown_one_is_the_kubelets
         "Pending"
     );
 }
+
+/// The pod cgroup has the kubelet's pod-level settings before the sandbox starts: a Guaranteed
+/// pod's limits plus its RuntimeClass's overhead (copied into `spec.overhead` at admission),
+/// shares from the requests plus the overhead; a Burstable pod without memory limits gets none.
+#[test]
+fn the_pod_cgroup_holds_the_pods_limits_and_its_runtime_class_overhead() {
+    let f = fake();
+    let mut d = Daemon::with_api(&f, "api-podcg");
+    let node = f.node_name().to_string();
+    f.create(
+        Res::RuntimeClasses,
+        "",
+        json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+               "metadata": {"name": "vm-like"}, "handler": "runc-alt",
+               "overhead": {"podFixed": {"cpu": "100m", "memory": "16Mi"}}}),
+    );
+    let mut g = pod("cg-guaranteed", &node, COOPERATIVE, 1);
+    g["spec"]["runtimeClassName"] = json!("vm-like");
+    g["spec"]["containers"][0]["resources"] = json!({
+        "requests": {"cpu": "500m", "memory": "64Mi"},
+        "limits": {"cpu": "500m", "memory": "64Mi"}});
+    let g = f.create_pod(g);
+    let mut b = pod("cg-burstable", &node, COOPERATIVE, 1);
+    b["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "250m"}});
+    let b = f.create_pod(b);
+    d.start();
+    wait_pod(&f, "cg-guaranteed", "guaranteed running", running_and_ready);
+    wait_pod(&f, "cg-burstable", "burstable running", running_and_ready);
+
+    let uid = |p: &Value| p["metadata"]["uid"].as_str().unwrap().to_string();
+    let fs = std::path::Path::new("/sys/fs/cgroup");
+    let v2 = fs.join("cgroup.controllers").exists();
+    let read = |controller: &str, dir: &str, file: &str| {
+        let path = if v2 {
+            fs.join(dir).join(file)
+        } else {
+            fs.join(controller).join(dir).join(file)
+        };
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .to_string()
+    };
+    let gdir = format!("vk-cri/pod{}", uid(&g));
+    let bdir = format!("vk-cri/burstable/pod{}", uid(&b));
+    // 500m + 100m overhead: 614 shares, a 60 ms quota; 64Mi + 16Mi of memory.
+    if v2 {
+        assert_eq!(read("", &gdir, "cpu.weight"), "24");
+        assert_eq!(read("", &gdir, "cpu.max"), "60000 100000");
+        assert_eq!(read("", &gdir, "memory.max"), (80u64 << 20).to_string());
+        assert_eq!(read("", &bdir, "memory.max"), "max");
+        assert_eq!(read("", &bdir, "cpu.max"), "max 100000");
+    } else {
+        assert_eq!(read("cpu", &gdir, "cpu.shares"), "614");
+        assert_eq!(read("cpu", &gdir, "cpu.cfs_quota_us"), "60000");
+        assert_eq!(read("cpu", &gdir, "cpu.cfs_period_us"), "100000");
+        assert_eq!(
+            read("memory", &gdir, "memory.limit_in_bytes"),
+            (80u64 << 20).to_string()
+        );
+        assert_eq!(read("cpu", &bdir, "cpu.shares"), "256");
+        assert_eq!(read("cpu", &bdir, "cpu.cfs_quota_us"), "-1");
+        let unlimited: u64 = read("memory", &bdir, "memory.limit_in_bytes")
+            .parse()
+            .unwrap();
+        assert!(unlimited > 1 << 50, "no memory limit: {unlimited}");
+    }
+    // The sandbox and the container run inside it (one cgroup each, with processes).
+    let pod_dir = if v2 {
+        fs.join(&gdir)
+    } else {
+        fs.join("cpu").join(&gdir)
+    };
+    let busy = std::fs::read_dir(&pod_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("cgroup.procs"))
+                .is_ok_and(|p| !p.trim().is_empty())
+        })
+        .count();
+    assert_eq!(
+        busy,
+        2,
+        "sandbox and container cgroups under {}",
+        pod_dir.display()
+    );
+    drop(d);
+}
