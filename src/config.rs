@@ -253,6 +253,40 @@ pub struct Flags {
     )]
     pub pod_infra_container_image: String,
 
+    /// Hard eviction thresholds, `signal<value` comma-separated (the kubelet's Linux default);
+    /// a value of 0% or 100% turns a signal off
+    #[arg(
+        long,
+        value_name = "SIGNAL<VALUE,...",
+        default_value = "imagefs.available<15%,memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%"
+    )]
+    pub eviction_hard: String,
+
+    /// Soft eviction thresholds, `signal<value` comma-separated; each needs a grace period
+    #[arg(long, value_name = "SIGNAL<VALUE,...", default_value = "")]
+    pub eviction_soft: String,
+
+    /// How long a soft threshold must hold before pods are evicted, `signal=duration,...`
+    #[arg(long, value_name = "SIGNAL=DURATION,...", default_value = "")]
+    pub eviction_soft_grace_period: String,
+
+    /// What an eviction must free beyond the threshold, `signal=quantity,...`
+    #[arg(long, value_name = "SIGNAL=QUANTITY,...", default_value = "")]
+    pub eviction_minimum_reclaim: String,
+
+    /// How long a pressure condition stays after its threshold was last met
+    #[arg(long, value_name = "DURATION", default_value = "5m0s")]
+    pub eviction_pressure_transition_period: String,
+
+    /// Grace period (seconds) of a pod evicted for a soft threshold; negative: the pod's own
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub eviction_max_pod_grace_period: i64,
+
     /// Address of the healthz endpoint (plain HTTP /healthz)
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     pub healthz_bind_address: String,
@@ -267,7 +301,7 @@ pub struct Flags {
 }
 
 /// The validated configuration the daemon runs with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `--config`, the file read under the flags.
     pub config_file: Option<PathBuf>,
@@ -319,6 +353,7 @@ pub struct Config {
     pub container_logs: crate::logrotate::Policy,
     pub image_gc: crate::imagegc::Policy,
     pub pod_infra_container_image: String,
+    pub eviction: crate::eviction::Config,
     pub log_level: log::LevelFilter,
 }
 
@@ -374,6 +409,8 @@ pub enum ConfigError {
     ImageGcLowThreshold(i32),
     #[error("invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) {low} must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) {high}")]
     ImageGcThresholds { low: i32, high: i32 },
+    #[error("--{flag}: {message}")]
+    Eviction { flag: &'static str, message: String },
     #[error("--container-log-monitor-interval {0:?} must be at least 3s")]
     ContainerLogMonitorInterval(String),
     #[error("--authorization-mode=Webhook needs --kubeconfig: the API server answers the SubjectAccessReviews")]
@@ -531,6 +568,48 @@ impl Config {
                 min_age: duration("minimum-image-ttl-duration", &f.minimum_image_ttl_duration)?,
             }
         };
+        let eviction = {
+            let pairs = |flag: &'static str, text: &str, sep: char| {
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        p.split_once(sep)
+                            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                            .ok_or_else(|| ConfigError::Eviction {
+                                flag,
+                                message: format!("{p:?} is not of the form SIGNAL{sep}VALUE"),
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            let hard = pairs("eviction-hard", &f.eviction_hard, '<')?;
+            let soft = pairs("eviction-soft", &f.eviction_soft, '<')?;
+            let grace = pairs(
+                "eviction-soft-grace-period",
+                &f.eviction_soft_grace_period,
+                '=',
+            )?
+            .into_iter()
+            .map(|(k, v)| Ok((k, duration("eviction-soft-grace-period", &v)?)))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+            let reclaim = pairs("eviction-minimum-reclaim", &f.eviction_minimum_reclaim, '=')?;
+            let thresholds = crate::eviction::core::parse_thresholds(
+                &hard, &soft, &grace, &reclaim,
+            )
+            .map_err(|message| ConfigError::Eviction {
+                flag: "eviction-hard, --eviction-soft",
+                message,
+            })?;
+            crate::eviction::Config {
+                thresholds,
+                pressure_transition_period: duration(
+                    "eviction-pressure-transition-period",
+                    &f.eviction_pressure_transition_period,
+                )?,
+                max_pod_grace_period: f.eviction_max_pod_grace_period,
+            }
+        };
         let shutdown_grace_period = duration("shutdown-grace-period", &f.shutdown_grace_period)?;
         let shutdown_grace_period_critical_pods = duration(
             "shutdown-grace-period-critical-pods",
@@ -616,6 +695,7 @@ impl Config {
             container_logs,
             image_gc,
             pod_infra_container_image: f.pod_infra_container_image.trim().to_string(),
+            eviction,
             log_level,
         })
     }
@@ -774,6 +854,62 @@ mod tests {
         assert!(parse(&["--minimum-image-ttl-duration", "soon"])
             .unwrap_err()
             .starts_with("--minimum-image-ttl-duration \"soon\" is not a duration"));
+    }
+
+    #[test]
+    fn eviction_flags_default_to_the_kubelets_and_name_their_mistakes() {
+        let c = parse(&[]).unwrap();
+        let names: Vec<&str> = c
+            .eviction
+            .thresholds
+            .iter()
+            .map(|t| t.signal.name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "imagefs.available",
+                "memory.available",
+                "nodefs.available",
+                "nodefs.inodesFree"
+            ]
+        );
+        assert_eq!(
+            c.eviction.pressure_transition_period,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            c.eviction.allocatable_thresholds(),
+            crate::node::spec::EvictionThresholds::default()
+        );
+        let c = parse(&[
+            "--eviction-hard=memory.available<1Gi",
+            "--eviction-soft=nodefs.available<20%",
+            "--eviction-soft-grace-period=nodefs.available=1m",
+            "--eviction-minimum-reclaim=memory.available=500Mi",
+            "--eviction-pressure-transition-period=30s",
+            "--eviction-max-pod-grace-period=-1",
+        ])
+        .unwrap();
+        assert_eq!(c.eviction.thresholds.len(), 2);
+        assert_eq!(
+            c.eviction.thresholds[1].grace_period,
+            Duration::from_secs(60)
+        );
+        assert_eq!(c.eviction.max_pod_grace_period, -1);
+        assert_eq!(
+            parse(&["--eviction-hard=memory.available=1Gi"]).unwrap_err(),
+            "--eviction-hard: \"memory.available=1Gi\" is not of the form SIGNAL<VALUE"
+        );
+        assert_eq!(
+            parse(&["--eviction-soft=memory.available<1Gi"]).unwrap_err(),
+            "--eviction-hard, --eviction-soft: grace period must be specified for the soft eviction threshold memory.available"
+        );
+        assert!(parse(&["--eviction-hard="])
+            .unwrap()
+            .eviction
+            .thresholds
+            .is_empty());
     }
 
     #[test]

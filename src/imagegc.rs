@@ -366,6 +366,14 @@ impl ImageGc {
         Ok(freed)
     }
 
+    /// The kubelet's `DeleteUnusedImages` (for disk pressure): every unused image old enough
+    /// goes, whatever the thresholds say. The bytes freed.
+    pub fn delete_unused_images(&mut self) -> Result<u64, GcError> {
+        log::info!("attempting to delete unused images");
+        let now = self.clock.now();
+        self.free_space(u64::MAX, now)
+    }
+
     /// One round of the thread: the detection (the first one dates what it finds to an unknown
     /// past), then a collection; a failure is logged, and an `ImageGCFailed` event is recorded
     /// for the second failure in a row, as the kubelet does.
@@ -398,17 +406,26 @@ impl ImageGc {
 }
 
 /// Starts the `image-gc` thread: a round now and every [`PERIOD`]; nothing when the policy
-/// turns image GC off.
-pub fn spawn(mut gc: ImageGc) -> std::io::Result<()> {
-    if !gc.policy.enabled() {
+/// turns image GC off. The collector is shared with the eviction manager (disk pressure).
+pub fn spawn(gc: Arc<std::sync::Mutex<ImageGc>>) -> std::io::Result<()> {
+    let lock = |gc: &std::sync::Mutex<ImageGc>| {
+        gc.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .policy
+            .enabled()
+    };
+    if !lock(&gc) {
         log::info!("--image-gc-high-threshold is 100: image garbage collection is off");
         return Ok(());
     }
     std::thread::Builder::new()
         .name("image-gc".into())
         .spawn(move || loop {
-            gc.round();
-            let clock = gc.clock.clone();
+            let clock = {
+                let mut g = gc.lock().unwrap_or_else(|p| p.into_inner());
+                g.round();
+                g.clock.clone()
+            };
             clock.sleep(PERIOD);
         })
         .map(|_| ())
@@ -421,6 +438,7 @@ mod tests {
     use crate::cri::api;
     use crate::cri::fake::Call;
     use crate::cri::FakeRuntime;
+    use crate::report::recorded::Recorded;
 
     fn t(s: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + s)
@@ -525,35 +543,8 @@ mod tests {
         }]
     }
 
-    struct Events(std::sync::Mutex<Vec<String>>);
-    impl PodReporter for Events {
-        fn status(
-            &self,
-            _: &k8s_openapi::api::core::v1::Pod,
-            _: &k8s_openapi::api::core::v1::PodStatus,
-        ) {
-        }
-        fn event(&self, _: &k8s_openapi::api::core::v1::Pod, _: EventType, _: &str, _: &str) {}
-        fn node_event(&self, kind: EventType, reason: &str, message: &str) {
-            self.0
-                .lock()
-                .unwrap()
-                .push(format!("{} {reason}: {message}", kind.as_str()));
-        }
-        fn deleted(
-            &self,
-            _: &k8s_openapi::api::core::v1::Pod,
-        ) -> Result<(), crate::kube::ApiError> {
-            Ok(())
-        }
-        fn last_status(&self, _: &str) -> Option<Arc<k8s_openapi::api::core::v1::PodStatus>> {
-            None
-        }
-        fn forget(&self, _: &str) {}
-    }
-
-    fn gc(rt: &Arc<FakeRuntime>, capacity: u64, available: u64) -> (ImageGc, Arc<Events>) {
-        let events = Arc::new(Events(Default::default()));
+    fn gc(rt: &Arc<FakeRuntime>, capacity: u64, available: u64) -> (ImageGc, Arc<Recorded>) {
+        let events = Arc::new(Recorded::default());
         let gc = ImageGc::new(
             rt.clone(),
             events.clone(),
@@ -597,8 +588,8 @@ mod tests {
         gone.sort();
         assert_eq!(gone, ["sha256:o", "sha256:o2"], "the sandbox images stay");
         assert_eq!(
-            events.0.lock().unwrap().clone(),
-            ["Warning FreeDiskSpaceFailed: Failed to garbage collect required amount of images. Attempted to free 100 bytes, but only found 60 bytes eligible to free."]
+            events.take_events(),
+            ["FreeDiskSpaceFailed: Failed to garbage collect required amount of images. Attempted to free 100 bytes, but only found 60 bytes eligible to free."]
         );
     }
 
@@ -610,18 +601,18 @@ mod tests {
         let (mut g, events) = gc(&rt, 1000, 500);
         g.round();
         assert!(removed(&rt).is_empty());
-        assert!(events.0.lock().unwrap().is_empty());
+        assert!(events.take_events().is_empty());
 
         rt.set_image_fs(fs("/elsewhere"));
         let (mut g, events) = gc(&rt, 1000, 0);
         g.round();
         g.round();
         assert_eq!(
-            events.0.lock().unwrap().clone(),
+            events.take_events(),
             [
-                "Warning InvalidDiskCapacity: invalid capacity 0 on image filesystem",
-                "Warning InvalidDiskCapacity: invalid capacity 0 on image filesystem",
-                "Warning ImageGCFailed: invalid capacity 0 on image filesystem",
+                "InvalidDiskCapacity: invalid capacity 0 on image filesystem",
+                "InvalidDiskCapacity: invalid capacity 0 on image filesystem",
+                "ImageGCFailed: invalid capacity 0 on image filesystem",
             ],
             "ImageGCFailed only for the second failure in a row"
         );

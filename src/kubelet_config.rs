@@ -34,6 +34,8 @@ enum Type {
     List,
     /// A map of strings (`cpu: 100m`), given to the flag as `k=v,k2=v2`.
     Map,
+    /// A map of strings given to the flag as `k<v,k2<v2` (`evictionHard: {memory.available: 100Mi}`).
+    LtMap,
 }
 
 /// One file field vk-cri has: its path in the file, the flag (clap id) it sets, its type.
@@ -178,6 +180,36 @@ const FIELDS: &[Field] = &[
         ty: Type::Int(0, i32::MAX as i64),
     },
     Field {
+        path: "evictionHard",
+        flag: "eviction_hard",
+        ty: Type::LtMap,
+    },
+    Field {
+        path: "evictionSoft",
+        flag: "eviction_soft",
+        ty: Type::LtMap,
+    },
+    Field {
+        path: "evictionSoftGracePeriod",
+        flag: "eviction_soft_grace_period",
+        ty: Type::Map,
+    },
+    Field {
+        path: "evictionMinimumReclaim",
+        flag: "eviction_minimum_reclaim",
+        ty: Type::Map,
+    },
+    Field {
+        path: "evictionPressureTransitionPeriod",
+        flag: "eviction_pressure_transition_period",
+        ty: Type::Duration,
+    },
+    Field {
+        path: "evictionMaxPodGracePeriod",
+        flag: "eviction_max_pod_grace_period",
+        ty: Type::Int(i32::MIN as i64, i32::MAX as i64),
+    },
+    Field {
         path: "imageGCHighThresholdPercent",
         flag: "image_gc_high_threshold",
         ty: Type::Int(i32::MIN as i64, i32::MAX as i64),
@@ -299,14 +331,15 @@ fn flag_value(v: &Value, ty: Type) -> Result<String, String> {
             }
             Ok(out.join(","))
         }
-        Type::Map => {
+        Type::Map | Type::LtMap => {
             let Some(map) = v.as_object() else {
                 return wrong("a map of strings");
             };
+            let sep = if matches!(ty, Type::LtMap) { '<' } else { '=' };
             let mut out = Vec::new();
             for (k, item) in map {
                 match item.as_str() {
-                    Some(s) => out.push(format!("{k}={s}")),
+                    Some(s) => out.push(format!("{k}{sep}{s}")),
                     None => return Err(format!("{k}: expected a string, got {}", type_name(item))),
                 }
             }
@@ -527,6 +560,14 @@ pub fn effective(c: &Config) -> Value {
         "containerLogMaxSize": Amount::from_units(c.container_logs.max_size).format(Format::BinarySi),
         "containerLogMaxFiles": c.container_logs.max_files,
         "containerLogMonitorInterval": go_duration(c.container_logs.interval),
+        "evictionHard": eviction_map(c, true, |t| t.value.text()),
+        "evictionSoft": eviction_map(c, false, |t| t.value.text()),
+        "evictionSoftGracePeriod": eviction_map(c, false, |t| go_duration(t.grace_period)),
+        "evictionMinimumReclaim": c.eviction.thresholds.iter()
+            .filter_map(|t| Some((t.signal.name().to_string(), serde_json::Value::from(t.min_reclaim.as_ref()?.text()))))
+            .collect::<serde_json::Map<_, _>>(),
+        "evictionPressureTransitionPeriod": go_duration(c.eviction.pressure_transition_period),
+        "evictionMaxPodGracePeriod": c.eviction.max_pod_grace_period,
         "imageGCHighThresholdPercent": c.image_gc.high_threshold_percent,
         "imageGCLowThresholdPercent": c.image_gc.low_threshold_percent,
         "imageMinimumGCAge": go_duration(c.image_gc.min_age),
@@ -540,6 +581,20 @@ pub fn effective(c: &Config) -> Value {
 }
 
 /// Go's `omitempty`: unset paths and empty maps are left out.
+/// The hard (or soft) thresholds of `c` as a KubeletConfiguration map, signal → `f(threshold)`.
+fn eviction_map(
+    c: &Config,
+    hard: bool,
+    f: impl Fn(&crate::eviction::core::Threshold) -> String,
+) -> serde_json::Map<String, Value> {
+    c.eviction
+        .thresholds
+        .iter()
+        .filter(|t| t.hard == hard)
+        .map(|t| (t.signal.name().to_string(), Value::from(f(t))))
+        .collect()
+}
+
 fn prune_nulls(v: &mut Value) {
     if let Value::Object(m) = v {
         m.retain(|_, x| !x.is_null());
@@ -634,7 +689,7 @@ tlsCertFile: null
     fn unknown_fields_warn_and_wrong_types_name_their_path() {
         let f = parse(
             "k.yaml",
-            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nevictionHard:\n  memory.available: 100Mi\nauthentication:\n  webhook:\n    enabled: false\n  magic: 1\nmaxPods: 7\n",
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncpuManagerPolicyOptions:\n  full-pcpus-only: \"true\"\nauthentication:\n  webhook:\n    enabled: false\n  magic: 1\nmaxPods: 7\n",
         )
         .unwrap();
         assert_eq!(values(&f), [("max_pods", "7")]);
@@ -645,7 +700,7 @@ tlsCertFile: null
             [
                 "--config k.yaml: authentication.webhook.enabled: false is not supported (bearer tokens are always reviewed with the API server when there is one): ignored",
                 "--config k.yaml: unknown field \"authentication.magic\" (not one vk-cri has): ignored",
-                "--config k.yaml: unknown field \"evictionHard\" (not one vk-cri has): ignored",
+                "--config k.yaml: unknown field \"cpuManagerPolicyOptions\" (not one vk-cri has): ignored",
             ]
         );
         let head = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";

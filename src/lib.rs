@@ -23,6 +23,7 @@
 //!   and the event recorder's aggregation and rate limits.
 //! - [`pod`]: the pure pod core: translation to CRI configs and labels, the environment, the
 //!   planner, the status. No I/O, no thread, no clock; imports no executor, prober or reporter.
+//! - [`eviction`]: node-pressure eviction (signals, thresholds, the kubelet's ranking).
 //! - [`executor`]: the threads that run pods: the pod workers, the syncer (the kubelet's SyncPod
 //!   steps against CRI), the relister and runtime cache, the volume manager, pod cgroups.
 //! - [`probe`]: liveness, readiness and startup probes and lifecycle hooks: the prober
@@ -38,6 +39,7 @@ pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod cri;
+pub mod eviction;
 pub mod executor;
 #[cfg(test)]
 mod fuzz;

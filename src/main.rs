@@ -31,7 +31,7 @@ use vk_cri::kubeconfig;
 use vk_cri::node::agent::{self as node_agent, NodeAgent};
 use vk_cri::node::host::{go_arch, HostFacts, ProcHost};
 use vk_cri::node::labels::node_labels;
-use vk_cri::node::spec::{node_allocatable, EvictionThresholds, NodeParams, SetAside};
+use vk_cri::node::spec::{node_allocatable, NodeParams, SetAside};
 use vk_cri::report::api::ApiReporter;
 use vk_cri::report::{LogReporter, PodReporter};
 use vk_cri::volume::claim::NodeIdentity;
@@ -473,7 +473,7 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
     node.cgroup_root = config.cgroup_root.clone();
     node.host_resolv_conf = host_resolv_conf;
     let host = ProcHost::new(config.log_dir.clone());
-    let eviction = EvictionThresholds::default();
+    let eviction = config.eviction.allocatable_thresholds();
     let mut allocatable = NodeAllocatable::default();
     if let Ok(facts) = HostFacts::gather(&host) {
         node.memory_capacity =
@@ -514,6 +514,8 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
     };
     // Given when the node shuts down: the node agent turns Ready False, the syncer refuses pods.
     let mut shutdown = vk_cri::node::agent::ShutdownNotice::default();
+    // The eviction manager's view: the Node's pressure conditions, admission and evictions.
+    let pressure = Arc::new(vk_cri::eviction::Shared::default());
     let (reporter, api): (Arc<dyn PodReporter>, Option<Arc<dyn KubeApi>>) = match &config.kubeconfig
     {
         None => {
@@ -585,13 +587,15 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
             params.kube_reserved = config.kube_reserved;
             params.system_reserved = config.system_reserved;
             params.eviction = eviction;
+            let pressure_view = pressure.clone();
             let agent = NodeAgent::new(
                 api.clone(),
                 runtime.clone(),
                 Box::new(host),
                 params,
                 config.node_status_report_frequency,
-            );
+            )
+            .with_pressure(Box::new(move || pressure_view.pressure()));
             shutdown = agent.shutdown_notice();
             node_agent::spawn(agent).map_err(|e| format!("failed to start the node agent: {e}"))?;
             let (api2, node, tx2, ready2) = (
@@ -693,7 +697,8 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
             .with_prober(prober.clone())
             .with_clock(clock.clone())
             .with_shutdown_flag(shutdown.flag())
-            .with_pod_cgroups(vk_cri::executor::cgroups::CGROUP_FS),
+            .with_pod_cgroups(vk_cri::executor::cgroups::CGROUP_FS)
+            .with_eviction(pressure.clone()),
     );
     let runtime_cache = syncer.runtime_cache();
     let _ = relister.set(runtime_cache.clone());
@@ -721,15 +726,41 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
         config.container_logs,
     )
     .map_err(|e| format!("failed to start container log rotation: {e}"))?;
-    vk_cri::imagegc::spawn(vk_cri::imagegc::ImageGc::new(
+    let image_gc = Arc::new(std::sync::Mutex::new(vk_cri::imagegc::ImageGc::new(
         runtime.clone(),
         reporter.clone(),
         clock.clone(),
         Box::new(vk_cri::node::stats::statvfs),
         config.image_gc,
         &config.pod_infra_container_image,
+    )));
+    vk_cri::imagegc::spawn(image_gc.clone())
+        .map_err(|e| format!("failed to start image garbage collection: {e}"))?;
+    vk_cri::eviction::spawn(vk_cri::eviction::EvictionManager::new(
+        config.eviction.clone(),
+        pressure.clone(),
+        Arc::new(NodePods {
+            index: index.clone(),
+            workers: workers.clone(),
+            reporter: reporter.clone(),
+        }),
+        vk_cri::eviction::Edges {
+            host: Arc::new(vk_cri::node::stats::ProcStats::new(
+                &config.pods_dir,
+                &config.cgroup_root,
+            )),
+            runtime: runtime.clone(),
+            reporter: reporter.clone(),
+            clock: clock.clone(),
+            statfs: vk_cri::node::stats::statvfs,
+            node_name: config.node_name.clone(),
+            pods_dir: config.pods_dir.clone(),
+            log_root: config.log_dir.clone(),
+            volumes_dir: config.volumes_dir.clone(),
+            image_gc: Some(image_gc),
+        },
     ))
-    .map_err(|e| format!("failed to start image garbage collection: {e}"))?;
+    .map_err(|e| format!("failed to start the eviction manager: {e}"))?;
     pleg::spawn(
         runtime.clone(),
         runtime_cache,
@@ -899,3 +930,30 @@ fn shut_down(sig: &str, reporter: &dyn PodReporter, runtime: &dyn Runtime, node_
 
 /// How long a clean stop waits for queued status writes and events.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The pods the eviction manager may evict: known, not deleting, not finished.
+struct NodePods {
+    index: Arc<PodIndex>,
+    workers: PodWorkers,
+    reporter: Arc<dyn PodReporter>,
+}
+
+impl vk_cri::eviction::ActivePods for NodePods {
+    fn active(&self) -> Vec<Arc<k8s_openapi::api::core::v1::Pod>> {
+        self.index
+            .pods()
+            .into_iter()
+            .filter(|p| {
+                let uid = vk_cri::pod::uid(p);
+                let phase = self.reporter.last_status(uid).and_then(|s| s.phase.clone());
+                p.metadata.deletion_timestamp.is_none()
+                    && !self.workers.is_finished(uid)
+                    && !matches!(phase.as_deref(), Some("Succeeded" | "Failed"))
+            })
+            .collect()
+    }
+
+    fn poke(&self, uid: &str) {
+        self.workers.poke(uid);
+    }
+}

@@ -39,6 +39,16 @@ impl PodIndex {
     /// Every pod, ordered by namespace and name, with its status replaced by `status(uid)`
     /// where that has one (what vk-cri reported last is newer than what the source had; for
     /// static pods it is the only status there is, as in the kubelet's `GetPods`).
+    /// Every pod known, as it came from its source.
+    pub fn pods(&self) -> Vec<Arc<Pod>> {
+        self.pods
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub fn list(&self, status: impl Fn(&str) -> Option<Arc<PodStatus>>) -> Vec<Pod> {
         let pods: Vec<Arc<Pod>> = self
             .pods

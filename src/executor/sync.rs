@@ -74,8 +74,9 @@ struct PodState {
     evicted: Option<String>,
     /// Stopped for the node's shutdown: Failed, `Terminated`, DisruptionTarget.
     node_shutdown: bool,
-    /// Arrived while the node shuts down: Failed, `NodeShutdown`, never started.
-    refused_for_shutdown: bool,
+    /// Refused at admission (the node shuts down: `NodeShutdown`; it is under pressure:
+    /// `Evicted`): Failed with this reason and message, never started.
+    refused: Option<(&'static str, String)>,
     /// The first sync of this pod, and whether its start duration was recorded.
     first_seen: Option<Instant>,
     start_recorded: bool,
@@ -112,6 +113,8 @@ pub struct RuntimeSyncer {
     shutting_down: Arc<std::sync::atomic::AtomicBool>,
     /// Where pod cgroups are made (`/sys/fs/cgroup`); `None`: left to the runtime.
     cgroup_fs: Option<PathBuf>,
+    /// The eviction manager's requests and pressure.
+    eviction: Option<Arc<crate::eviction::Shared>>,
 }
 
 /// A container start that did not happen, as the kubelet reports it.
@@ -258,7 +261,15 @@ impl RuntimeSyncer {
             clock: Arc::new(RealClock),
             shutting_down: Arc::default(),
             cgroup_fs: None,
+            eviction: None,
         }
+    }
+
+    /// Evicts the pods the eviction manager asks for, and refuses pods under pressure as its
+    /// admission does.
+    pub fn with_eviction(mut self, shared: Arc<crate::eviction::Shared>) -> RuntimeSyncer {
+        self.eviction = Some(shared);
+        self
     }
 
     /// Makes each pod's cgroup with its pod-level settings under `fs` (`/sys/fs/cgroup`) before
@@ -599,15 +610,17 @@ impl RuntimeSyncer {
         });
         let mut status = status;
         if let Some(msg) = &st.evicted {
-            status.reason = Some("Evicted".into());
-            status.message = Some(msg.clone());
+            status =
+                crate::pod::shutdown::killed_status(status, "Evicted", msg, self.clock.timestamp());
         }
         if st.node_shutdown {
             status = crate::pod::shutdown::stopped_status(status, self.clock.timestamp());
-        } else if st.refused_for_shutdown {
-            status = crate::pod::shutdown::refused_status(
+        } else if let Some((reason, message)) = &st.refused {
+            status = crate::pod::shutdown::rejected_status(
                 old.as_deref().or(pod.status.as_ref()),
                 self.clock.timestamp(),
+                reason,
+                message,
             );
         }
         self.reporter.status(pod, &status);
@@ -1014,7 +1027,19 @@ impl RuntimeSyncer {
             && observed.latest_sandbox().is_none()
             && self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
         {
-            return self.refuse_for_shutdown(pod, &observed, &mut st);
+            use crate::pod::shutdown::{NOT_ADMITTED_MESSAGE, NOT_ADMITTED_REASON};
+            return self.refuse(
+                pod,
+                &observed,
+                &mut st,
+                NOT_ADMITTED_REASON,
+                NOT_ADMITTED_MESSAGE.to_string(),
+            );
+        }
+        if first_sync && observed.latest_sandbox().is_none() {
+            if let Some(Err(message)) = self.eviction.as_ref().map(|e| e.admit(pod)) {
+                return self.refuse(pod, &observed, &mut st, "Evicted", message);
+            }
         }
         let mut pass = self.step_plan(pod, observed, &mut st);
         if let Err(done) = self.step_kill(&mut pass) {
@@ -1087,7 +1112,10 @@ impl RuntimeSyncer {
             }
         }
         if let Some(msg) = self.volumes.as_ref().and_then(|v| v.eviction(uid(pod))) {
-            return Err(self.evict(pod, &observed, st, msg));
+            return Err(self.evict(pod, &observed, st, msg, Some(Duration::ZERO)));
+        }
+        if let Some(e) = self.eviction.as_ref().and_then(|e| e.eviction(uid(pod))) {
+            return Err(self.evict(pod, &observed, st, e.message, e.grace));
         }
         Ok(observed)
     }
@@ -1500,36 +1528,35 @@ impl RuntimeSyncer {
         }
     }
 
-    /// A pod that arrives while the node shuts down is never started: Failed with the
-    /// kubelet's admission refusal (`NodeShutdown`).
-    fn refuse_for_shutdown(
+    /// A pod refused at admission is never started: the kubelet's `rejectPod` (a Warning event
+    /// with the reason and message, Failed with `Pod was rejected: <message>`).
+    fn refuse(
         &self,
         pod: &Arc<Pod>,
         observed: &ObservedPod,
         st: &mut PodState,
+        reason: &'static str,
+        message: String,
     ) -> SyncResult {
-        use crate::pod::shutdown::{NOT_ADMITTED_MESSAGE, NOT_ADMITTED_REASON};
-        log::info!("pod {}: not started: {NOT_ADMITTED_MESSAGE}", tag(pod));
-        self.reporter.event(
-            pod,
-            EventType::Warning,
-            NOT_ADMITTED_REASON,
-            NOT_ADMITTED_MESSAGE,
-        );
+        log::info!("pod {}: not started: {message}", tag(pod));
+        self.reporter
+            .event(pod, EventType::Warning, reason, &message);
         st.pod_failed = true;
-        st.refused_for_shutdown = true;
+        st.refused = Some((reason, message));
         self.report_status(pod, observed, st, false);
         SyncResult::Terminal
     }
 
     /// Evicts the pod as the kubelet's eviction manager does: a Warning `Evicted` event, every
-    /// container stopped, and the pod Failed with reason `Evicted` and the message.
+    /// container stopped within `grace` (`None`: the pod's own; at least the kubelet's minimum),
+    /// and the pod Failed with reason `Evicted`, the message and `DisruptionTarget`.
     fn evict(
         &self,
         pod: &Arc<Pod>,
         observed: &ObservedPod,
         st: &mut PodState,
         msg: String,
+        grace: Option<Duration>,
     ) -> SyncResult {
         if st.evicted.is_none() {
             log::info!("pod {}: evicted: {msg}", tag(pod));
@@ -1538,7 +1565,8 @@ impl RuntimeSyncer {
             st.evicted = Some(msg);
             st.pod_failed = true;
         }
-        if let Err(e) = self.kill_pod(pod, observed, MIN_GRACE) {
+        let grace = grace.unwrap_or_else(|| grace_period(pod)).max(MIN_GRACE);
+        if let Err(e) = self.kill_pod(pod, observed, grace) {
             log::warn!("pod {}: {e}", tag(pod));
             return SyncResult::Requeue(RETRY);
         }
@@ -1782,6 +1810,9 @@ impl PodSyncer for RuntimeSyncer {
                     log::warn!("pod {pod_key}: failed to remove {}: {e}", dir.display());
                 }
             }
+        }
+        if let Some(e) = &self.eviction {
+            e.forget(uid(pod));
         }
         // Deleted, or gone from its source (a removed manifest's mirror pod goes too).
         if !why.keeps_pod() {

@@ -61,7 +61,13 @@ pub struct NodeAgent {
     runtime_state: RuntimeState,
     /// The readiness the Node's status was last written with.
     written_readiness: Option<RuntimeReadiness>,
+    /// The pressure conditions, from the eviction manager; without one, from the host's usage
+    /// against the hard thresholds.
+    pressure: Option<PressureSource>,
 }
+
+/// Where the Node's MemoryPressure, DiskPressure and PIDPressure come from.
+pub type PressureSource = Box<dyn Fn() -> spec::Pressure + Send>;
 
 /// Tells the node agent the node shuts down: its Ready condition turns False, written at once.
 /// The flag it sets is shared with whoever else must know (the pod syncer refuses new pods);
@@ -112,7 +118,14 @@ impl NodeAgent {
             notice,
             runtime_state: RuntimeState::default(),
             written_readiness: None,
+            pressure: None,
         }
+    }
+
+    /// Reports the pressure conditions `source` gives (the eviction manager's).
+    pub fn with_pressure(mut self, source: PressureSource) -> NodeAgent {
+        self.pressure = Some(source);
+        self
     }
 
     /// The notice that turns this node's Ready False for its shutdown.
@@ -198,7 +211,12 @@ impl NodeAgent {
         let readiness = self.readiness();
         let now = Timestamp::now();
         let old = current.status.unwrap_or_default();
-        let new = spec::node_status(Some(&old), &self.params, &facts, &readiness, now);
+        let new = match &self.pressure {
+            Some(p) => {
+                spec::node_status_with(Some(&old), &self.params, &facts, &readiness, p(), now)
+            }
+            None => spec::node_status(Some(&old), &self.params, &facts, &readiness, now),
+        };
         let Some(patch) =
             spec::status_report(&old, &new, self.last_report, now, self.report_frequency)?
         else {

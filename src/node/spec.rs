@@ -362,6 +362,19 @@ pub fn node_status(
     runtime: &RuntimeReadiness,
     now: Timestamp,
 ) -> NodeStatus {
+    let pressure = pressure(&facts.usage, &params.eviction);
+    node_status_with(prev, params, facts, runtime, pressure, now)
+}
+
+/// [`node_status`] with the pressure conditions as the eviction manager sees them.
+pub fn node_status_with(
+    prev: Option<&NodeStatus>,
+    params: &NodeParams,
+    facts: &HostFacts,
+    runtime: &RuntimeReadiness,
+    pressure: Pressure,
+    now: Timestamp,
+) -> NodeStatus {
     let mut status = prev.cloned().unwrap_or_default();
     let (capacity, allocatable) = capacity_and_allocatable(params, facts);
     status.capacity = Some(capacity);
@@ -386,7 +399,6 @@ pub fn node_status(
         swap: None,
         system_uuid: id.system_uuid.clone(),
     });
-    let pressure = pressure(&facts.usage, &params.eviction);
     status.conditions = Some(conditions(
         prev.and_then(|p| p.conditions.as_deref()),
         pressure,

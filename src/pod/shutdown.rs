@@ -117,6 +117,17 @@ pub fn plan(mut groups: Vec<Group>, pods: &[Candidate]) -> Vec<Group> {
 /// what it had only what the kubelet does not own (others' conditions, qosClass); its start
 /// time is set once, as the status manager sets every pod's.
 pub fn refused_status(old: Option<&PodStatus>, now: Timestamp) -> PodStatus {
+    rejected_status(old, now, NOT_ADMITTED_REASON, NOT_ADMITTED_MESSAGE)
+}
+
+/// The kubelet's `rejectPod` status for any admission refusal: Failed, `reason`, message
+/// `Pod was rejected: ` + `message` (the eviction manager's `Evicted` refusal too).
+pub fn rejected_status(
+    old: Option<&PodStatus>,
+    now: Timestamp,
+    reason: &str,
+    message: &str,
+) -> PodStatus {
     let kept = old
         .and_then(|s| s.conditions.as_ref())
         .map(|cs| {
@@ -128,8 +139,8 @@ pub fn refused_status(old: Option<&PodStatus>, now: Timestamp) -> PodStatus {
         .filter(|cs| !cs.is_empty());
     PodStatus {
         phase: Some("Failed".into()),
-        reason: Some(NOT_ADMITTED_REASON.into()),
-        message: Some(format!("Pod was rejected: {NOT_ADMITTED_MESSAGE}")),
+        reason: Some(reason.into()),
+        message: Some(format!("Pod was rejected: {message}")),
         conditions: kept,
         qos_class: old.and_then(|s| s.qos_class.clone()),
         start_time: Some(old.and_then(|s| s.start_time.clone()).unwrap_or(Time(now))),
@@ -139,18 +150,30 @@ pub fn refused_status(old: Option<&PodStatus>, now: Timestamp) -> PodStatus {
 
 /// The status of a pod stopped for the shutdown: Failed (unless it had Succeeded), the reason
 /// and message, and the DisruptionTarget condition (its transition time kept if it had one).
-pub fn stopped_status(mut status: PodStatus, now: Timestamp) -> PodStatus {
+pub fn stopped_status(status: PodStatus, now: Timestamp) -> PodStatus {
+    killed_status(status, REASON, MESSAGE, now)
+}
+
+/// A pod the kubelet stopped itself (node shutdown, eviction): Failed (unless it had
+/// Succeeded), `reason` and `message`, and the `DisruptionTarget` condition with reason
+/// `TerminationByKubelet` (its transition time kept if it had one).
+pub fn killed_status(
+    mut status: PodStatus,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> PodStatus {
     if status.phase.as_deref() != Some("Succeeded") {
         status.phase = Some("Failed".into());
     }
-    status.reason = Some(REASON.into());
-    status.message = Some(MESSAGE.into());
+    status.reason = Some(reason.into());
+    status.message = Some(message.into());
     let conditions = status.conditions.get_or_insert_with(Vec::new);
     let condition = PodCondition {
         type_: "DisruptionTarget".into(),
         status: "True".into(),
         reason: Some("TerminationByKubelet".into()),
-        message: Some(MESSAGE.into()),
+        message: Some(message.into()),
         last_transition_time: Some(Time(now)),
         last_probe_time: None,
         observed_generation: None,

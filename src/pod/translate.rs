@@ -155,7 +155,12 @@ fn pod_ids(pod: &Pod) -> Result<(&str, &str, &str), TranslateError> {
 /// The pod's log directory: `<log root>/<namespace>_<name>_<uid>` (the sandbox's
 /// `log_directory`; the caller creates it before RunPodSandbox).
 pub fn log_directory(pod: &Pod, node: &NodeContext) -> PathBuf {
-    node.log_root.join(format!(
+    log_directory_of(pod, &node.log_root)
+}
+
+/// [`log_directory`] under `log_root`.
+pub fn log_directory_of(pod: &Pod, log_root: &std::path::Path) -> PathBuf {
+    log_root.join(format!(
         "{}_{}_{}",
         pod.metadata.namespace.as_deref().unwrap_or("default"),
         pod.metadata.name.as_deref().unwrap_or_default(),

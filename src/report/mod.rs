@@ -353,6 +353,14 @@ pub mod recorded {
                 message.into(),
             ));
         }
+        fn node_event(&self, kind: EventType, reason: &str, message: &str) {
+            self.events.lock().unwrap().push((
+                "<node>".into(),
+                kind,
+                reason.into(),
+                message.into(),
+            ));
+        }
         fn deleted(&self, _: &Pod) -> Result<(), ApiError> {
             Ok(())
         }

@@ -1509,3 +1509,185 @@ fn the_pod_cgroup_holds_the_pods_limits_and_its_runtime_class_overhead() {
     );
     drop(d);
 }
+
+/// Node-pressure eviction as the kubelet's: with `memory.available` below a soft threshold
+/// (here one above anything available, so the node is under pressure from the start) the Node
+/// reports MemoryPressure; after the grace period it gets EvictionThresholdMet and the pod using the most
+/// memory above its request goes first — Failed, reason Evicted, the kubelet's message and
+/// DisruptionTarget —, the next one a round (10 s) later, one at a time; a new BestEffort pod
+/// is refused at admission.
+#[test]
+fn under_memory_pressure_the_biggest_user_over_its_request_is_evicted_first() {
+    let f = fake();
+    let total_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("MemTotal");
+    let threshold = format!("{total_kib}Ki");
+    // Soft, with a grace period: the condition comes at once, evictions only once the pods run
+    // (a pod without stats yet would be ranked first, as the kubelet ranks it).
+    let mut d = Daemon::with_api(&f, "api-evict")
+        .arg(&format!("--eviction-soft=memory.available<{threshold}"))
+        .arg("--eviction-soft-grace-period=memory.available=5s");
+    let node = f.node_name().to_string();
+    // 48 MiB in the sandbox's /dev/shm, charged to the hog's cgroup.
+    let mut hog = pod(
+        "hog",
+        &node,
+        "dd if=/dev/zero of=/dev/shm/fill bs=1M count=48 2>/dev/null; trap 'exit 0' TERM; while true; do sleep 0.2; done",
+        1,
+    );
+    hog["spec"]["containers"][0]["name"] = json!("hog");
+    hog["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("256Mi");
+    f.create_pod(hog);
+    f.create_pod(pod("quiet", &node, COOPERATIVE, 1));
+    d.start();
+
+    let node_obj = wait_for("MemoryPressure True", Duration::from_secs(30), || {
+        f.get(Res::Nodes, "", &node).filter(|n| {
+            n["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "MemoryPressure" && c["status"] == "True")
+            })
+        })
+    });
+    let mp = node_obj["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "MemoryPressure")
+        .unwrap()
+        .clone();
+    assert_eq!(mp["reason"], "KubeletHasInsufficientMemory");
+    assert_eq!(mp["message"], "kubelet has insufficient memory available");
+
+    let evicted = |p: &Value| field(p, "/status/reason") == "Evicted";
+    let hog = wait_pod(&f, "hog", "the hog evicted", evicted);
+    let at_hog = std::time::Instant::now();
+    assert_eq!(field(&hog, "/status/phase"), "Failed");
+    let message = field(&hog, "/status/message").as_str().unwrap().to_string();
+    let prefix = format!(
+        "The node was low on resource: memory. Threshold quantity: {threshold}, available: "
+    );
+    assert!(message.starts_with(&prefix), "{message}");
+    assert!(
+        message.contains(". Container hog was using ")
+            && message.ends_with(", request is 8Mi, has larger consumption of memory. "),
+        "{message}"
+    );
+    let disruption = hog["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DisruptionTarget")
+        .cloned()
+        .expect("DisruptionTarget");
+    assert_eq!(disruption["status"], "True");
+    assert_eq!(disruption["reason"], "TerminationByKubelet");
+    assert_eq!(disruption["message"], message.as_str());
+    assert_ne!(
+        field(&f.get_pod("default", "quiet").unwrap(), "/status/reason"),
+        "Evicted",
+        "one pod per round: the quiet one is still there when the hog goes"
+    );
+    let events = f.list(Res::Events, Some("default"));
+    assert!(
+        events.iter().any(|e| e["involvedObject"]["name"] == "hog"
+            && e["reason"] == "Evicted"
+            && e["message"] == message.as_str()),
+        "the Evicted event"
+    );
+    assert!(
+        events.iter().any(|e| e["involvedObject"]["kind"] == "Node"
+            && e["reason"] == "EvictionThresholdMet"
+            && e["message"] == "Attempting to reclaim memory"),
+        "the Node's EvictionThresholdMet event"
+    );
+
+    // A BestEffort pod is refused while the node is under memory pressure.
+    let mut late = pod("late", &node, COOPERATIVE, 1);
+    late["spec"]["containers"][0]["resources"] = json!({});
+    late["spec"]["tolerations"] = json!([]);
+    f.create_pod(late);
+    let late = wait_pod(&f, "late", "the BestEffort pod refused", |p| {
+        field(p, "/status/phase") == "Failed"
+    });
+    assert_eq!(field(&late, "/status/reason"), "Evicted");
+    assert_eq!(
+        field(&late, "/status/message"),
+        "Pod was rejected: The node had condition: [MemoryPressure]. "
+    );
+    assert!(d.containers("late").is_empty());
+
+    // The pressure stays: the next pod goes a round later.
+    wait_pod(&f, "quiet", "the quiet pod evicted next", evicted);
+    assert!(
+        at_hog.elapsed() >= Duration::from_secs(5),
+        "one eviction per 10 s round, took {:?}",
+        at_hog.elapsed()
+    );
+    drop(d);
+}
+
+/// A small tmpfs as nodefs (the daemon's pods, logs and volumes directories on it; the images
+/// on containerd's own filesystem, so no image is removed for it): a pod filling an emptyDir
+/// brings `nodefs.available` under its hard threshold, the Node reports DiskPressure and that
+/// pod — the largest user of logs and local volumes — is evicted with the kubelet's message;
+/// its volume goes with it, which ends the pressure, so the other pod stays.
+#[test]
+fn under_disk_pressure_the_pod_filling_nodefs_is_evicted_and_the_others_stay() {
+    let f = fake();
+    let disk = env::Tmpfs::mount("nodefs", 16);
+    let mut d = Daemon::with_api(&f, "api-diskp")
+        .data_dir(disk.path())
+        .arg("--eviction-hard=nodefs.available<50%");
+    let node = f.node_name().to_string();
+    let mut writer = pod(
+        "writer",
+        &node,
+        "sleep 3; dd if=/dev/zero of=/data/fill bs=1M count=10 2>/dev/null; trap 'exit 0' TERM; while true; do sleep 0.2; done",
+        1,
+    );
+    writer["spec"]["containers"][0]["name"] = json!("writer");
+    writer["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "data", "mountPath": "/data"}]);
+    writer["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+    f.create_pod(writer);
+    f.create_pod(pod("steady", &node, COOPERATIVE, 1));
+    d.start();
+    wait_pod(&f, "steady", "steady running", running_and_ready);
+
+    let writer = wait_pod(&f, "writer", "the writer evicted", |p| {
+        field(p, "/status/reason") == "Evicted"
+    });
+    assert_eq!(field(&writer, "/status/phase"), "Failed");
+    let message = field(&writer, "/status/message").as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "The node was low on resource: ephemeral-storage. Threshold quantity: 8Mi, available: "
+        ) && message.contains(". Container writer was using ")
+            && message.ends_with(", request is 0, has larger consumption of ephemeral-storage. "),
+        "{message}"
+    );
+    let node_obj = f.get(Res::Nodes, "", &node).unwrap();
+    assert!(
+        node_obj["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "DiskPressure" && c["status"] == "True"),
+        "{node_obj}"
+    );
+    // The writer's emptyDir is gone with it: the pressure is over and nothing else goes.
+    std::thread::sleep(Duration::from_secs(12));
+    let steady = f.get_pod("default", "steady").unwrap();
+    assert!(running_and_ready(&steady), "{steady}");
+    let log = d.log();
+    assert!(
+        !log.contains("attempting to delete unused images"),
+        "no image removed for a nodefs of its own: {log}"
+    );
+    drop(d);
+}

@@ -65,6 +65,9 @@ pub struct Daemon {
     args: Vec<String>,
     /// `--cri-socket`, when not the dev environment's containerd.
     cri_socket: Option<PathBuf>,
+    /// Where the pods, logs and volumes directories go (the scratch directory unless a test
+    /// puts them on a filesystem of its own).
+    data: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -81,6 +84,7 @@ impl Daemon {
             port: free_port(),
             args: Vec::new(),
             cri_socket: None,
+            data: None,
         }
     }
 
@@ -137,6 +141,16 @@ impl Daemon {
         self
     }
 
+    /// Keeps its pods, logs and volumes directories under `dir` (a filesystem of the test's).
+    pub fn data_dir(mut self, dir: &std::path::Path) -> Daemon {
+        self.data = Some(dir.to_path_buf());
+        self
+    }
+
+    fn data(&self) -> PathBuf {
+        self.data.clone().unwrap_or_else(|| self.dir.0.clone())
+    }
+
     /// Runs on another containerd than the dev environment's.
     pub fn cri_socket(mut self, socket: &std::path::Path) -> Daemon {
         self.cri_socket = Some(socket.to_path_buf());
@@ -148,7 +162,7 @@ impl Daemon {
     }
 
     pub fn log_root(&self) -> PathBuf {
-        self.dir.0.join("logs")
+        self.data().join("logs")
     }
 
     /// Starts (or starts again) the daemon; its output is appended to its log.
@@ -168,9 +182,9 @@ impl Daemon {
             .arg("--log-dir")
             .arg(self.log_root())
             .arg("--pods-dir")
-            .arg(self.dir.0.join("pods"))
+            .arg(self.data().join("pods"))
             .arg("--volumes-dir")
-            .arg(self.dir.0.join("volumes"))
+            .arg(self.data().join("volumes"))
             .args(
                 self.kubeconfig
                     .iter()

@@ -62,3 +62,39 @@ pub fn unique(tag: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A tmpfs of `size_mib` mounted on a fresh scratch directory (root needed), unmounted and
+/// removed when dropped: a small filesystem whose fullness a test controls.
+pub struct Tmpfs(pub Scratch);
+
+impl Tmpfs {
+    pub fn mount(tag: &str, size_mib: u32) -> Tmpfs {
+        let dir = Scratch::new(tag);
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size_mib}m"))
+            .arg("tmpfs")
+            .arg(&dir.0)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mount a tmpfs at {} (root needed)",
+            dir.0.display()
+        );
+        Tmpfs(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0 .0
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0 .0)
+            .status();
+    }
+}

@@ -22,6 +22,8 @@ use crate::support::fake_apiserver::{FakeApiServer, FakeConfig, Res};
 /// `size_mib`, its state and socket under a directory of its own.
 struct PrivateContainerd {
     dir: PathBuf,
+    /// Its root, the image filesystem; unmounted after containerd stopped (field order).
+    root: env::Tmpfs,
     socket: PathBuf,
     child: Child,
     rt: GrpcRuntime,
@@ -32,20 +34,9 @@ impl PrivateContainerd {
         let base = PathBuf::from(env::var("VKCRI_DEV_BASE"));
         let dev_socket = env::cri_socket();
         let dir = base.join("private").join(env::unique(tag));
-        let root = dir.join("root");
-        std::fs::create_dir_all(&root).expect("private containerd dir");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size_mib}m"))
-            .arg("tmpfs")
-            .arg(&root)
-            .status()
-            .expect("run mount");
-        assert!(
-            mounted.success(),
-            "mount a tmpfs at {} (root needed)",
-            root.display()
-        );
+        std::fs::create_dir_all(&dir).expect("private containerd dir");
+        let root_fs = env::Tmpfs::mount(tag, size_mib);
+        let root = root_fs.path().to_path_buf();
         let socket = dir.join("containerd.sock");
         let config = std::fs::read_to_string(base.join("etc/containerd/config.toml"))
             .expect("the dev environment's containerd config");
@@ -99,6 +90,7 @@ impl PrivateContainerd {
         );
         let mut c = PrivateContainerd {
             dir,
+            root: root_fs,
             socket,
             child,
             rt,
@@ -124,7 +116,7 @@ impl PrivateContainerd {
 
     /// Bytes used and capacity of its image filesystem (the tmpfs).
     fn root_fs(&self) -> (u64, u64) {
-        let st = nix::sys::statvfs::statvfs(&self.dir.join("root")).expect("statvfs");
+        let st = nix::sys::statvfs::statvfs(self.root.path()).expect("statvfs");
         let frag = st.fragment_size();
         ((st.blocks() - st.blocks_free()) * frag, st.blocks() * frag)
     }
@@ -143,10 +135,6 @@ impl Drop for PrivateContainerd {
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.child.wait();
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.join("root"))
-            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1214,7 +1214,8 @@ clusterDomain: example.internal
 containerLogMaxFiles: 3
 runtimeRequestTimeout: 90s
 evictionHard:
-  memory.available: 100Mi
+  memory.available: 200Mi
+topologyManagerPolicy: restricted
 ",
     )
     .unwrap();
@@ -1223,7 +1224,7 @@ evictionHard:
     k.d.start();
     k.d.wait_log("kubelet API on https://127.0.0.1:", Duration::from_secs(30));
     assert!(k.d.log().contains(&format!(
-        "--config {}: unknown field \"evictionHard\" (not one vk-cri has): ignored",
+        "--config {}: unknown field \"topologyManagerPolicy\" (not one vk-cri has): ignored",
         file.display()
     )));
     let r = k.get("/configz");
@@ -1234,6 +1235,11 @@ evictionHard:
     assert_eq!(kc["clusterDomain"], "example.internal", "from the file");
     assert_eq!(kc["containerLogMaxFiles"], 3);
     assert_eq!(kc["runtimeRequestTimeout"], "1m30s");
+    assert_eq!(
+        kc["evictionHard"],
+        serde_json::json!({"memory.available": "200Mi"}),
+        "the file's thresholds replace the defaults, as in kubelet 1.28"
+    );
     assert_eq!(kc["port"], k.d.port, "the --port flag wins over the file's");
     assert_eq!(
         kc["staticPodPath"],
