@@ -243,7 +243,7 @@ impl EvictionManager {
     /// The signals now (`makeSignalObservations`); a signal that cannot be read is left out.
     fn observe(&self) -> Observations {
         let mut obs = Observations::new();
-        match self.edges.host.sample() {
+        match self.edges.host.pressure_sample() {
             Ok(s) => {
                 if let Some(available) = s.memory.available {
                     obs.insert(

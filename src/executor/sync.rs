@@ -1426,9 +1426,12 @@ impl RuntimeSyncer {
 
     /// Step 8, clean-up: old exited container instances go with their log files, keeping the
     /// newest exited one of each container for its logs (`logs --previous`, lastState), as the
-    /// kubelet's container deletor does (its `removeContainerLog`, then `RemoveContainer`).
+    /// kubelet's container deletor does (its `removeContainerLog`, then `RemoveContainer`);
+    /// then older sandboxes that are stopped and empty (the kubelet's sandbox GC).
     fn step_cleanup(&self, pass: &mut Pass<'_>) {
-        for id in plan::containers_to_remove(&pass.observed, 1) {
+        let gone = plan::containers_to_remove(&pass.observed, 1);
+        for id in &gone {
+            let id = id.clone();
             pass.acted = true;
             let log_path = pass
                 .observed
@@ -1441,6 +1444,13 @@ impl RuntimeSyncer {
                 log::warn!("pod {}: failed to remove log {log_path}: {e}", pass.key);
             }
             if let Err(e) = self.runtime.remove_container(&id).filter_not_found() {
+                log::debug!("pod {}: {e}", pass.key);
+            }
+        }
+        // Older sandboxes, stopped and emptied, go too (the newest stays for its logs).
+        for id in plan::sandboxes_to_remove(&pass.observed, &gone) {
+            pass.acted = true;
+            if let Err(e) = self.runtime.remove_pod_sandbox(&id).filter_not_found() {
                 log::debug!("pod {}: {e}", pass.key);
             }
         }

@@ -103,6 +103,11 @@ pub struct PodCgroupSample {
 pub trait HostStats: Send + Sync {
     /// Reads the host now. The cpu and memory figures are required; the rest is best effort.
     fn sample(&self) -> Result<HostSample, NodeError>;
+    /// What the eviction manager reads every 10 s: memory, the pods directory's filesystem and
+    /// the pid limit; the rest of the sample may be left empty.
+    fn pressure_sample(&self) -> Result<HostSample, NodeError> {
+        self.sample()
+    }
     /// The cgroup of the pod with this uid under the cgroup root, if there is one.
     fn pod_cgroup(&self, uid: &str) -> Option<PodCgroupSample>;
 }
@@ -212,6 +217,18 @@ impl ProcStats {
             .exists()
     }
 
+    /// `pid_max` and the tasks that exist (/proc/loadavg).
+    fn rlimit(&self) -> Option<(u64, u64)> {
+        self.files
+            .read_optional("/proc/sys/kernel/pid_max")
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .zip(
+                self.files
+                    .read_optional("/proc/loadavg")
+                    .and_then(|s| super::host::parse_loadavg_tasks(&s)),
+            )
+    }
+
     /// The pods' cgroup (`--cgroup-root`).
     fn pods_cgroup(&self) -> Option<CgroupSample> {
         if self.cgroup_root.is_empty() {
@@ -318,6 +335,19 @@ impl HostStats for ProcStats {
         })
     }
 
+    fn pressure_sample(&self) -> Result<HostSample, NodeError> {
+        let meminfo = "/proc/meminfo";
+        let memory =
+            parse_node_memory(&self.files.read(meminfo)?).map_err(self.parse_error(meminfo))?;
+        Ok(HostSample {
+            at_ns: now_ns(),
+            memory,
+            fs: statvfs(&self.pods_dir),
+            rlimit: self.rlimit(),
+            ..HostSample::default()
+        })
+    }
+
     fn sample(&self) -> Result<HostSample, NodeError> {
         let at_ns = now_ns();
         let stat = "/proc/stat";
@@ -337,15 +367,7 @@ impl HostStats for ProcStats {
             parse_node_memory(&self.files.read(meminfo)?).map_err(self.parse_error(meminfo))?;
         memory.page_faults = vmstat.get("pgfault").copied().unwrap_or(0);
         memory.major_page_faults = vmstat.get("pgmajfault").copied().unwrap_or(0);
-        let rlimit = self
-            .files
-            .read_optional("/proc/sys/kernel/pid_max")
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .zip(
-                self.files
-                    .read_optional("/proc/loadavg")
-                    .and_then(|s| super::host::parse_loadavg_tasks(&s)),
-            );
+        let rlimit = self.rlimit();
         Ok(HostSample {
             at_ns,
             cpu_usage_ns: ticks.saturating_mul(1_000_000_000 / self.clock_ticks),

@@ -308,6 +308,25 @@ pub fn containers_to_remove(observed: &ObservedPod, keep: usize) -> Vec<String> 
     out
 }
 
+/// The kubelet's sandbox garbage collection for a pod that still exists (`evictSandboxes`):
+/// every sandbox but the newest that is not ready and holds no container once `gone` are
+/// removed.
+pub fn sandboxes_to_remove(observed: &ObservedPod, gone: &[String]) -> Vec<String> {
+    observed
+        .sandboxes
+        .iter()
+        .skip(1) // newest first (ObservedPod::sort): the newest stays
+        .filter(|sb| !sb.ready)
+        .filter(|sb| {
+            !observed
+                .containers
+                .iter()
+                .any(|c| c.sandbox_id == sb.id && !gone.contains(&c.id))
+        })
+        .map(|sb| sb.id.clone())
+        .collect()
+}
+
 /// Adds a start of `c`, unless the previous instance's back-off still runs.
 fn plan_start(input: &PlanInput<'_>, actions: &mut Actions, c: &Container, kind: ContainerKind) {
     let latest = input.observed.latest(&c.name, kind);
@@ -748,6 +767,34 @@ mod tests {
             gone,
             ["a-0", "a-1", "c-0"],
             "a keeps its running and its previous instance, c (in back-off) its last exit"
+        );
+    }
+
+    #[test]
+    fn old_sandboxes_go_once_empty_and_never_the_newest() {
+        let mut c = Case::new(
+            pod("Always", &[], &["a"], false),
+            vec![sandbox(2, true), sandbox(1, false), sandbox(0, false)],
+            vec![ctr("a", App, 1, Running, 0), ctr("a", App, 0, Exited, 1)],
+        );
+        // The exited instance lives in sandbox 1 (attempt 1): it holds it until it is gone.
+        let (s0, s1, s2) = (
+            c.observed.sandboxes[2].id.clone(),
+            c.observed.sandboxes[1].id.clone(),
+            c.observed.sandboxes[0].id.clone(),
+        );
+        c.observed.containers[0].sandbox_id = s2.clone();
+        c.observed.containers[1].sandbox_id = s1.clone();
+        assert_eq!(
+            sandboxes_to_remove(&c.observed, &[]),
+            std::slice::from_ref(&s0)
+        );
+        let gone = vec![c.observed.containers[1].id.clone()];
+        assert_eq!(sandboxes_to_remove(&c.observed, &gone), [s1, s0]);
+        c.observed.sandboxes[0].ready = false;
+        assert!(
+            !sandboxes_to_remove(&c.observed, &gone).contains(&s2),
+            "the newest stays even when not ready"
         );
     }
 

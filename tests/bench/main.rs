@@ -3,7 +3,7 @@
 //! breaks (containerd missing, a pod that never runs).
 //!
 //! Owns the bench phases and their figures: the CRI floor (vk-cri's own grpcio client with the
-//! daemon's own translator), the daemon's start and delete latencies through the API server,
+//! daemon's own translator and pod cgroup), the daemon's start and delete latencies through the API server,
 //! its idle cost (RSS, CPU, API requests and CRI calls per second) and the static binary's size;
 //! the JSON report and the table. Built as an example (`cargo test` compiles it, never runs it).
 
@@ -268,6 +268,8 @@ struct Floor {
 struct Prepared {
     sandbox: api::PodSandboxConfig,
     container: api::ContainerConfig,
+    /// The pod cgroup the kubelet (and the daemon) makes before the sandbox, with its limits.
+    cgroup: vk_cri::pod::resources::PodCgroupConfig,
 }
 
 /// A started floor pod.
@@ -357,11 +359,30 @@ impl Floor {
         let container =
             translate::container_config(&pod, c, ContainerKind::App, 0, &inputs, &self.node)
                 .map_err(|e| e.to_string())?;
-        Ok(Prepared { sandbox, container })
+        let cgroup = vk_cri::pod::resources::pod_cgroup_config(&pod);
+        Ok(Prepared {
+            sandbox,
+            container,
+            cgroup,
+        })
     }
 
-    /// RunPodSandbox + CreateContainer + StartContainer.
+    /// The pod cgroup with its limits (what enforcing them costs, as the kubelet pays it:
+    /// the sandbox and container then start under the pod's cpu quota) + RunPodSandbox +
+    /// CreateContainer + StartContainer.
     fn start(&self, p: &Prepared) -> Result<Started, String> {
+        let parent = p
+            .sandbox
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.clone())
+            .unwrap_or_default();
+        vk_cri::executor::cgroups::ensure_pod_cgroup(
+            Path::new(vk_cri::executor::cgroups::CGROUP_FS),
+            &parent,
+            &p.cgroup,
+        )
+        .map_err(|e| format!("floor: pod cgroup: {e}"))?;
         let sandbox = self
             .rt
             .run_pod_sandbox(&p.sandbox, "")
