@@ -258,7 +258,7 @@ pub struct Flags {
     #[arg(
         long,
         value_name = "SIGNAL<VALUE,...",
-        default_value = "imagefs.available<15%,memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%"
+        default_value = crate::eviction::core::DEFAULT_HARD
     )]
     pub eviction_hard: String,
 

@@ -139,17 +139,17 @@ pub struct Threshold {
     pub hard: bool,
 }
 
-/// The kubelet's Linux `DefaultEvictionHard`.
+/// The kubelet's Linux `DefaultEvictionHard`, as `--eviction-hard` takes it (its default).
+pub const DEFAULT_HARD: &str =
+    "imagefs.available<15%,memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%";
+
+/// [`DEFAULT_HARD`] as signal/value pairs.
 pub fn default_hard() -> Vec<(String, String)> {
-    [
-        ("memory.available", "100Mi"),
-        ("nodefs.available", "10%"),
-        ("nodefs.inodesFree", "5%"),
-        ("imagefs.available", "15%"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    DEFAULT_HARD
+        .split(',')
+        .filter_map(|p| p.split_once('<'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn parse_signal(name: &str) -> Result<Signal, String> {

@@ -216,7 +216,6 @@ fn usage_under(path: &Path) -> (u64, u64) {
     }
     let (mut bytes, mut inodes) = (0, 0);
     if let Ok(m) = std::fs::symlink_metadata(path) {
-        use std::os::unix::fs::MetadataExt as _;
         walk(path, m.dev(), &mut bytes, &mut inodes);
     }
     (bytes, inodes)
@@ -351,13 +350,10 @@ impl EvictionManager {
             };
             for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
                 let st = stats.iter().find(|s| {
-                    let l = &s
-                        .attributes
-                        .as_ref()
-                        .map(|a| a.labels.clone())
-                        .unwrap_or_default();
-                    l.get(crate::pod::labels::POD_UID) == Some(&uid)
-                        && l.get(crate::pod::labels::CONTAINER_NAME) == Some(&c.name)
+                    s.attributes.as_ref().is_some_and(|a| {
+                        a.labels.get(crate::pod::labels::POD_UID) == Some(&uid)
+                            && a.labels.get(crate::pod::labels::CONTAINER_NAME) == Some(&c.name)
+                    })
                 });
                 let memory = st
                     .and_then(|s| s.memory.as_ref())

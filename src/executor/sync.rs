@@ -1430,20 +1430,17 @@ impl RuntimeSyncer {
     /// then older sandboxes that are stopped and empty (the kubelet's sandbox GC).
     fn step_cleanup(&self, pass: &mut Pass<'_>) {
         let gone = plan::containers_to_remove(&pass.observed, 1);
-        for id in &gone {
-            let id = id.clone();
+        for c in pass
+            .observed
+            .containers
+            .iter()
+            .filter(|c| gone.contains(&c.id))
+        {
             pass.acted = true;
-            let log_path = pass
-                .observed
-                .containers
-                .iter()
-                .find(|c| c.id == id)
-                .map(|c| c.log_path.clone())
-                .unwrap_or_default();
-            if let Err(e) = remove_container_log(&log_path) {
-                log::warn!("pod {}: failed to remove log {log_path}: {e}", pass.key);
+            if let Err(e) = remove_container_log(&c.log_path) {
+                log::warn!("pod {}: failed to remove log {}: {e}", pass.key, c.log_path);
             }
-            if let Err(e) = self.runtime.remove_container(&id).filter_not_found() {
+            if let Err(e) = self.runtime.remove_container(&c.id).filter_not_found() {
                 log::debug!("pod {}: {e}", pass.key);
             }
         }
