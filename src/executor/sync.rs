@@ -574,6 +574,17 @@ impl RuntimeSyncer {
             .collect()
     }
 
+    /// The pod reached Succeeded or Failed: in the API server's copy or in our last status.
+    fn is_terminal(&self, pod: &Pod) -> bool {
+        let terminal = |s: Option<&PodStatus>| {
+            matches!(
+                s.and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+        };
+        terminal(pod.status.as_ref()) || terminal(self.reporter.last_status(uid(pod)).as_deref())
+    }
+
     fn report_status(
         &self,
         pod: &Pod,
@@ -978,7 +989,8 @@ impl RuntimeSyncer {
             .run_pod_sandbox(&config, &handler)
             .map_err(|e| {
                 metrics::STARTED_PODS_ERRORS.inc(&[]);
-                e.to_string()
+                // The kubelet's event carries the runtime's status as Go prints it.
+                rpc_error(&e)
             })?;
         let ips: Vec<String> = match self.runtime.pod_sandbox_status(&id) {
             Ok(s) => s
@@ -1040,6 +1052,12 @@ impl RuntimeSyncer {
             if let Some(Err(message)) = self.eviction.as_ref().map(|e| e.admit(pod)) {
                 return self.refuse(pod, &observed, &mut st, "Evicted", message);
             }
+        }
+        if self.is_terminal(pod) {
+            // The kubelet's syncPod: a pod whose phase is terminal (in the API or as last
+            // reported) never starts anything again; its worker stops what still runs.
+            self.report_status(pod, &observed, &st, false);
+            return SyncResult::Terminal;
         }
         let mut pass = self.step_plan(pod, observed, &mut st);
         if let Err(done) = self.step_kill(&mut pass) {
@@ -1958,7 +1976,7 @@ mod tests {
     #[test]
     fn a_sandbox_name_still_reserved_is_tried_again_sooner() {
         assert_eq!(
-            sandbox_retry("failed to run sandbox for pod default/p: Unknown: failed to reserve sandbox name \"p_default_u_0\": name \"p_default_u_0\" is reserved for \"1aa8\""),
+            sandbox_retry("rpc error: code = Unknown desc = failed to reserve sandbox name \"p_default_u_0\": name \"p_default_u_0\" is reserved for \"1aa8\""),
             Duration::from_secs(2)
         );
         assert_eq!(sandbox_retry("no CNI network"), Duration::from_secs(10));
@@ -1978,10 +1996,10 @@ mod tests {
         );
         let events = rec.take_events();
         assert_eq!(events.len(), 1, "{events:?}");
-        assert!(
-            events[0].starts_with("FailedCreatePodSandBox: Failed to create pod sandbox: ")
-                && events[0].contains("cni: no IP left"),
-            "{events:?}"
+        assert_eq!(
+            events[0],
+            "FailedCreatePodSandBox: Failed to create pod sandbox: rpc error: code = Unknown desc = cni: no IP left",
+            "the kubelet's text (the runtime's status as Go prints it)"
         );
         assert!(
             rt.container_ids().is_empty(),
@@ -2242,6 +2260,46 @@ mod tests {
             Some("Succeeded")
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_pod_failed_in_the_api_is_not_started_again() {
+        // An evicted pod whose container exited, seen by a restarted daemon: the kubelet's
+        // syncPod returns at once for a terminal phase, so nothing is restarted.
+        let rt = Arc::new(FakeRuntime::new());
+        rt.add_image("busybox:1.36");
+        let rec = Arc::new(Recorded::default());
+        let (first_daemon, dir) = syncer("api-failed", &rt, rec.clone());
+        let pod = one_container_pod("failed-1", "busybox:1.36", "IfNotPresent");
+        assert_eq!(first_daemon.sync(&pod), SyncResult::Requeue(RESYNC));
+        let first = rt.container_ids();
+        rt.exit_container(&first[0], 0);
+        first_daemon.cache.forget("failed-1");
+        let mut failed = (*pod).clone();
+        failed.status = Some(PodStatus {
+            phase: Some("Failed".into()),
+            reason: Some("Evicted".into()),
+            message: Some("The node was low on resource: memory. ".into()),
+            ..Default::default()
+        });
+        let failed = Arc::new(failed);
+        // A new daemon on the same runtime: it knows only the API server's copy.
+        let rec2 = Arc::new(Recorded::default());
+        let (restarted, dir2) = syncer("api-failed-2", &rt, rec2.clone());
+        assert_eq!(restarted.sync(&failed), SyncResult::Terminal);
+        assert_eq!(rt.container_ids(), first, "no container started again");
+        let status = rec2.last_status_seen().expect("a status");
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        assert_eq!(status.reason.as_deref(), Some("Evicted"));
+        // The daemon that saw the pod fail knows it from its own last status as well.
+        first_daemon.cache.forget("failed-1");
+        let mut stale = (*pod).clone();
+        stale.status = None;
+        rec.status(&stale, &status);
+        assert_eq!(first_daemon.sync(&Arc::new(stale)), SyncResult::Terminal);
+        assert_eq!(rt.container_ids(), first);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
     }
 
     #[test]

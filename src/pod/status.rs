@@ -137,9 +137,14 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
 
     let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let old_phase = input.old.and_then(|s| s.phase.as_deref());
+    let api = pod.status.as_ref();
+    let api_phase = api.and_then(|s| s.phase.as_deref());
     let phase = if is_terminal(old_phase) {
         // A terminal phase never changes again.
         old_phase.unwrap_or_default().to_string()
+    } else if is_terminal(api_phase) {
+        // Nor one the API server shows (after a restart, the API's copy is all we know).
+        api_phase.unwrap_or_default().to_string()
     } else if input.pod_failed {
         "Failed".to_string()
     } else if input.terminal && !input.is_static && !input.observed.any_running() {
@@ -172,6 +177,22 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
             .unwrap_or_default()
     };
 
+    // The kubelet keeps the reason and message that came with the phase (Evicted, NodeAffinity,
+    // Shutdown, ...) while the phase stays: from our last status, else the API server's.
+    let base_phase = input.old.or(api).and_then(|s| s.phase.as_deref());
+    let (reason, message) = if base_phase == Some(phase.as_str()) {
+        let from = |f: fn(&PodStatus) -> Option<&String>| {
+            input
+                .old
+                .and_then(f)
+                .filter(|v| !v.is_empty())
+                .or_else(|| api.and_then(f).filter(|v| !v.is_empty()))
+                .cloned()
+        };
+        (from(|s| s.reason.as_ref()), from(|s| s.message.as_ref()))
+    } else {
+        (None, None)
+    };
     let conditions = conditions(input, &phase, init_specs, &init_statuses, &app_statuses);
     let old_start = input.old.and_then(|s| s.start_time.clone());
     PodStatus {
@@ -192,6 +213,8 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         qos_class: Some(super::resources::qos_class(pod).to_string()),
         init_container_statuses: (!init_specs.is_empty()).then_some(init_statuses),
         container_statuses: Some(app_statuses),
+        reason,
+        message,
         ..Default::default()
     }
 }
@@ -997,6 +1020,45 @@ mod tests {
         );
         ok.terminal = true;
         assert_eq!(ok.status().phase.as_deref(), Some("Succeeded"));
+    }
+
+    #[test]
+    fn a_terminal_phase_in_the_api_stays_with_its_reason_and_message() {
+        // After a restart the API server's copy is the only memory of an eviction: the pod's
+        // container exited under Always, yet the pod stays Failed/Evicted (generateAPIPodStatus).
+        let mut c = Case::new(
+            pod("Always", &[], &["a"]),
+            vec![ctr("a", App, 0, Exited, 0)],
+        );
+        let evicted = PodStatus {
+            phase: Some("Failed".into()),
+            reason: Some("Evicted".into()),
+            message: Some("The node was low on resource: memory. ".into()),
+            ..Default::default()
+        };
+        c.pod.status = Some(evicted.clone());
+        let s = c.status();
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        assert_eq!(s.reason, evicted.reason);
+        assert_eq!(s.message, evicted.message);
+        // Our own last status (without a reason) wins for the phase; the API's reason fills in.
+        c.old = Some(PodStatus {
+            phase: Some("Failed".into()),
+            ..Default::default()
+        });
+        assert_eq!(c.status().reason.as_deref(), Some("Evicted"));
+        // A phase that changes drops the reason that came with the old one.
+        let mut running = Case::new(
+            pod("Always", &[], &["a"]),
+            vec![ctr("a", App, 0, Running, 0)],
+        );
+        running.old = Some(PodStatus {
+            phase: Some("Pending".into()),
+            reason: Some("SomeReason".into()),
+            ..Default::default()
+        });
+        assert_eq!(running.status().phase.as_deref(), Some("Running"));
+        assert_eq!(running.status().reason, None);
     }
 
     #[test]

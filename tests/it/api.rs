@@ -1628,6 +1628,34 @@ fn under_memory_pressure_the_biggest_user_over_its_request_is_evicted_first() {
         "one eviction per 10 s round, took {:?}",
         at_hog.elapsed()
     );
+
+    // A restarted daemon knows the evictions only from the API server: the evicted pods stay
+    // Failed/Evicted and are not started again (the kubelet's syncPod on a terminal phase).
+    d.kill();
+    d.start();
+    // Pods are synced as the first list brings them: once a pod created after the restart
+    // runs, the evicted ones have been seen.
+    f.create_pod(pod("after", &node, COOPERATIVE, 1));
+    wait_pod(&f, "after", "a new pod synced after the restart", |p| {
+        // Running, or evicted in turn (a pod without stats yet is ranked first).
+        field(p, "/status/phase") == "Running" || field(p, "/status/reason") == "Evicted"
+    });
+    for name in ["hog", "quiet"] {
+        let p = f.get_pod("default", name).unwrap();
+        assert_eq!(field(&p, "/status/phase"), "Failed", "{name}");
+        assert_eq!(field(&p, "/status/reason"), "Evicted", "{name}");
+        assert_eq!(
+            field(&p, "/status/containerStatuses/0/restartCount"),
+            0,
+            "{name} not restarted"
+        );
+        assert!(
+            d.containers(name)
+                .iter()
+                .all(|c| c.state.enum_value_or_default() != ContainerState::CONTAINER_RUNNING),
+            "{name}: no container running again"
+        );
+    }
     drop(d);
 }
 
