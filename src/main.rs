@@ -588,6 +588,9 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
             params.system_reserved = config.system_reserved;
             params.eviction = eviction;
             let pressure_view = pressure.clone();
+            let reporter = ApiReporter::start(api.clone(), &config.node_name, clock.clone())
+                .map_err(|e| format!("failed to start the status writer: {e}"))?;
+            let node_events = reporter.clone();
             let agent = NodeAgent::new(
                 api.clone(),
                 runtime.clone(),
@@ -595,7 +598,10 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
                 params,
                 config.node_status_report_frequency,
             )
-            .with_pressure(Box::new(move || pressure_view.pressure()));
+            .with_pressure(Box::new(move || pressure_view.pressure()))
+            .with_events(Box::new(move |kind, reason, message| {
+                node_events.node_event(kind, reason, message);
+            }));
             shutdown = agent.shutdown_notice();
             node_agent::spawn(agent).map_err(|e| format!("failed to start the node agent: {e}"))?;
             let (api2, node, tx2, ready2) = (
@@ -615,8 +621,6 @@ fn run(config: &Config, stop: &crossbeam_channel::Receiver<Signal>) -> Result<()
                 .name("services".into())
                 .spawn(move || run_service_reflector(api3, WatchConfig::default(), &services2))
                 .map_err(|e| format!("failed to start the service reflector: {e}"))?;
-            let reporter = ApiReporter::start(api.clone(), &config.node_name, clock.clone())
-                .map_err(|e| format!("failed to start the status writer: {e}"))?;
             (reporter, Some(api))
         }
     };

@@ -14,11 +14,16 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 
+use super::events::{reason, EventType};
 use super::host::{HostFacts, HostProbe};
 use super::runtime_state::RuntimeState;
 use super::spec::{self, NodeParams, RuntimeReadiness};
 use super::NodeError;
 use crate::cri::Runtime;
+use k8s_openapi::api::core::v1::{Node, NodeCondition};
+
+/// The message of the kubelet's `Starting` event.
+const STARTING_MESSAGE: &str = "Starting kubelet.";
 
 /// How often a runtime that stopped answering is asked again, so the node turns Ready within
 /// seconds of its return rather than at the next heartbeat.
@@ -64,7 +69,14 @@ pub struct NodeAgent {
     /// The pressure conditions, from the eviction manager; without one, from the host's usage
     /// against the hard thresholds.
     pressure: Option<PressureSource>,
+    /// Where the Node's events go (the kubelet's `Starting` and condition events).
+    events: Option<EventSink>,
+    /// `Starting` was recorded (once per run, at the first registration or adoption).
+    started: bool,
 }
+
+/// Records an event about the Node (type, reason, message): the status writer's node events.
+pub type EventSink = Box<dyn Fn(EventType, &str, &str) + Send>;
 
 /// Where the Node's MemoryPressure, DiskPressure and PIDPressure come from.
 pub type PressureSource = Box<dyn Fn() -> spec::Pressure + Send>;
@@ -119,6 +131,27 @@ impl NodeAgent {
             runtime_state: RuntimeState::default(),
             written_readiness: None,
             pressure: None,
+            events: None,
+            started: false,
+        }
+    }
+
+    /// Records the Node's events through `events`: `Starting` once per run, and the
+    /// condition events (`NodeHasSufficientMemory`, `NodeHasDiskPressure`, `NodeNotReady`, ...)
+    /// when a written status changes a condition, as the kubelet's status setters do.
+    pub fn with_events(mut self, events: EventSink) -> NodeAgent {
+        self.events = Some(events);
+        self
+    }
+
+    /// The condition events from `old` to `new`, recorded (all Normal, as the kubelet's).
+    fn condition_events(&self, old: Option<&[NodeCondition]>, new: Option<&[NodeCondition]>) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        for reason in spec::condition_events(old, new.unwrap_or_default()) {
+            let message = spec::node_status_event_message(&self.params.name, reason);
+            events(EventType::Normal, reason, &message);
         }
     }
 
@@ -173,11 +206,19 @@ impl NodeAgent {
         let readiness = self.readiness();
         let now = Timestamp::now();
         let node = spec::node_object(&self.params, &facts, &readiness, now);
+        if !self.started {
+            self.started = true;
+            if let Some(events) = &self.events {
+                events(EventType::Normal, reason::STARTING, STARTING_MESSAGE);
+            }
+        }
         let registered = match self.api.create_node(&node) {
             Ok(n) => {
                 log::info!("registered node {}", self.params.name);
                 self.last_report = Some(now);
                 self.written_readiness = Some(readiness);
+                let conditions = |n: &Node| n.status.as_ref().and_then(|s| s.conditions.clone());
+                self.condition_events(None, conditions(&node).as_deref());
                 n
             }
             Err(ApiError::AlreadyExists { .. }) => {
@@ -226,6 +267,7 @@ impl NodeAgent {
             Ok(_) => {
                 self.last_report = Some(now);
                 self.written_readiness = Some(readiness);
+                self.condition_events(old.conditions.as_deref(), new.conditions.as_deref());
                 Ok(())
             }
             Err(ApiError::NotFound { .. }) => self.register_again(),

@@ -194,6 +194,19 @@ fn status_loop(api: &dyn KubeApi, node_name: &str, shared: &Shared, clock: &dyn 
                     q.order.push_back(id);
                 }
             }
+            // NodeRestriction refuses before the uid precondition is checked: a pod of the same
+            // name created since (a StatefulSet's replacement, not bound yet) looks like this.
+            // The kubelet reads the pod first and skips a recreated one quietly; so do we.
+            Err(e @ ApiError::Forbidden { .. })
+                if match api.get_pod(ns, name) {
+                    Ok(p) => p.metadata.uid.as_deref() != Some(target_uid.as_str()),
+                    Err(ApiError::NotFound { .. }) => true,
+                    Err(_) => false,
+                } =>
+            {
+                log::debug!("pod {}: replaced by a pod of the same name: {e}", key(&pod));
+                lock(shared).mirrors.remove(&id);
+            }
             Err(e) => log::warn!("pod {}: status not written: {e}", key(&pod)),
         }
     }

@@ -83,6 +83,41 @@ fn the_node_registers_with_its_labels_taint_capacity_addresses_and_runtime() {
                 })
         })
     });
+    // The kubelet's events of a start and a first registration, about the Node (checked
+    // against kube-apiserver v1.28.7 with NodeRestriction: all accepted).
+    let expected = [
+        ("Starting", "Starting kubelet.".to_string()),
+        (
+            "NodeHasSufficientMemory",
+            format!("Node {name} status is now: NodeHasSufficientMemory"),
+        ),
+        (
+            "NodeHasNoDiskPressure",
+            format!("Node {name} status is now: NodeHasNoDiskPressure"),
+        ),
+        (
+            "NodeHasSufficientPID",
+            format!("Node {name} status is now: NodeHasSufficientPID"),
+        ),
+    ];
+    let events = wait_for("the node's events", Duration::from_secs(10), || {
+        let events: Vec<Value> = f
+            .list(Res::Events, Some("default"))
+            .into_iter()
+            .filter(|e| e["involvedObject"]["kind"] == "Node")
+            .collect();
+        (events.len() >= expected.len()).then_some(events)
+    });
+    for (reason, message) in &expected {
+        let e = events
+            .iter()
+            .find(|e| e["reason"] == *reason)
+            .unwrap_or_else(|| panic!("{reason} in {events:?}"));
+        assert_eq!(e["message"], message.as_str());
+        assert_eq!(e["type"], "Normal");
+        assert_eq!(e["involvedObject"]["name"], name.as_str());
+        assert_eq!(e["source"]["component"], "kubelet");
+    }
     let labels = &node["metadata"]["labels"];
     assert_eq!(labels["kubernetes.io/hostname"], name.as_str());
     assert_eq!(labels["kubernetes.io/os"], "linux");
@@ -242,6 +277,25 @@ fn conditions_the_node_controller_marked_unknown_are_written_over_at_the_next_he
         condition_of(&node, "Ready").unwrap()["reason"],
         "KubeletReady"
     );
+    // Every condition that left Unknown is an event, as the kubelet's setters record them.
+    let expected = [
+        "NodeHasSufficientMemory",
+        "NodeHasNoDiskPressure",
+        "NodeHasSufficientPID",
+        "NodeReady",
+    ];
+    wait_for("the condition events", Duration::from_secs(10), || {
+        let events = f.list(Res::Events, Some("default"));
+        let count = |reason: &str| {
+            events
+                .iter()
+                .filter(|e| e["involvedObject"]["kind"] == "Node" && e["reason"] == reason)
+                .map(|e| e["count"].as_u64().unwrap_or(1))
+                .sum::<u64>()
+        };
+        // The pressure events came once at registration and again now; NodeReady only now.
+        (expected[..3].iter().all(|r| count(r) >= 2) && count("NodeReady") == 1).then_some(())
+    });
 }
 
 #[test]

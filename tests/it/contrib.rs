@@ -383,7 +383,10 @@ fn the_bootstrap_templates_join_a_node_and_the_unit_and_config_file_parse() {
         .replace("TOKEN_SECRET", secret)
         .replace("EXPIRATION", &expiration);
     let token: Value = serde_saphyr::from_str(&token_yaml).unwrap();
-    let f = FakeApiServer::start();
+    let f = FakeApiServer::start_with(FakeConfig {
+        node_name: env::unique("contrib-node"),
+        ..FakeConfig::default()
+    });
     f.create(Res::Secrets, "kube-system", token.clone());
     // The bindings name the group the token carries and the node group.
     let extra = token["stringData"]["auth-extra-groups"].as_str().unwrap();

@@ -14,7 +14,7 @@ use vk_cri::cri::Runtime;
 use crate::daemon::{free_port, runtime, wait_for, Daemon};
 use crate::env;
 use crate::kubelet_client::{self as kc, Follow};
-use crate::support::fake_apiserver::FakeApiServer;
+use crate::support::fake_apiserver::{FakeApiServer, FakeConfig};
 
 const V4: [&str; 4] = [
     "v4.channel.k8s.io",
@@ -94,7 +94,10 @@ impl Kubelet {
 /// A fake API server whose SubjectAccessReviews allow only kube-apiserver's client user, and
 /// every review it was asked.
 fn reviews_allowing_the_apiserver() -> (FakeApiServer, Arc<Mutex<Vec<Value>>>) {
-    let fake = FakeApiServer::start();
+    let fake = FakeApiServer::start_with(FakeConfig {
+        node_name: env::unique("kapi-node"),
+        ..FakeConfig::default()
+    });
     let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
     let seen2 = seen.clone();
     fake.set_sar_policy(move |spec: &Value| {
