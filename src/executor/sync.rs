@@ -576,12 +576,8 @@ impl RuntimeSyncer {
 
     /// The pod reached Succeeded or Failed: in the API server's copy or in our last status.
     fn is_terminal(&self, pod: &Pod) -> bool {
-        let terminal = |s: Option<&PodStatus>| {
-            matches!(
-                s.and_then(|s| s.phase.as_deref()),
-                Some("Succeeded" | "Failed")
-            )
-        };
+        let terminal =
+            |s: Option<&PodStatus>| status::is_terminal(s.and_then(|s| s.phase.as_deref()));
         terminal(pod.status.as_ref()) || terminal(self.reporter.last_status(uid(pod)).as_deref())
     }
 
@@ -1511,10 +1507,7 @@ impl RuntimeSyncer {
                 self.clock.monotonic().saturating_duration_since(first_seen),
             );
         }
-        if done
-            || matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
-                && !after.any_running()
-        {
+        if done || status::is_terminal(status.phase.as_deref()) && !after.any_running() {
             return SyncResult::Terminal;
         }
         // A restarted container becomes Ready once it has settled: write that then.

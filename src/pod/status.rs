@@ -103,7 +103,8 @@ pub const KUBELET_CONDITIONS: [&str; 5] = [
     "PodScheduled",
 ];
 
-fn is_terminal(phase: Option<&str>) -> bool {
+/// Succeeded or Failed: a phase a pod never leaves.
+pub fn is_terminal(phase: Option<&str>) -> bool {
     matches!(phase, Some("Succeeded" | "Failed"))
 }
 
