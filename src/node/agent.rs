@@ -2,9 +2,10 @@
 //!
 //! Owns the I/O around the pure builders of `spec`: create the Node (or adopt it after a 409),
 //! re-create it when it was deleted, PUT the Lease every 10 s (re-reading on a conflict), and
-//! patch the Node's status when it changed or at least every report frequency. Every step is a
-//! method that does one round of work, so tests drive it against the fake API server without
-//! sleeping; [`spawn`] runs them on a thread. Failures are logged here, once per change of
+//! patch the Node's status when it changed or at least every report frequency, recording the
+//! kubelet's Node events (`Starting`, and one per condition a written status changed). Every
+//! step is a method that does one round of work, so tests drive it against the fake API server
+//! without sleeping; [`spawn`] runs them on a thread. Failures are logged here, once per change of
 //! state (an API server that is down is reported when it goes down and when it comes back).
 
 use std::sync::atomic::{AtomicBool, Ordering};
