@@ -21,6 +21,8 @@ ZIGENV = PATH="$(ZIG_VENV)/bin:$$PATH" \
 ZIGBUILD = $(ZIGENV) cargo-zigbuild zigbuild --locked --release --target $(MUSL_TARGET)
 BENCH_BIN := $(CARGO_TARGET_DIR)/$(MUSL_TARGET)/release/examples/bench
 BENCH_OUT := $(CARGO_TARGET_DIR)/bench/last.json
+# Extra harness arguments, e.g. BENCH_ARGS="--phases scale" for the scale series alone.
+BENCH_ARGS ?=
 # Cases per parser in make chaos's fuzz run (make test runs 400).
 CHAOS_FUZZ_CASES ?= 30000
 
@@ -80,9 +82,9 @@ check-static: ## verify the static binary: linkage, size, --version
 	@ls -l "$(STATIC_BIN)" | awk '{printf "size: %.1f MB\n", $$5/1e6}'
 	"$(STATIC_BIN)" --version
 
-bench: static env-up ## measure the static daemon against the CRI floor on the test containerd (JSON + table)
+bench: static env-up ## measure the static daemon against the CRI floor, at 0-500 pods and 1-50 nodes (JSON + tables + SVG charts; BENCH_ARGS="--phases scale")
 	$(ZIGBUILD) --example bench
-	. "$(VKCRI_DEV_BASE)/env.sh" && "$(BENCH_BIN)" --daemon "$(STATIC_BIN)" --out "$(BENCH_OUT)"
+	. "$(VKCRI_DEV_BASE)/env.sh" && "$(BENCH_BIN)" --daemon "$(STATIC_BIN)" --out "$(BENCH_OUT)" $(BENCH_ARGS)
 	@echo "bench report: $(BENCH_OUT)"
 
 chaos: build-deps env-up ## faults (daemon kills, containerd/API server outages, slow CRI, full disks) and a long fuzz run; counts to JSON + table (CHAOS_ARGS="--scenarios churn --kills 5")

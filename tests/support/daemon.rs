@@ -30,13 +30,24 @@ pub struct Daemon {
 impl Daemon {
     /// A daemon for `fake`'s node, its kubeconfig written into `dir`.
     pub fn new(bin: &Path, fake: &FakeApiServer, dir: &Path) -> Result<Daemon, String> {
+        Daemon::for_node(bin, fake.node_name(), &fake.node_kubeconfig(), dir)
+    }
+
+    /// A daemon for any `node` with this `kubeconfig` (YAML), written into `dir`.
+    pub fn for_node(
+        bin: &Path,
+        node: &str,
+        kubeconfig: &str,
+        dir: &Path,
+    ) -> Result<Daemon, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, fake.node_kubeconfig())
-            .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+        let kubeconfig_path = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig_path, kubeconfig)
+            .map_err(|e| format!("{}: {e}", kubeconfig_path.display()))?;
+        let kubeconfig = kubeconfig_path;
         Ok(Daemon {
             bin: bin.to_path_buf(),
-            node: fake.node_name().to_string(),
+            node: node.to_string(),
             dir: dir.to_path_buf(),
             kubeconfig,
             log: dir.join("daemon.log"),

@@ -451,12 +451,17 @@ impl FakeApiServer {
 
     /// A kubeconfig (YAML) for this server as its node: the CA and the node's pair inline.
     pub fn node_kubeconfig(&self) -> String {
+        self.kubeconfig_for(&self.url(), &self.node_cert())
+    }
+
+    /// A kubeconfig (YAML) for `server` (this server's URL, or a proxy in front of it) with
+    /// the CA and `cert` inline.
+    pub fn kubeconfig_for(&self, server: &str, cert: &CertKeyPem) -> String {
         use base64::Engine as _;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let cert = self.node_cert();
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: node\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: node@fake\n  context:\n    cluster: fake\n    user: node\ncurrent-context: node@fake\n",
-            self.url(),
+            server,
             b64(&self.ca_pem()),
             b64(&cert.cert_pem),
             b64(&cert.key_pem)
@@ -727,6 +732,17 @@ impl FakeApiServer {
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.shared.lock().log.clone()
+    }
+
+    /// How many requests the fake has answered (cheaper than `requests().len()`).
+    pub fn request_count(&self) -> usize {
+        self.shared.lock().log.len()
+    }
+
+    /// The requests answered after the first `n`.
+    pub fn requests_since(&self, n: usize) -> Vec<LoggedRequest> {
+        let inner = self.shared.lock();
+        inner.log.get(n..).map(<[_]>::to_vec).unwrap_or_default()
     }
 
     pub fn clear_requests(&self) {
