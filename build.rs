@@ -1,6 +1,7 @@
 //! Generates the message types and the grpcio client stubs from `proto/`: the CRI v1 API
 //! (`api.proto`, into `$OUT_DIR/cri/`) and the gRPC health service (`health.proto`, into
-//! `$OUT_DIR/health/`, for grpc probes).
+//! `$OUT_DIR/health/`, for grpc probes) and the relist's slim view of two CRI list calls
+//! (`relist.proto`, into `$OUT_DIR/relist/`).
 //!
 //! Owns code generation only, with no protoc: protobuf-codegen's pure-Rust parser writes the
 //! messages, and the client stubs are written here from the parsed service descriptors, because
@@ -17,7 +18,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Each proto with the `$OUT_DIR` subdirectory its code goes to.
-const PROTOS: [(&str, &str); 2] = [("proto/api.proto", "cri"), ("proto/health.proto", "health")];
+const PROTOS: [(&str, &str); 3] = [
+    ("proto/api.proto", "cri"),
+    ("proto/health.proto", "health"),
+    ("proto/relist.proto", "relist"),
+];
 
 /// The functions the daemon runs, by section name (`make text-layout` writes it).
 const HOT_TEXT: &str = "contrib/static/hot-text.txt";

@@ -41,6 +41,8 @@ pub const READ_LANES: usize = 8;
 pub struct GrpcRuntime {
     endpoint: PathBuf,
     runtime: grpc::RuntimeServiceClient,
+    /// The same service, with the relist's slim messages (`proto/relist.proto`).
+    relist: api::relist::grpc::RuntimeServiceClient,
     images: grpc::ImageServiceClient,
     deadlines: Deadlines,
     /// Shared by every clone: how many reads may be in flight (see [`Lanes`]).
@@ -82,6 +84,7 @@ impl GrpcRuntime {
         GrpcRuntime {
             endpoint: socket.to_path_buf(),
             runtime: grpc::RuntimeServiceClient::new(channel.clone()),
+            relist: api::relist::grpc::RuntimeServiceClient::new(channel.clone()),
             images: grpc::ImageServiceClient::new(channel),
             deadlines,
             read_lanes: Arc::new(Lanes::new(READ_LANES)),
@@ -279,6 +282,26 @@ impl Runtime for GrpcRuntime {
         Ok(r.items)
     }
 
+    fn relist_pod_sandboxes(
+        &self,
+        labels: &Labels,
+    ) -> Result<Vec<api::relist::RelistPodSandbox>, CriError> {
+        let req = api::relist::RelistPodSandboxRequest {
+            filter: Some(api::relist::RelistPodSandboxFilter {
+                label_selector: labels.clone(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let r = self
+            .read("list_podsandbox", || {
+                self.relist.list_pod_sandbox(&req, self.opt())
+            })
+            .map_err(fail("list sandboxes of", Target::Runtime))?;
+        Ok(r.items)
+    }
+
     fn create_container(
         &self,
         sandbox_id: &str,
@@ -356,6 +379,26 @@ impl Runtime for GrpcRuntime {
         let r = self
             .read("list_containers", || {
                 self.runtime.list_containers(&req, self.opt())
+            })
+            .map_err(fail("list containers of", Target::Runtime))?;
+        Ok(r.containers)
+    }
+
+    fn relist_containers(
+        &self,
+        labels: &Labels,
+    ) -> Result<Vec<api::relist::RelistContainer>, CriError> {
+        let req = api::relist::RelistContainersRequest {
+            filter: Some(api::relist::RelistContainerFilter {
+                label_selector: labels.clone(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let r = self
+            .read("list_containers", || {
+                self.relist.list_containers(&req, self.opt())
             })
             .map_err(fail("list containers of", Target::Runtime))?;
         Ok(r.containers)

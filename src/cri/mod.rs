@@ -92,6 +92,32 @@ pub trait Runtime: Send + Sync {
     fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<api::PodSandboxStatus, CriError>;
     /// CRI `ListPodSandbox` filtered by labels (empty = all).
     fn list_pod_sandboxes(&self, labels: &Labels) -> Result<Vec<api::PodSandbox>, CriError>;
+    /// The relist's `ListPodSandbox`: only each sandbox's id, pod metadata and state (the
+    /// gRPC client reads nothing else off the wire; this default trims the full list).
+    fn relist_pod_sandboxes(
+        &self,
+        labels: &Labels,
+    ) -> Result<Vec<api::relist::RelistPodSandbox>, CriError> {
+        Ok(self
+            .list_pod_sandboxes(labels)?
+            .into_iter()
+            .map(|sb| api::relist::RelistPodSandbox {
+                id: sb.id,
+                metadata: sb
+                    .metadata
+                    .into_option()
+                    .map(|m| api::relist::RelistPodSandboxMetadata {
+                        name: m.name,
+                        uid: m.uid,
+                        namespace: m.namespace,
+                        ..Default::default()
+                    })
+                    .into(),
+                state: sb.state.value(),
+                ..Default::default()
+            })
+            .collect())
+    }
 
     /// CRI `CreateContainer` in a sandbox; returns the new container id.
     fn create_container(
@@ -112,6 +138,23 @@ pub trait Runtime: Send + Sync {
         labels: &Labels,
         sandbox_id: Option<&str>,
     ) -> Result<Vec<api::Container>, CriError>;
+    /// The relist's `ListContainers`: only each container's id, sandbox id and state (as
+    /// [`Runtime::relist_pod_sandboxes`]).
+    fn relist_containers(
+        &self,
+        labels: &Labels,
+    ) -> Result<Vec<api::relist::RelistContainer>, CriError> {
+        Ok(self
+            .list_containers(labels, None)?
+            .into_iter()
+            .map(|c| api::relist::RelistContainer {
+                id: c.id,
+                pod_sandbox_id: c.pod_sandbox_id,
+                state: c.state.value(),
+                ..Default::default()
+            })
+            .collect())
+    }
     /// CRI `ContainerStatus`.
     fn container_status(&self, container_id: &str) -> Result<api::ContainerStatus, CriError>;
     /// CRI `ReopenContainerLog`, after the log file was rotated away.
