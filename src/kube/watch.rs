@@ -44,6 +44,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -53,8 +54,14 @@ use super::error::{ApiError, RequestRef};
 use super::request::{self, ListOptions, Request, WatchOptions};
 
 /// The k8s objects the watcher and store handle (Pod, ConfigMap, Secret, Service).
-pub trait Object: k8s_openapi::Metadata<Ty = ObjectMeta> + DeserializeOwned + Clone {}
-impl<T> Object for T where T: k8s_openapi::Metadata<Ty = ObjectMeta> + DeserializeOwned + Clone {}
+pub trait Object:
+    k8s_openapi::Metadata<Ty = ObjectMeta> + DeserializeOwned + Clone + 'static
+{
+}
+impl<T> Object for T where
+    T: k8s_openapi::Metadata<Ty = ObjectMeta> + DeserializeOwned + Clone + 'static
+{
+}
 
 /// An object the server sent that did not decode. It is reported, never fatal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -659,6 +666,59 @@ impl<K> Default for Store<K> {
     }
 }
 
+/// What the store keeps of an object. Nothing on a node reads managedFields, and on a real API
+/// server's objects they are the largest part (a JSON tree per field manager): dropped as
+/// client-go's TransformStripManagedFields drops them from an informer's cache. A pod's lists
+/// are shrunk to their length: serde grows a list by doubling as it decodes it, so a pod's one
+/// container status sat in room for four (~2.7 KB a pod of slack, every pod of the node held
+/// for as long as it lives).
+fn trim<K: Object>(k: &mut K) {
+    k.metadata_mut().managed_fields = None;
+    if let Some(pod) = (k as &mut dyn std::any::Any).downcast_mut::<Pod>() {
+        shrink_pod(pod);
+    }
+}
+
+fn shrink<T>(v: &mut Option<Vec<T>>) {
+    if let Some(v) = v {
+        v.shrink_to_fit();
+    }
+}
+
+fn shrink_container(c: &mut Container) {
+    shrink(&mut c.args);
+    shrink(&mut c.command);
+    shrink(&mut c.env);
+    shrink(&mut c.env_from);
+    shrink(&mut c.ports);
+    shrink(&mut c.volume_mounts);
+}
+
+fn shrink_pod(p: &mut Pod) {
+    shrink(&mut p.metadata.owner_references);
+    shrink(&mut p.metadata.finalizers);
+    if let Some(spec) = p.spec.as_mut() {
+        spec.containers.shrink_to_fit();
+        spec.containers.iter_mut().for_each(shrink_container);
+        if let Some(init) = spec.init_containers.as_mut() {
+            init.shrink_to_fit();
+            init.iter_mut().for_each(shrink_container);
+        }
+        shrink(&mut spec.volumes);
+        shrink(&mut spec.tolerations);
+        shrink(&mut spec.image_pull_secrets);
+        shrink(&mut spec.readiness_gates);
+    }
+    if let Some(st) = p.status.as_mut() {
+        shrink(&mut st.conditions);
+        shrink(&mut st.container_statuses);
+        shrink(&mut st.init_container_statuses);
+        shrink(&mut st.ephemeral_container_statuses);
+        shrink(&mut st.pod_ips);
+        shrink(&mut st.host_ips);
+    }
+}
+
 fn uid_of<K: Object>(k: &K) -> Option<&str> {
     k.metadata().uid.as_deref()
 }
@@ -712,10 +772,7 @@ impl<K: Object> Store<K> {
             Some(old) if rv_of(old.as_ref()) == rv_of(&k) => return None,
             known => known.is_some(),
         };
-        // Nothing on a node reads managedFields, and on a real API server's objects they are
-        // the largest part (a JSON tree per field manager): dropped as client-go's
-        // TransformStripManagedFields drops them from an informer's cache.
-        k.metadata_mut().managed_fields = None;
+        trim(&mut k);
         let k = Arc::new(k);
         self.objects.insert(uid, k.clone());
         Some(if known {
@@ -756,6 +813,52 @@ mod tests {
     use k8s_openapi::api::core::v1::{Pod, Secret};
     use std::path::PathBuf;
     use std::time::Duration;
+
+    #[test]
+    fn the_store_keeps_a_pods_lists_at_their_length() {
+        let conditions: Vec<serde_json::Value> = [
+            "PodScheduled",
+            "Initialized",
+            "Ready",
+            "ContainersReady",
+            "PodReadyToStartContainers",
+        ]
+        .iter()
+        .map(|t| serde_json::json!({"type": t, "status": "True"}))
+        .collect();
+        let text = serde_json::json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u-1", "resourceVersion": "5",
+                "managedFields": [{"manager": "kubelet"}]},
+            "spec": {"containers": [{"name": "c", "env": [{"name": "A", "value": "1"}]}]},
+            "status": {"conditions": conditions,
+                "containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": true,
+                    "restartCount": 0}]},
+        })
+        .to_string();
+        let mut pod: Pod = decode_json(text.as_bytes()).unwrap();
+        let conds = pod.status.as_ref().unwrap().conditions.as_ref().unwrap();
+        assert!(
+            conds.capacity() > conds.len(),
+            "serde grew the list by doubling"
+        );
+        trim(&mut pod);
+        let st = pod.status.as_ref().unwrap();
+        for (cap, len) in [
+            (st.conditions.as_ref().unwrap().capacity(), 5),
+            (st.container_statuses.as_ref().unwrap().capacity(), 1),
+            (
+                pod.spec.as_ref().unwrap().containers[0]
+                    .env
+                    .as_ref()
+                    .unwrap()
+                    .capacity(),
+                1,
+            ),
+        ] {
+            assert_eq!(cap, len);
+        }
+        assert!(pod.metadata.managed_fields.is_none());
+    }
 
     fn fixture(dir: &str, file: &str) -> Vec<u8> {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -131,7 +131,7 @@ pub fn targets(
             ));
         }
         for l in &s.levels {
-            if let Some(g) = &l.grow {
+            if let Some(g) = l.grow.as_ref().filter(|g| !g.floor.samples.is_empty()) {
                 t.push(Target::new(
                     format!("burst start wall, {} onto {}", g.size, g.from),
                     "<= 1.2x floor",
@@ -141,12 +141,17 @@ pub fn targets(
                 ));
             }
         }
-        let worst = s
+        let probed: Vec<(f64, usize)> = s
             .levels
             .iter()
+            .filter(|l| !l.under_load.0.samples.is_empty())
             .map(|l| (l.under_load.0.p(99.0), l.pods))
+            .collect();
+        let worst = probed
+            .iter()
+            .copied()
             .fold((0.0f64, 0), |a, b| if b.0 > a.0 { b } else { a });
-        if !s.levels.is_empty() {
+        if !probed.is_empty() {
             t.push(Target::new(
                 format!("start p99 under load ({} pods)", worst.1),
                 "<= 5000 ms",
