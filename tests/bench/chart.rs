@@ -66,11 +66,13 @@ impl Chart {
             .light_line_style(RGBColor(235, 235, 235))
             .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&|y| {
-                if ymax >= 10.0 {
-                    format!("{y:.0}")
-                } else {
-                    format!("{y:.1}")
-                }
+                let digits = match ymax {
+                    m if m >= 10.0 => 0,
+                    m if m >= 1.0 => 1,
+                    m if m >= 0.1 => 2,
+                    _ => 3,
+                };
+                format!("{y:.digits$}")
             })
             .draw()
             .map_err(|e| err(&e))?;
