@@ -199,6 +199,15 @@ impl Floor {
 
     /// `n` pods started at once from `n` threads, then deleted at once.
     pub fn burst(&self, n: usize) -> Result<(Series, Series), String> {
+        self.burst_timed(n, || ())
+    }
+
+    /// [`Floor::burst`], calling `on_started` once every pod has started, before the deletion.
+    pub fn burst_timed(
+        &self,
+        n: usize,
+        on_started: impl FnOnce(),
+    ) -> Result<(Series, Series), String> {
         let prepared: Vec<Prepared> = (0..n).map(|_| self.prepare()).collect::<Result<_, _>>()?;
         let started: Mutex<Vec<Started>> = Mutex::new(Vec::new());
         let up = self.at_once(&prepared, |p| {
@@ -216,6 +225,7 @@ impl Floor {
                 return Err(e);
             }
         };
+        on_started();
         let down = self.at_once(&started, |s| self.delete(s))?;
         Ok((up, down))
     }

@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 
 use crate::floor::Floor;
-use crate::measure::{r2, Series, Spread};
+use crate::measure::{clk_tck, proc_cpu_ticks, r2, Series, Spread};
 use crate::support::daemon::Daemon;
 use crate::vk::{with_log, VkBench};
 
@@ -20,6 +20,17 @@ pub struct Round {
     pub vk_down: Series,
     pub floor_up: Series,
     pub floor_down: Series,
+    /// CPU seconds during each side's start burst: the daemon's, and the harness's own (the
+    /// fake API server and the pod monitor on the daemon's side, the floor's CRI client on the
+    /// floor's): what the two sides need besides containerd, on the same CPUs.
+    pub vk_daemon_cpu_s: f64,
+    pub vk_harness_cpu_s: f64,
+    pub floor_harness_cpu_s: f64,
+}
+
+/// CPU seconds of `pid` so far (0 if /proc cannot be read: a figure, never a failure).
+fn cpu_s(pid: u32) -> f64 {
+    proc_cpu_ticks(pid).map_or(0.0, |t| t as f64 / clk_tck())
 }
 
 pub struct Latency {
@@ -64,11 +75,17 @@ pub fn run(
         );
         let mut floor_side = None;
         let mut vk_side = None;
+        let (me, daemon) = (std::process::id(), d.pid()?);
+        let (mut floor_cpu, mut vk_cpu) = (0.0, (0.0, 0.0));
         for floor_turn in [floor_first, !floor_first] {
             if floor_turn {
-                floor_side = Some(floor.burst(burst)?);
+                let t0 = cpu_s(me);
+                let (up, down) = floor.burst_timed(burst, || floor_cpu = cpu_s(me) - t0)?;
+                floor_side = Some((up, down));
             } else {
+                let (h0, d0) = (cpu_s(me), cpu_s(daemon));
                 let (names, up) = vk.burst_create(burst).map_err(|e| with_log(d, e))?;
+                vk_cpu = (cpu_s(daemon) - d0, cpu_s(me) - h0);
                 let down = vk.burst_delete(&names).map_err(|e| with_log(d, e))?;
                 vk_side = Some((up, down));
             }
@@ -78,11 +95,15 @@ pub fn run(
             vk_side.ok_or("no vk-cri burst")?,
         );
         eprintln!(
-            "bench: round {}: start wall {:.0} ms vs floor {:.0} ms ({:.2}x)",
+            "bench: round {}: start wall {:.0} ms vs floor {:.0} ms ({:.2}x); CPU s during the \
+             start: daemon {:.1} + harness {:.1}, floor's harness {:.1}",
             r + 1,
             vk_up.wall(),
             floor_up.wall(),
-            vk_up.wall() / floor_up.wall()
+            vk_up.wall() / floor_up.wall(),
+            vk_cpu.0,
+            vk_cpu.1,
+            floor_cpu
         );
         out.rounds.push(Round {
             floor_first,
@@ -90,6 +111,9 @@ pub fn run(
             vk_down,
             floor_up,
             floor_down,
+            vk_daemon_cpu_s: vk_cpu.0,
+            vk_harness_cpu_s: vk_cpu.1,
+            floor_harness_cpu_s: floor_cpu,
         });
     }
     Ok(out)
@@ -165,6 +189,13 @@ impl Latency {
                 let (vk, fl) = Latency::sides(r, phase);
                 let mut v = pair(vk, fl);
                 v["floor_first"] = json!(r.floor_first);
+                if matches!(phase, Phase::Start) {
+                    v["cpu_s"] = json!({
+                        "vk_daemon": r2(r.vk_daemon_cpu_s),
+                        "vk_harness": r2(r.vk_harness_cpu_s),
+                        "floor_harness": r2(r.floor_harness_cpu_s),
+                    });
+                }
                 v
             }).collect::<Vec<_>>(),
             "ratio_wall": self.wall_ratio(phase).json(),
