@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use protobuf::Enum as _;
+
 use super::cache::{self, RuntimeCache};
 use super::worker::PodWorkers;
 use crate::clock::Clock;
@@ -56,11 +58,8 @@ pub fn relist(runtime: &dyn Runtime, node_name: &str) -> Result<Relist, CriError
         if m.uid.is_empty() {
             continue;
         }
-        let state = if sb.state == api::PodSandboxState::SANDBOX_READY as i32 {
-            api::PodSandboxState::SANDBOX_READY
-        } else {
-            api::PodSandboxState::SANDBOX_NOTREADY
-        };
+        let state = api::PodSandboxState::from_i32(sb.state)
+            .unwrap_or(api::PodSandboxState::SANDBOX_NOTREADY);
         states
             .entry(m.uid.clone())
             .or_default()
@@ -79,16 +78,12 @@ pub fn relist(runtime: &dyn Runtime, node_name: &str) -> Result<Relist, CriError
         let Some(uid) = pod_of.get(&c.pod_sandbox_id) else {
             continue;
         };
-        let state = match c.state {
-            s if s == api::ContainerState::CONTAINER_CREATED as i32 => s,
-            s if s == api::ContainerState::CONTAINER_RUNNING as i32 => s,
-            s if s == api::ContainerState::CONTAINER_EXITED as i32 => s,
-            _ => api::ContainerState::CONTAINER_UNKNOWN as i32,
-        };
+        let state = api::ContainerState::from_i32(c.state)
+            .unwrap_or(api::ContainerState::CONTAINER_UNKNOWN);
         states
             .entry(uid.clone())
             .or_default()
-            .push((c.id, state + cache::CONTAINER_STATE));
+            .push((c.id, state as i32 + cache::CONTAINER_STATE));
     }
     for (uid, s) in states {
         let print = cache::fingerprint(s.iter().map(|(id, st)| (id.as_str(), *st)).collect());

@@ -230,8 +230,7 @@ fn run(
     // The daemon, on containerd directly; it idles while the floor runs (it lists only the
     // sandboxes with its own node's owner label, and the floor's carry another node's).
     let max_pods = levels.last().copied().unwrap_or(0).max(args.burst) + args.probe + 10;
-    let mut d = bench_daemon(bin, fake, &scratch.join("daemon"), max_pods)?;
-    d.log_level.clone_from(&log_level);
+    let mut d = bench_daemon(bin, fake, &scratch.join("daemon"), &log_level, max_pods)?;
     let (mut lat, mut sc, mut nodes_runs) = (None, None, Vec::new());
     if args.phase("latency") || args.phase("scale") {
         d.start(&env.socket)?;

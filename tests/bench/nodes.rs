@@ -296,14 +296,14 @@ pub fn run(setup: &Setup<'_>, fake: &FakeApiServer, n: usize) -> Result<Nodes, S
         d.kill();
     }
     let nf = n as f64;
-    let ours: Vec<&LoggedRequest> = reqs
-        .iter()
-        .filter(|r| {
-            r.user
-                .strip_prefix("system:node:")
-                .is_some_and(|node| names.iter().any(|n| n == node))
-        })
-        .collect();
+    // The node a request came from, if it is one of this run's.
+    let node_of = |r: &LoggedRequest| -> Option<String> {
+        r.user
+            .strip_prefix("system:node:")
+            .filter(|node| names.iter().any(|n| n == node))
+            .map(str::to_string)
+    };
+    let ours: Vec<&LoggedRequest> = reqs.iter().filter(|r| node_of(r).is_some()).collect();
     let mut by_kind: BTreeMap<String, f64> = BTreeMap::new();
     let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
     let mut leases: BTreeMap<&str, Vec<Instant>> = BTreeMap::new();
@@ -325,12 +325,9 @@ pub fn run(setup: &Setup<'_>, fake: &FakeApiServer, n: usize) -> Result<Nodes, S
     let mut watches: BTreeMap<(String, String), f64> = BTreeMap::new();
     for r in fake.requests_since(req_start) {
         let k = kind(&r);
-        let Some(node) = r.user.strip_prefix("system:node:") else {
+        let Some(node) = node_of(&r).filter(|_| k.starts_with("watch ")) else {
             continue;
         };
-        if !k.starts_with("watch ") || !names.iter().any(|n| n == node) {
-            continue;
-        }
         let timeout = r
             .query
             .split('&')
@@ -340,25 +337,23 @@ pub fn run(setup: &Setup<'_>, fake: &FakeApiServer, n: usize) -> Result<Nodes, S
             // Without one the real API server ends a watch after 30–60 min
             // (--min-request-timeout 1800 s × (1 + rand)).
             .unwrap_or(2700.0);
-        watches.insert((node.to_string(), k), timeout);
+        watches.insert((node, k), timeout);
     }
     let watch_restarts_ps = watches.values().map(|t| 1.0 / t).sum::<f64>() / nf;
-    let window_watch_starts = ours
+    let watches_started_ps = by_kind
         .iter()
-        .filter(|r| kind(r).starts_with("watch "))
-        .count();
+        .filter(|(k, _)| k.starts_with("watch "))
+        .fold(0.0, |a, (_, v)| a + v);
+    let rps = ours.len() as f64 / nf / secs;
     Ok(Nodes {
         n,
         secs,
-        rps: ours.len() as f64 / nf / secs,
-        steady_rps: (ours.len() - window_watch_starts) as f64 / nf / secs + watch_restarts_ps,
+        rps,
+        steady_rps: rps - watches_started_ps + watch_restarts_ps,
         watches: watches.len() as f64 / nf,
         watch_restarts_ps,
         rps_max_node: per_node.values().copied().max().unwrap_or(0) as f64 / secs,
-        watches_started_ps: by_kind
-            .iter()
-            .filter(|(k, _)| k.starts_with("watch "))
-            .fold(0.0, |a, (_, v)| a + v),
+        watches_started_ps,
         by_kind,
         bytes_up_ps: (up1 - up0) as f64 / nf / secs,
         bytes_down_ps: (down1 - down0) as f64 / nf / secs,

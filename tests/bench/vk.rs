@@ -19,18 +19,19 @@ use crate::CLEANUP;
 
 const POD_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The daemon as `fake`'s node, with the bench's cgroup root and log level and room for
+/// The daemon as `fake`'s node, with the bench's cgroup root, this `RUST_LOG` and room for
 /// `max_pods`.
 pub fn bench_daemon(
     bin: &Path,
     fake: &FakeApiServer,
     dir: &Path,
+    log_level: &str,
     max_pods: usize,
 ) -> Result<Daemon, String> {
     let mut d = Daemon::new(bin, fake, dir)?;
     d.args(["--max-pods", &max_pods.to_string()]);
     d.args(["--cgroup-root", CGROUP_ROOT]);
-    d.log_level = std::env::var("VKCRI_BENCH_DAEMON_LOG").unwrap_or_else(|_| "info".into());
+    d.log_level = log_level.to_string();
     d.pid_slot = CLEANUP.get().map(|c| &c.daemon_pid);
     Ok(d)
 }

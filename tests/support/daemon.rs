@@ -41,15 +41,13 @@ impl Daemon {
         dir: &Path,
     ) -> Result<Daemon, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let kubeconfig_path = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig_path, kubeconfig)
-            .map_err(|e| format!("{}: {e}", kubeconfig_path.display()))?;
-        let kubeconfig = kubeconfig_path;
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, kubeconfig).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Daemon {
             bin: bin.to_path_buf(),
             node: node.to_string(),
             dir: dir.to_path_buf(),
-            kubeconfig,
+            kubeconfig: path,
             log: dir.join("daemon.log"),
             log_level: "info".to_string(),
             extra: Vec::new(),
